@@ -1,0 +1,47 @@
+# kapi: `make test` and `make demo` work on a fresh Debian machine; they
+# install what is missing (apt), build, and run.
+BUILD     ?= build
+JOBS      ?= $(shell nproc)
+CMAKE_FLAGS ?=
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Exactly what building and testing kapi needs, as Debian packages.
+DEB_PACKAGES := build-essential cmake pkg-config \
+	liblua5.4-dev lua-cjson-dev libedit-dev \
+	lua-argparse lua-busted libcmocka-dev tmux
+
+.PHONY: all deps build test test-asan bench docs install clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DKAPI_SANITIZE=ON -DKAPI_WERROR=ON"
+
+docs: build
+	$(BUILD)/kapi -e 'require "kapi"; require "kapi.repl"; print(require("kapi.doc").markdown())' > docs/api.md
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf build build-asan

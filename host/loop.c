@@ -1,0 +1,293 @@
+/* The event loop: epoll for descriptors, a binary min-heap for timers, a
+ * self-pipe so that a signal wakes a sleeping epoll_wait. */
+#define _GNU_SOURCE
+#include "loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 64
+#define NO_INDEX SIZE_MAX
+
+struct kapi_loop {
+  int epfd;
+  int wake_read, wake_write;
+  kapi_timer **heap;
+  size_t heap_len, heap_cap;
+  size_t watches;
+  kapi_prepare_cb prepare;
+  void *prepare_data;
+};
+
+/* Signal state is necessarily global: a signal handler has no other way to
+ * reach the loop. It is written only by the handler and read by the loop. */
+static volatile sig_atomic_t interrupt_pending;
+static int interrupt_wake_fd = -1;
+static void (*interrupt_fn)(void *);
+static void *interrupt_data;
+
+uint64_t kapi_loop_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+kapi_loop *kapi_loop_new(void) {
+  kapi_loop *loop = calloc(1, sizeof *loop);
+  int pipefd[2];
+  if (!loop) return NULL;
+  loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (loop->epfd < 0 || pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+    if (loop->epfd >= 0) close(loop->epfd);
+    free(loop);
+    return NULL;
+  }
+  loop->wake_read = pipefd[0];
+  loop->wake_write = pipefd[1];
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wake_read, &ev);
+  return loop;
+}
+
+void kapi_loop_free(kapi_loop *loop) {
+  if (!loop) return;
+  kapi_loop_release_interrupts(loop);
+  close(loop->epfd);
+  close(loop->wake_read);
+  close(loop->wake_write);
+  free(loop->heap);
+  free(loop);
+}
+
+/* --- timers ------------------------------------------------------------ */
+
+static int timer_before(const kapi_timer *a, const kapi_timer *b) {
+  return a->due_ns < b->due_ns;
+}
+
+static void heap_place(kapi_loop *loop, size_t i, kapi_timer *t) {
+  loop->heap[i] = t;
+  t->heap_index = i;
+}
+
+static void heap_up(kapi_loop *loop, size_t i) {
+  kapi_timer *t = loop->heap[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!timer_before(t, loop->heap[parent])) break;
+    heap_place(loop, i, loop->heap[parent]);
+    i = parent;
+  }
+  heap_place(loop, i, t);
+}
+
+static void heap_down(kapi_loop *loop, size_t i) {
+  kapi_timer *t = loop->heap[i];
+  for (;;) {
+    size_t child = 2 * i + 1;
+    if (child >= loop->heap_len) break;
+    if (child + 1 < loop->heap_len &&
+        timer_before(loop->heap[child + 1], loop->heap[child]))
+      child++;
+    if (!timer_before(loop->heap[child], t)) break;
+    heap_place(loop, i, loop->heap[child]);
+    i = child;
+  }
+  heap_place(loop, i, t);
+}
+
+void kapi_timer_init(kapi_timer *timer, kapi_timer_cb cb, void *data) {
+  timer->due_ns = 0;
+  timer->heap_index = NO_INDEX;
+  timer->cb = cb;
+  timer->data = data;
+}
+
+int kapi_timer_active(const kapi_timer *timer) {
+  return timer->heap_index != NO_INDEX;
+}
+
+void kapi_timer_stop(kapi_loop *loop, kapi_timer *timer) {
+  size_t i = timer->heap_index;
+  if (i == NO_INDEX) return;
+  timer->heap_index = NO_INDEX;
+  kapi_timer *last = loop->heap[--loop->heap_len];
+  if (i == loop->heap_len) return;
+  heap_place(loop, i, last);
+  heap_up(loop, i);
+  heap_down(loop, last->heap_index);
+}
+
+int kapi_timer_start(kapi_loop *loop, kapi_timer *timer, uint64_t delay_ns) {
+  kapi_timer_stop(loop, timer);
+  if (loop->heap_len == loop->heap_cap) {
+    size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+    kapi_timer **heap = realloc(loop->heap, cap * sizeof *heap);
+    if (!heap) return -1;
+    loop->heap = heap;
+    loop->heap_cap = cap;
+  }
+  timer->due_ns = kapi_loop_now_ns() + delay_ns;
+  heap_place(loop, loop->heap_len++, timer);
+  heap_up(loop, timer->heap_index);
+  return 0;
+}
+
+static int fire_timers(kapi_loop *loop) {
+  uint64_t now = kapi_loop_now_ns();
+  int fired = 0;
+  while (loop->heap_len > 0 && loop->heap[0]->due_ns <= now) {
+    kapi_timer *t = loop->heap[0];
+    kapi_timer_stop(loop, t);
+    t->cb(t);
+    fired++;
+  }
+  return fired;
+}
+
+/* --- descriptors ------------------------------------------------------- */
+
+static uint32_t epoll_events(unsigned events) {
+  return (events & KAPI_READABLE ? EPOLLIN : 0) |
+         (events & KAPI_WRITABLE ? EPOLLOUT : 0);
+}
+
+int kapi_watch_start(kapi_loop *loop, kapi_watch *watch, int fd,
+                     unsigned events, kapi_watch_cb cb, void *data) {
+  watch->fd = fd;
+  watch->events = events;
+  watch->cb = cb;
+  watch->data = data;
+  struct epoll_event ev = {.events = epoll_events(events), .data.ptr = watch};
+  if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return -1;
+  loop->watches++;
+  return 0;
+}
+
+int kapi_watch_update(kapi_loop *loop, kapi_watch *watch, unsigned events) {
+  watch->events = events;
+  struct epoll_event ev = {.events = epoll_events(events), .data.ptr = watch};
+  return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, watch->fd, &ev);
+}
+
+void kapi_watch_stop(kapi_loop *loop, kapi_watch *watch) {
+  if (watch->fd < 0) return;
+  /* The descriptor may already be closed (libcurl closes before telling);
+   * then the kernel has dropped it from the set and ENOENT/EBADF is fine. */
+  epoll_ctl(loop->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
+  watch->fd = -1;
+  loop->watches--;
+}
+
+static unsigned kapi_events(uint32_t ev) {
+  unsigned events = 0;
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) events |= KAPI_READABLE;
+  if (ev & (EPOLLOUT | EPOLLERR)) events |= KAPI_WRITABLE;
+  return events;
+}
+
+static void drain_wake_pipe(kapi_loop *loop) {
+  char buf[64];
+  while (read(loop->wake_read, buf, sizeof buf) > 0) {
+  }
+}
+
+/* --- the iteration ----------------------------------------------------- */
+
+void kapi_loop_set_prepare(kapi_loop *loop, kapi_prepare_cb cb, void *data) {
+  loop->prepare = cb;
+  loop->prepare_data = data;
+}
+
+size_t kapi_loop_pending(const kapi_loop *loop) {
+  return loop->heap_len + loop->watches;
+}
+
+static int wait_ms(kapi_loop *loop, int busy, uint64_t max_wait_ns) {
+  if (busy || interrupt_pending) return 0;
+  uint64_t wait = max_wait_ns;
+  if (loop->heap_len > 0) {
+    uint64_t now = kapi_loop_now_ns(), due = loop->heap[0]->due_ns;
+    uint64_t until = due > now ? due - now : 0;
+    if (until < wait) wait = until;
+  }
+  /* Round up: waking a little early would only spin until the deadline. */
+  uint64_t ms = (wait + 999999u) / 1000000u;
+  return ms > 86400000u ? 86400000 : (int)ms;
+}
+
+int kapi_loop_run_once(kapi_loop *loop, uint64_t max_wait_ns) {
+  int busy = loop->prepare ? loop->prepare(loop, loop->prepare_data) : 0;
+  struct epoll_event events[MAX_EVENTS];
+  int n = epoll_wait(loop->epfd, events, MAX_EVENTS,
+                     wait_ms(loop, busy, max_wait_ns));
+  if (n < 0) {
+    if (errno != EINTR) return -1;
+    n = 0;
+  }
+  int dispatched = 0;
+  for (int i = 0; i < n; i++) {
+    kapi_watch *w = events[i].data.ptr;
+    if (!w) {
+      drain_wake_pipe(loop);
+      continue;
+    }
+    if (w->fd < 0) continue; /* stopped by an earlier callback this round */
+    w->cb(w, kapi_events(events[i].events));
+    dispatched++;
+  }
+  dispatched += fire_timers(loop);
+  return interrupt_pending ? -1 : dispatched;
+}
+
+/* --- interrupts -------------------------------------------------------- */
+
+static void on_sigint(int sig) {
+  int saved = errno;
+  if (interrupt_pending) {
+    /* A second Ctrl-C before the first was handled: the program is stuck
+     * somewhere an interrupt cannot reach, so let the default action run. */
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+  interrupt_pending = 1;
+  if (interrupt_fn) interrupt_fn(interrupt_data);
+  if (interrupt_wake_fd >= 0) {
+    ssize_t unused = write(interrupt_wake_fd, "!", 1);
+    (void)unused;
+  }
+  errno = saved;
+}
+
+void kapi_loop_catch_interrupts(kapi_loop *loop) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  interrupt_wake_fd = loop->wake_write;
+  sigaction(SIGINT, &sa, NULL);
+}
+
+void kapi_loop_release_interrupts(kapi_loop *loop) {
+  if (interrupt_wake_fd != loop->wake_write) return;
+  signal(SIGINT, SIG_DFL);
+  interrupt_wake_fd = -1;
+}
+
+void kapi_loop_on_interrupt_signal(void (*fn)(void *), void *data) {
+  interrupt_fn = fn;
+  interrupt_data = data;
+}
+
+int kapi_loop_take_interrupt(kapi_loop *loop) {
+  (void)loop;
+  if (!interrupt_pending) return 0;
+  interrupt_pending = 0;
+  return 1;
+}

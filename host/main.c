@@ -1,0 +1,202 @@
+/* kapi: entry point. Creates the Lua state and the event loop, finds the
+ * Lua tree, and runs the command line (scripts/kapi/cli.lua) as the main
+ * task. Everything after start-up is policy, and policy lives in Lua. */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bindings.h"
+#include "host.h"
+#include "loop.h"
+#include "task.h"
+
+int luaopen_cjson(lua_State *L);
+int luaopen_cjson_safe(lua_State *L);
+
+typedef struct host {
+  int argc;
+  char **argv;
+  kapi_loop *loop;
+  kapi_sched *sched;
+  char script_dir[PATH_MAX + 32];
+  char module_dir[PATH_MAX + 32];
+} host;
+
+static int is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Installed: <prefix>/bin/kapi finds <prefix>/share/kapi and
+ * <prefix>/lib/kapi. Otherwise it is running from its build tree, which
+ * knows the source tree it was configured from. */
+static void find_tree(host *h) {
+  char exe[PATH_MAX], probe[PATH_MAX + 32];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    snprintf(probe, sizeof probe, "%s/../share/kapi/kapi/cli.lua", exe);
+    if (is_file(probe)) {
+      snprintf(h->script_dir, sizeof h->script_dir, "%s/../share/kapi", exe);
+      snprintf(h->module_dir, sizeof h->module_dir, "%s/../lib/kapi", exe);
+      return;
+    }
+  }
+  snprintf(h->script_dir, sizeof h->script_dir, "%s", KAPI_SOURCE_SCRIPTS);
+  snprintf(h->module_dir, sizeof h->module_dir, "%s", KAPI_BUILD_MODULES);
+}
+
+static void prepend_path(lua_State *L, const char *field, const char *paths) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, field);
+  lua_pushfstring(L, "%s;%s", paths, lua_tostring(L, -1));
+  lua_setfield(L, -3, field);
+  lua_pop(L, 2);
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction open) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+void kapi_host_open(lua_State *L) {
+  lua_pushliteral(L, KAPI_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushliteral(L, LUA_RELEASE);
+  lua_setfield(L, -2, "lua_version");
+  lua_getfield(L, LUA_REGISTRYINDEX, "kapi.script_dir");
+  lua_setfield(L, -2, "script_dir");
+  lua_getfield(L, LUA_REGISTRYINDEX, "kapi.module_dir");
+  lua_setfield(L, -2, "module_dir");
+  lua_pushcfunction(L, l_isatty);
+  lua_setfield(L, -2, "isatty");
+}
+
+static int open_core(lua_State *L) {
+  kapi_task_open(L);
+  kapi_host_open(L);
+  return 1;
+}
+
+static void set_up_state(lua_State *L, host *h) {
+  luaL_openlibs(L);
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", h->script_dir, h->script_dir);
+  prepend_path(L, "path", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  lua_pushfstring(L, "%s/?.so", h->module_dir);
+  prepend_path(L, "cpath", lua_tostring(L, -1));
+  lua_pop(L, 1);
+  preload(L, "cjson", luaopen_cjson);
+  preload(L, "cjson.safe", luaopen_cjson_safe);
+  preload(L, "kapi.core", open_core);
+  preload(L, "kapi.core.repl", kapi_repl_open);
+  preload(L, "kapi.core.fs", luaopen_kapi_core_fs);
+  lua_pushstring(L, h->script_dir);
+  lua_setfield(L, LUA_REGISTRYINDEX, "kapi.script_dir");
+  lua_pushstring(L, h->module_dir);
+  lua_setfield(L, LUA_REGISTRYINDEX, "kapi.module_dir");
+}
+
+static void push_argv(lua_State *L, host *h) {
+  lua_createtable(L, h->argc, 0);
+  for (int i = 0; i < h->argc; i++) {
+    lua_pushstring(L, h->argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+}
+
+static int is_interrupt(lua_State *L, int error) {
+  if (!lua_istable(L, error)) return 0;
+  lua_getfield(L, error, "kind");
+  int yes = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "interrupted") == 0;
+  lua_pop(L, 1);
+  return yes;
+}
+
+/* The main task's outcome: the exit code it returned, or its error. The
+ * command line reports script errors itself; this is the last resort. */
+static int main_outcome(lua_State *L, int task) {
+  lua_getfield(L, task, "error");
+  lua_pushvalue(L, task);
+  lua_call(L, 1, 2);
+  int error = lua_absindex(L, -2), traceback = lua_absindex(L, -1);
+  if (lua_isnil(L, error)) {
+    lua_getfield(L, task, "wait");
+    lua_pushvalue(L, task);
+    lua_call(L, 1, 1);
+    return lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  }
+  if (is_interrupt(L, error)) return 130;
+  fprintf(stderr, "kapi: %s\n", luaL_tolstring(L, error, NULL));
+  if (getenv("KAPI_DEBUG")) fprintf(stderr, "%s\n", lua_tostring(L, traceback));
+  return 1;
+}
+
+static int pmain(lua_State *L) {
+  host *h = lua_touserdata(L, 1);
+  set_up_state(L, h);
+  h->sched = kapi_sched_new(L, h->loop);
+  if (!h->sched) return luaL_error(L, "out of memory");
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "kapi.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "main");
+  push_argv(L, h);
+  kapi_task *main_task = kapi_task_spawn(L, 1);
+  int task = lua_gettop(L);
+  kapi_loop_catch_interrupts(h->loop);
+  kapi_sched_run_until(h->sched, main_task);
+  kapi_loop_release_interrupts(h->loop);
+  int code = main_outcome(L, task);
+  int left = kapi_sched_cancel_all(h->sched);
+  if (left > 0 && code == 0)
+    fprintf(stderr,
+            "kapi: warning: %d task%s still running when the program ended "
+            "%s cancelled (wait for tasks with task:wait())\n",
+            left, left == 1 ? "" : "s", left == 1 ? "was" : "were");
+  lua_pushinteger(L, code);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  static host h;
+  h.argc = argc;
+  h.argv = argv;
+  signal(SIGPIPE, SIG_IGN);
+  find_tree(&h);
+  h.loop = kapi_loop_new();
+  lua_State *L = h.loop ? luaL_newstate() : NULL;
+  if (!L) {
+    fprintf(stderr, "kapi: cannot start: out of memory\n");
+    return 1;
+  }
+  lua_pushcfunction(L, pmain);
+  lua_pushlightuserdata(L, &h);
+  int status = lua_pcall(L, 1, 1, 0);
+  int code = 1;
+  if (status == LUA_OK) code = (int)lua_tointeger(L, -1);
+  else fprintf(stderr, "kapi: %s\n", lua_tostring(L, -1));
+  fflush(stdout);
+  lua_close(L);
+  if (h.sched) kapi_sched_free(h.sched);
+  kapi_loop_free(h.loop);
+  return code;
+}

@@ -1,0 +1,68 @@
+-- kapi run RECIPE|FILE [args]: a recipe by name, or a Lua file (a recipe
+-- file or a plain script).
+local cli = require "kapi.cli"
+local recipes = require "kapi.recipes"
+local errors = require "kapi.errors"
+
+local M = {
+  summary = "Run a recipe by name, or a Lua file",
+  raw = true, -- everything after the name belongs to the recipe
+}
+
+local usage = "Usage: kapi run RECIPE|FILE [args...]   (kapi recipes lists them)"
+
+local function help()
+  print(usage)
+  print()
+  print("Runs the recipe RECIPE, looked up in each KAPI_PATH directory's recipes/,")
+  print("then ~/.config/kapi/recipes/, then the recipes kapi ships; or the Lua")
+  print("file FILE. `kapi run RECIPE --help` shows a recipe's own options.")
+  return 0
+end
+
+local function is_path(target)
+  return target:find("/", 1, true) or target:match("%.lua$")
+end
+
+local function run_recipe(recipe, name, args)
+  local parser = cli.parser("kapi run " .. name, recipe.summary, recipe.description)
+  if recipe.arguments then recipe.arguments(parser) end
+  local parsed, status = cli.parse(parser, args)
+  if not parsed then return status end
+  local result = recipe.run(parsed)
+  if math.type(result) == "integer" then return result end
+  return result == false and 1 or 0
+end
+
+-- A file that returns a recipe runs as one; any other file is a script and
+-- has already done its work when its chunk returned.
+local function run_file(path, args)
+  local chunk, err = loadfile(path)
+  if not chunk then
+    local missing = not io.open(path, "r")
+    errors.usage(missing and ("no recipe or file named '" .. path .. "'") or err, 0)
+  end
+  _G.arg = table.move(args, 1, #args, 1, {[0] = path})
+  local value = chunk(table.unpack(args))
+  if type(value) == "table" and type(value.run) == "function" then
+    return run_recipe(value, path, args)
+  end
+  return 0
+end
+
+function M.run(args)
+  local target = args[1]
+  if not target then return cli.usage_error("which recipe? (kapi recipes lists them)", usage) end
+  if target == "-h" or target == "--help" then return help() end
+  local rest = table.move(args, 2, #args, 1, {})
+  if is_path(target) then return run_file(target, rest) end
+  local path = recipes.find(target)
+  if not path then
+    return cli.usage_error(("no recipe named '%s' (kapi recipes lists them)"):format(target), usage)
+  end
+  local recipe, err = recipes.load(path)
+  if not recipe then error(err, 0) end
+  return run_recipe(recipe, target, rest)
+end
+
+return M

@@ -1,0 +1,13 @@
+-- kapi version: what this kapi is built from.
+local core = require "kapi.core"
+
+local M = {summary = "Print the versions of kapi and what it embeds"}
+
+function M.run()
+  print("kapi " .. core.version)
+  print(core.lua_version)
+  print("scripts: " .. core.script_dir)
+  return 0
+end
+
+return M
