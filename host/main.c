@@ -23,6 +23,7 @@ int luaopen_cjson(lua_State *L);
 int luaopen_cjson_safe(lua_State *L);
 
 typedef struct host {
+  char executable[PATH_MAX];
   int argc;
   char **argv;
   kapi_loop *loop;
@@ -44,6 +45,7 @@ static void find_tree(host *h) {
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n > 0) {
     exe[n] = '\0';
+    memcpy(h->executable, exe, (size_t)n + 1);
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0';
     snprintf(probe, sizeof probe, "%s/../share/kapi/kapi/cli.lua", exe);
@@ -86,6 +88,8 @@ void kapi_host_open(lua_State *L) {
   lua_setfield(L, -2, "script_dir");
   lua_getfield(L, LUA_REGISTRYINDEX, "kapi.module_dir");
   lua_setfield(L, -2, "module_dir");
+  lua_getfield(L, LUA_REGISTRYINDEX, "kapi.executable");
+  lua_setfield(L, -2, "executable");
   lua_pushcfunction(L, l_isatty);
   lua_setfield(L, -2, "isatty");
 }
@@ -113,6 +117,8 @@ static void set_up_state(lua_State *L, host *h) {
   lua_setfield(L, LUA_REGISTRYINDEX, "kapi.script_dir");
   lua_pushstring(L, h->module_dir);
   lua_setfield(L, LUA_REGISTRYINDEX, "kapi.module_dir");
+  lua_pushstring(L, h->executable[0] ? h->executable : h->argv[0]);
+  lua_setfield(L, LUA_REGISTRYINDEX, "kapi.executable");
 }
 
 static void push_argv(lua_State *L, host *h) {

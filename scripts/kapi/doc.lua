@@ -85,11 +85,13 @@ function M.markdown()
       out[#out + 1] = ""
     end
     local signature, rest = entry.text:match("^([^\n]*)\n?(.*)$")
+    local prose, example = rest:match("^(.-)\n?Example:\n(.*)$")
     out[#out + 1] = "### `" .. signature .. "`"
     out[#out + 1] = ""
-    out[#out + 1] = (rest:gsub("\nExample:\n", "\n```lua\n", 1)
-                         :gsub("^Example:\n", "```lua\n", 1))
-    if rest:find("Example:\n", 1, true) then out[#out] = out[#out] .. "\n```" end
+    out[#out + 1] = prose or rest
+    if example then
+      out[#out + 1] = "```lua\n" .. example:gsub("^  ", ""):gsub("\n  ", "\n") .. "\n```"
+    end
     out[#out + 1] = ""
   end
   return table.concat(out, "\n")

@@ -164,15 +164,20 @@ local function read_chunk(rl)
   end
 end
 
-local function install_globals()
-  _G.kapi = require "kapi"
-  _G.help = function(thing) print(doc.help(thing)) end
-  doc.declare("help", _G.help, [[
+function M.help(thing)
+  print(doc.help(thing))
+end
+
+doc.declare("help", M.help, [[
 help([thing])
-Shows what the kapi API offers, or the documentation of one function or
-module (a value or a name such as "kapi.spawn").
+In the REPL: shows what the kapi API offers, or the documentation of one
+function (a value or a name such as "kapi.spawn").
 Example:
   help(kapi.map)]])
+
+local function install_globals()
+  _G.kapi = require "kapi"
+  _G.help = M.help
 end
 
 --- Runs the REPL until end of input (Ctrl-D). Returns exit status 0.

@@ -1,0 +1,161 @@
+/* Unit tests of the event loop: timer order, stopping, descriptors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "loop.h"
+
+#define MS 1000000u
+
+typedef struct {
+  int order[64];
+  int fired;
+} record;
+
+typedef struct {
+  kapi_timer timer;
+  record *rec;
+  int id;
+} tagged_timer;
+
+static void note(kapi_timer *t) {
+  tagged_timer *tt = t->data;
+  tt->rec->order[tt->rec->fired++] = tt->id;
+}
+
+static void run_until_idle(kapi_loop *loop) {
+  while (kapi_loop_pending(loop) > 0) kapi_loop_run_once(loop, 1000 * MS);
+}
+
+static void timers_fire_in_deadline_order(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  record rec = {0};
+  static const int delays[] = {30, 5, 20, 1, 25, 10, 15, 2};
+  tagged_timer timers[8];
+  for (int i = 0; i < 8; i++) {
+    timers[i].rec = &rec;
+    timers[i].id = delays[i];
+    kapi_timer_init(&timers[i].timer, note, &timers[i]);
+    assert_int_equal(kapi_timer_start(loop, &timers[i].timer, delays[i] * MS), 0);
+  }
+  run_until_idle(loop);
+  assert_int_equal(rec.fired, 8);
+  for (int i = 1; i < 8; i++) assert_true(rec.order[i - 1] < rec.order[i]);
+  kapi_loop_free(loop);
+}
+
+static void stopped_timers_never_fire(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  record rec = {0};
+  tagged_timer timers[5];
+  for (int i = 0; i < 5; i++) {
+    timers[i].rec = &rec;
+    timers[i].id = i;
+    kapi_timer_init(&timers[i].timer, note, &timers[i]);
+    kapi_timer_start(loop, &timers[i].timer, (uint64_t)(i + 1) * MS);
+  }
+  kapi_timer_stop(loop, &timers[0].timer); /* the root of the heap */
+  kapi_timer_stop(loop, &timers[3].timer); /* one in the middle */
+  kapi_timer_stop(loop, &timers[3].timer); /* twice is harmless */
+  assert_false(kapi_timer_active(&timers[3].timer));
+  run_until_idle(loop);
+  assert_int_equal(rec.fired, 3);
+  assert_int_equal(rec.order[0], 1);
+  assert_int_equal(rec.order[1], 2);
+  assert_int_equal(rec.order[2], 4);
+  kapi_loop_free(loop);
+}
+
+static void restarting_a_timer_moves_it(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  record rec = {0};
+  tagged_timer a = {.rec = &rec, .id = 1}, b = {.rec = &rec, .id = 2};
+  kapi_timer_init(&a.timer, note, &a);
+  kapi_timer_init(&b.timer, note, &b);
+  kapi_timer_start(loop, &a.timer, 1 * MS);
+  kapi_timer_start(loop, &b.timer, 5 * MS);
+  kapi_timer_start(loop, &a.timer, 10 * MS);
+  run_until_idle(loop);
+  assert_int_equal(rec.fired, 2);
+  assert_int_equal(rec.order[0], 2);
+  assert_int_equal(rec.order[1], 1);
+  kapi_loop_free(loop);
+}
+
+static void sleeps_until_the_deadline_not_longer(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  record rec = {0};
+  tagged_timer t = {.rec = &rec, .id = 1};
+  kapi_timer_init(&t.timer, note, &t);
+  uint64_t start = kapi_loop_now_ns();
+  kapi_timer_start(loop, &t.timer, 50 * MS);
+  run_until_idle(loop);
+  uint64_t elapsed = kapi_loop_now_ns() - start;
+  assert_true(elapsed >= 50 * MS);
+  assert_true(elapsed < 150 * MS);
+  kapi_loop_free(loop);
+}
+
+static void on_readable(kapi_watch *w, unsigned events) {
+  int *seen = w->data;
+  char c;
+  assert_true(events & KAPI_READABLE);
+  assert_int_equal(read(w->fd, &c, 1), 1);
+  *seen = c;
+}
+
+static void descriptors_wake_the_loop(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  int fds[2], seen = 0;
+  assert_int_equal(pipe(fds), 0);
+  kapi_watch w;
+  assert_int_equal(kapi_watch_start(loop, &w, fds[0], KAPI_READABLE, on_readable, &seen), 0);
+  assert_int_equal(kapi_loop_pending(loop), 1);
+  assert_int_equal(write(fds[1], "k", 1), 1);
+  assert_int_equal(kapi_loop_run_once(loop, 1000 * MS), 1);
+  assert_int_equal(seen, 'k');
+  kapi_watch_stop(loop, &w);
+  assert_int_equal(kapi_loop_pending(loop), 0);
+  close(fds[0]);
+  close(fds[1]);
+  kapi_loop_free(loop);
+}
+
+static int busy_prepare(kapi_loop *loop, void *data) {
+  (void)loop;
+  int *calls = data;
+  return ++*calls < 3;
+}
+
+static void ready_work_keeps_the_loop_from_blocking(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  int calls = 0;
+  kapi_loop_set_prepare(loop, busy_prepare, &calls);
+  uint64_t start = kapi_loop_now_ns();
+  kapi_loop_run_once(loop, 500 * MS); /* busy: must not wait */
+  assert_true(kapi_loop_now_ns() - start < 100 * MS);
+  kapi_loop_free(loop);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(timers_fire_in_deadline_order),
+      cmocka_unit_test(stopped_timers_never_fire),
+      cmocka_unit_test(restarting_a_timer_moves_it),
+      cmocka_unit_test(sleeps_until_the_deadline_not_longer),
+      cmocka_unit_test(descriptors_wake_the_loop),
+      cmocka_unit_test(ready_work_keeps_the_loop_from_blocking),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

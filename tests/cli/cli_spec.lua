@@ -1,0 +1,286 @@
+-- The command line, run as a user runs it: a subprocess per case.
+local process = require "helpers.process"
+local cjson = require "cjson"
+
+local kapi, sh, quote = process.kapi_run, process.sh, process.quote
+local KAPI = process.kapi
+
+local function lines(text)
+  local out = {}
+  for line in text:gmatch("[^\n]+") do out[#out + 1] = line end
+  return out
+end
+
+describe("kapi as a Lua interpreter", function()
+  local dir
+  before_each(function() dir = process.tempdir() end)
+  after_each(function() process.cleanup(dir) end)
+
+  it("runs -e code", function()
+    local r = kapi {"-e", "print(1 + 1, _VERSION)"}
+    assert.equal(0, r.status)
+    assert.equal("2\tLua 5.4\n", r.stdout)
+  end)
+
+  it("runs a script with its arguments in `arg` and `...`, as lua does", function()
+    local script = process.write(dir .. "/args.lua", [[
+      print(select("#", ...), ...)
+      print(arg[0], arg[1], arg[2], arg[-1])
+    ]])
+    local r = kapi {script, "a", "b c"}
+    assert.equal(0, r.status)
+    assert.same({"2\ta\tb c", script .. "\ta\tb c\t" .. KAPI}, lines(r.stdout))
+  end)
+
+  it("runs standard input with - and when stdin is not a terminal", function()
+    assert.equal("from stdin\n", kapi({"-"}, {stdin = "print('from stdin')"}).stdout)
+    assert.equal("piped\n", kapi({}, {stdin = "print('piped')"}).stdout)
+  end)
+
+  it("requires modules with -l, from KAPI_PATH too", function()
+    process.write(dir .. "/greeting.lua", "return {text = 'hello'}")
+    local r = kapi({"-l", "greeting", "-e", "print(greeting.text)"}, {env = {KAPI_PATH = dir}})
+    assert.equal("hello\n", r.stdout)
+    r = kapi({"-l", "g=greeting", "-e", "print(g.text)"}, {env = {KAPI_PATH = dir}})
+    assert.equal("hello\n", r.stdout)
+  end)
+
+  it("runs shebang scripts", function()
+    local script = process.write(dir .. "/tool", "#!/usr/bin/env kapi\nprint('shebang', ...)\n")
+    local r = sh("chmod +x " .. quote(script) .. " && PATH=" .. quote(KAPI:match("^(.*)/")) ..
+                 ":$PATH " .. quote(script) .. " x")
+    assert.equal(0, r.status)
+    assert.equal("shebang\tx\n", r.stdout)
+  end)
+
+  it("preloads cjson and the kapi modules", function()
+    local r = kapi {"-e", "print(require('cjson').encode({1}), type(require('kapi').spawn))"}
+    assert.equal("[1]\tfunction\n", r.stdout)
+  end)
+
+  it("prints its version with -v", function()
+    local r = kapi {"-v"}
+    assert.equal(0, r.status)
+    assert.matches("^kapi %d+%.%d+%.%d+ %(Lua 5%.4%.%d+%)\n$", r.stdout)
+  end)
+
+  it("works as busted's interpreter (busted --lua=kapi)", function()
+    local spec = process.write(dir .. "/sleep_spec.lua", [[
+      describe("inside kapi", function()
+        it("can sleep", function() require("kapi").sleep(0.01) end)
+      end)
+    ]])
+    local r = sh(("busted --lua=%s -o plainTerminal %s"):format(quote(KAPI), quote(spec)))
+    assert.equal(0, r.status, r.stdout .. r.stderr)
+    assert.matches("1 success", r.stdout)
+  end)
+end)
+
+describe("kapi's errors and exit statuses", function()
+  local dir
+  before_each(function() dir = process.tempdir() end)
+  after_each(function() process.cleanup(dir) end)
+
+  it("prints an uncaught error on one line and exits 1", function()
+    local r = kapi {"-e", "error('boom')"}
+    assert.equal(1, r.status)
+    assert.equal("kapi: (command line):1: boom\n", r.stderr)
+  end)
+
+  it("adds the traceback with --verbose or KAPI_DEBUG=1", function()
+    local r = kapi {"--verbose", "-e", "local function f() error('deep') end f()"}
+    assert.equal(1, r.status)
+    assert.matches("^kapi: %(command line%):1: deep\n", r.stderr)
+    assert.matches("stack traceback:", r.stderr)
+    assert.matches("in local 'f'", r.stderr)
+    r = kapi({"-e", "error('x')"}, {env = {KAPI_DEBUG = "1"}})
+    assert.matches("stack traceback:", r.stderr)
+  end)
+
+  it("prints structured errors by their message", function()
+    local r = kapi {"-e", "error(setmetatable({}, {__tostring = function() return 'nice' end}))"}
+    assert.equal("kapi: nice\n", r.stderr)
+    r = kapi {"-e", "error({})"}
+    assert.equal("kapi: (error object is a table value)\n", r.stderr)
+  end)
+
+  it("names a missing script", function()
+    local r = kapi {dir .. "/missing.lua"}
+    assert.equal(1, r.status)
+    assert.equal("kapi: cannot open " .. dir .. "/missing.lua (no such file)\n", r.stderr)
+  end)
+
+  it("reports a syntax error with its place", function()
+    local script = process.write(dir .. "/bad.lua", "x = = 1\n")
+    local r = kapi {script}
+    assert.equal(1, r.status)
+    assert.matches("^kapi: " .. script:gsub("%p", "%%%0") .. ":1: unexpected symbol", r.stderr)
+  end)
+
+  it("exits 2 with the usage line on a usage error", function()
+    local r = kapi {"-x"}
+    assert.equal(2, r.status)
+    assert.same({"kapi: unrecognized option '-x'",
+                 "Usage: kapi [options] [script [args]] | kapi COMMAND [args]"}, lines(r.stderr))
+    r = kapi {"-e"}
+    assert.equal(2, r.status)
+    assert.matches("option '%-e' needs an argument", r.stderr)
+  end)
+
+  it("stops on Ctrl-C with status 130, sleeping or busy", function()
+    for _, code in ipairs {"require('kapi').sleep(30)", "while true do end",
+                           "local k = require('kapi'); k.map({1,2,3}, function() k.sleep(30) end)"} do
+      local r = sh(("%s -e %s & pid=$!; sleep 0.3; kill -INT $pid; wait $pid"):format(quote(KAPI), quote(code)))
+      assert.equal(130, r.status, code)
+      assert.equal("kapi: interrupted\n", r.stderr)
+    end
+  end)
+
+  it("warns about tasks still running at the end, and cancels them", function()
+    local r = kapi {"-e", "local k = require 'kapi'; k.spawn(function() k.sleep(60) end)"}
+    assert.equal(0, r.status)
+    assert.matches("1 task still running when the program ended was cancelled", r.stderr)
+  end)
+
+  it("warns about a task that failed and that nobody waited for", function()
+    local r = kapi {"-e", "local k = require 'kapi'; k.spawn(function() error('lost') end); k.sleep(0.01)"}
+    assert.matches("a task failed and nobody waited for it: %(command line%):1: lost", r.stderr)
+  end)
+
+  it("detects a deadlock instead of hanging", function()
+    local r = kapi {"-e", [[local k = require 'kapi'; local main = k.running()
+      k.spawn(function() main:wait() end):wait()]]}
+    assert.equal(1, r.status)
+    assert.equal("kapi: deadlock: every task is waiting and nothing can wake them\n", r.stderr)
+  end)
+end)
+
+describe("kapi commands", function()
+  local dir, env
+  before_each(function()
+    dir = process.tempdir()
+    env = {KAPI_PATH = dir .. "/extra", XDG_CONFIG_HOME = dir .. "/config"}
+    process.write(dir .. "/extra/recipes/hello.lua", [[
+      return {
+        summary = "Say hello to someone",
+        arguments = function(parser)
+          parser:argument("name", "Who to greet")
+          parser:option("--times", "How often", "1"):convert(tonumber)
+        end,
+        run = function(args)
+          for _ = 1, args.times do print("hello " .. args.name) end
+          return args.name == "nobody" and 3 or 0
+        end,
+      }
+    ]])
+    process.write(dir .. "/config/kapi/recipes/mine.lua",
+                  "return {summary = 'A recipe of my own', run = function() print('mine') end}")
+    process.write(dir .. "/config/kapi/recipes/broken.lua", "return 42")
+  end)
+  after_each(function() process.cleanup(dir) end)
+
+  it("lists every command in `kapi help` and `kapi --help`", function()
+    for _, args in ipairs {{"help"}, {"--help"}} do
+      local r = kapi(args)
+      assert.equal(0, r.status)
+      for _, command in ipairs {"run", "repl", "recipes", "test", "version", "help"} do
+        assert.matches("\n  " .. command .. " +%u", r.stdout)
+      end
+    end
+  end)
+
+  it("has --help on each command", function()
+    for _, command in ipairs {"run", "repl", "recipes", "test", "version", "help"} do
+      local r = kapi {command, "--help"}
+      assert.equal(0, r.status, command)
+      assert.matches("Usage: kapi " .. command, r.stdout)
+    end
+  end)
+
+  it("rejects unknown options of a command with status 2 and its usage", function()
+    local r = kapi {"recipes", "--bogus"}
+    assert.equal(2, r.status)
+    assert.same({"kapi: unknown option '--bogus'", "Usage: kapi recipes [-h] [--json] [--paths]"},
+                lines(r.stderr))
+  end)
+
+  it("prints versions", function()
+    local r = kapi {"version"}
+    assert.equal(0, r.status)
+    assert.matches("^kapi %d+%.%d+%.%d+\nLua 5%.4", r.stdout)
+  end)
+
+  it("lists recipes from KAPI_PATH and ~/.config/kapi/recipes, one line each", function()
+    local r = kapi({"recipes"}, {env = env})
+    assert.equal(0, r.status)
+    assert.matches("\nhello +Say hello to someone\n", "\n" .. r.stdout)
+    assert.matches("\nmine +A recipe of my own\n", "\n" .. r.stdout)
+    assert.matches("\nbroken +%(broken: .*not a recipe", "\n" .. r.stdout)
+    local list = cjson.decode(kapi({"recipes", "--json"}, {env = env}).stdout)
+    local names = {}
+    for _, recipe in ipairs(list) do names[#names + 1] = recipe.name end
+    assert.same({"broken", "hello", "mine"}, names)
+    assert.equal(dir .. "/extra/recipes/hello.lua", list[2].path)
+  end)
+
+  it("runs a recipe with its parsed arguments and exit status", function()
+    local r = kapi({"run", "hello", "world", "--times", "2"}, {env = env})
+    assert.equal(0, r.status)
+    assert.equal("hello world\nhello world\n", r.stdout)
+    assert.equal(3, kapi({"run", "hello", "nobody"}, {env = env}).status)
+    assert.equal("mine\n", kapi({"run", "mine"}, {env = env}).stdout)
+  end)
+
+  it("shows a recipe's help and rejects its bad arguments with status 2", function()
+    local r = kapi({"run", "hello", "--help"}, {env = env})
+    assert.equal(0, r.status)
+    assert.matches("Usage: kapi run hello", r.stdout)
+    assert.matches("Say hello to someone", r.stdout)
+    r = kapi({"run", "hello"}, {env = env})
+    assert.equal(2, r.status)
+    assert.matches("kapi: missing argument 'name'", r.stderr)
+    assert.matches("Usage: kapi run hello", r.stderr)
+    r = kapi({"help", "hello"}, {env = env})
+    assert.matches("Usage: kapi run hello", r.stdout)
+  end)
+
+  it("names a missing recipe", function()
+    local r = kapi({"run", "nosuch"}, {env = env})
+    assert.equal(2, r.status)
+    assert.matches("^kapi: no recipe named 'nosuch'", r.stderr)
+  end)
+
+  it("runs a Lua file given by path, recipe or plain script", function()
+    local script = process.write(dir .. "/plain.lua", "print('plain', ...)")
+    assert.equal("plain\ta\tb\n", kapi({"run", script, "a", "b"}).stdout)
+    local r = kapi({"run", dir .. "/extra/recipes/hello.lua", "file"})
+    assert.equal("hello file\n", r.stdout)
+  end)
+
+  it("runs busted specs inside kapi with `kapi test`", function()
+    local good = process.write(dir .. "/good_spec.lua", [[
+      describe("x", function() it("sleeps", function() require("kapi").sleep(0.01) end) end)]])
+    local bad = process.write(dir .. "/bad_spec.lua", [[
+      describe("x", function() it("fails", function() assert.equal(1, 2) end) end)]])
+    local r = kapi {"test", "-o", "plainTerminal", good}
+    assert.equal(0, r.status, r.stdout .. r.stderr)
+    assert.matches("1 success / 0 failures", r.stdout)
+    r = kapi {"test", "-o", "plainTerminal", bad}
+    assert.equal(1, r.status)
+    assert.matches("0 successes / 1 failure", r.stdout)
+  end)
+end)
+
+describe("an installed kapi", function()
+  it("finds its Lua tree under <prefix>/share/kapi", function()
+    local prefix = process.tempdir()
+    local build_dir = KAPI:match("^(.*)/")
+    local r = sh(("cmake --install %s --prefix %s >/dev/null && %s/bin/kapi version && " ..
+                  "%s/bin/kapi -e 'print(require(\"kapi\").map({2}, function(x) return x * 21 end)[1])'")
+                 :format(quote(build_dir), quote(prefix), quote(prefix), quote(prefix)))
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("scripts: " .. prefix:gsub("%p", "%%%0") .. "/bin/%.%./share/kapi", r.stdout)
+    assert.matches("\n42\n$", r.stdout)
+    process.cleanup(prefix)
+  end)
+end)

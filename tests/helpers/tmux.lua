@@ -1,0 +1,66 @@
+-- Drives a program in a real pseudo-terminal through tmux: type, press
+-- keys, read the screen. Each session gets its own tmux server socket.
+local kapi = require "kapi"
+local process = require "helpers.process"
+
+local M = {}
+M.__index = M
+
+local counter = 0
+
+local function tmux(self, args)
+  local p = io.popen(("tmux -L %s %s 2>&1"):format(self.socket, args))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+--- Starts `command` (a shell command line) in an 100x40 terminal.
+function M.start(command, env)
+  counter = counter + 1
+  local self = setmetatable({socket = ("kapi-test-%d-%d"):format(os.time(), counter)}, M)
+  local exports = {}
+  for k, v in pairs(env or {}) do exports[#exports + 1] = k .. "=" .. process.quote(v) end
+  local script = (#exports > 0 and "export " .. table.concat(exports, " ") .. "; " or "")
+                 .. command .. "; echo \"[exit $?]\"; sleep 30"
+  tmux(self, "new-session -d -s t -x 100 -y 40 " .. process.quote(script))
+  return self
+end
+
+function M:type(text)
+  tmux(self, "send-keys -t t -l " .. process.quote(text))
+end
+
+function M:key(...)
+  tmux(self, "send-keys -t t " .. table.concat({...}, " "))
+end
+
+--- Types a line and presses Enter.
+function M:line(text)
+  self:type(text)
+  self:key("Enter")
+end
+
+function M:screen()
+  return tmux(self, "capture-pane -p -N -t t -S -200")
+end
+
+--- Waits until the screen matches pattern (a Lua pattern); returns the
+--- screen, or raises with the screen after `timeout` seconds.
+function M:wait_for(pattern, timeout)
+  local deadline = kapi.now() + (timeout or 5)
+  while true do
+    local screen = self:screen()
+    if screen:find(pattern) then return screen end
+    if kapi.now() > deadline then
+      error(("timed out waiting for %q; the screen shows:\n%s"):format(pattern, screen), 2)
+    end
+    kapi.sleep(0.05)
+  end
+end
+
+function M:stop()
+  tmux(self, "kill-server")
+end
+
+return M

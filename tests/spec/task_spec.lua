@@ -1,0 +1,265 @@
+-- Tasks on the event loop: spawn, wait, sleep, map, cancel, and waiting
+-- from inside the script's own coroutines. These specs run inside kapi.
+local kapi = require "kapi"
+
+describe("kapi.spawn and task:wait", function()
+  it("returns every value the task's function returned", function()
+    local t = kapi.spawn(function(a, b) return a + b, "two", nil end, 1, 2)
+    assert.same({3, "two", nil, n = 3}, table.pack(t:wait()))
+    assert.equal("done", t:status())
+  end)
+
+  it("does not start the task until the spawner waits", function()
+    local started = false
+    local t = kapi.spawn(function() started = true end)
+    assert.is_false(started)
+    assert.equal("ready", t:status())
+    t:wait()
+    assert.is_true(started)
+  end)
+
+  it("re-raises the task's error, the same value, to every waiter", function()
+    local failure = {code = 42}
+    local t = kapi.spawn(function() kapi.sleep(0.01); error(failure) end)
+    local a = kapi.spawn(function() return select(2, pcall(t.wait, t)) end)
+    local ok, err = pcall(t.wait, t)
+    assert.is_false(ok)
+    assert.equal(failure, err)
+    assert.equal(failure, a:wait())
+    local e, traceback = t:error()
+    assert.equal(failure, e)
+    assert.matches("stack traceback", traceback)
+  end)
+
+  it("lets any number of tasks wait for one", function()
+    local t = kapi.spawn(function() kapi.sleep(0.02); return "x" end)
+    local waiters = {}
+    for i = 1, 20 do waiters[i] = kapi.spawn(function() return t:wait() end) end
+    for i = 1, 20 do assert.equal("x", waiters[i]:wait()) end
+  end)
+
+  it("refuses a task waiting for itself", function()
+    local t
+    t = kapi.spawn(function() return t:wait() end)
+    assert.has_error(function() t:wait() end, nil)
+    assert.matches("cannot wait for itself", tostring(select(2, pcall(t.wait, t))))
+  end)
+
+  it("rejects what is not a function", function()
+    assert.has_error(function() kapi.spawn(42) end)
+  end)
+end)
+
+describe("kapi.sleep", function()
+  it("runs 1,000 tasks sleeping 100 ms each in well under a second", function()
+    local start = kapi.now()
+    local tasks = {}
+    for i = 1, 1000 do
+      tasks[i] = kapi.spawn(function() kapi.sleep(0.1); return i end)
+    end
+    local sum = 0
+    for i = 1, 1000 do sum = sum + tasks[i]:wait() end
+    local elapsed = kapi.now() - start
+    assert.equal(500500, sum)
+    assert.is_true(elapsed >= 0.1, "woke too early: " .. elapsed)
+    assert.is_true(elapsed < 0.5, "took " .. elapsed .. " s")
+  end)
+
+  it("wakes tasks in the order of their deadlines", function()
+    local order = {}
+    local tasks = {}
+    for _, d in ipairs {0.05, 0.01, 0.03, 0.02, 0.04} do
+      tasks[#tasks + 1] = kapi.spawn(function()
+        kapi.sleep(d)
+        order[#order + 1] = d
+      end)
+    end
+    for _, t in ipairs(tasks) do t:wait() end
+    assert.same({0.01, 0.02, 0.03, 0.04, 0.05}, order)
+  end)
+
+  it("rejects negative and non-numeric durations, naming the argument", function()
+    assert.has_error(function() kapi.sleep(-1) end)
+    local ok, err = pcall(kapi.sleep, "soon")
+    assert.is_false(ok)
+    assert.matches("bad argument #1", err)
+  end)
+
+  it("fails clearly where a task cannot wait", function()
+    local ok, err = pcall(table.sort, {3, 1, 2}, function(a, b)
+      kapi.sleep(0)
+      return a < b
+    end)
+    assert.is_false(ok)
+    assert.matches("cannot wait here", err)
+  end)
+end)
+
+describe("waiting inside the script's own coroutines", function()
+  it("works from a coroutine.wrap generator", function()
+    local gen = coroutine.wrap(function()
+      for i = 1, 3 do
+        kapi.sleep(0.001)
+        coroutine.yield(i)
+      end
+    end)
+    assert.same({1, 2, 3}, {gen(), gen(), gen()})
+  end)
+
+  it("works from coroutine.resume, two levels deep, with ordinary yields", function()
+    local inner = coroutine.create(function()
+      kapi.sleep(0.001)
+      coroutine.yield("inner")
+      return "inner done"
+    end)
+    local outer = coroutine.create(function()
+      local _, v = coroutine.resume(inner)
+      kapi.sleep(0.001)
+      coroutine.yield(v)
+      return select(2, coroutine.resume(inner))
+    end)
+    assert.same({true, "inner"}, {coroutine.resume(outer)})
+    assert.same({true, "inner done"}, {coroutine.resume(outer)})
+  end)
+
+  it("keeps other tasks running while a generator waits", function()
+    local ticks = 0
+    local ticker = kapi.spawn(function()
+      for _ = 1, 5 do kapi.sleep(0.002); ticks = ticks + 1 end
+    end)
+    local gen = coroutine.wrap(function() kapi.sleep(0.03); coroutine.yield("v") end)
+    assert.equal("v", gen())
+    assert.equal(5, ticks)
+    ticker:wait()
+  end)
+
+  it("propagates errors from coroutine.wrap with their position", function()
+    local gen = coroutine.wrap(function() kapi.sleep(0); error("broken") end)
+    local ok, err = pcall(gen)
+    assert.is_false(ok)
+    assert.matches("broken", err)
+  end)
+end)
+
+describe("task:cancel", function()
+  it("makes the wait the task is in raise 'cancelled'", function()
+    local cleaned = false
+    local t = kapi.spawn(function()
+      local ok, err = pcall(kapi.sleep, 10)
+      cleaned = true
+      error(err, 0)
+    end)
+    kapi.sleep(0.01)
+    local start = kapi.now()
+    t:cancel()
+    local ok, err = pcall(t.wait, t)
+    assert.is_false(ok)
+    assert.equal("cancelled", err.kind)
+    assert.equal("cancelled", tostring(err))
+    assert.is_true(cleaned)
+    assert.is_true(kapi.now() - start < 1)
+  end)
+
+  it("stops a task that has not started yet", function()
+    local ran = false
+    local t = kapi.spawn(function() ran = true end)
+    t:cancel()
+    assert.has_error(function() t:wait() end)
+    assert.is_false(ran)
+    assert.equal("failed", t:status())
+  end)
+
+  it("removes a cancelled waiter from the task it waited for", function()
+    local slow = kapi.spawn(function() kapi.sleep(0.05); return "slow" end)
+    local waiter = kapi.spawn(function() return slow:wait() end)
+    kapi.sleep(0.001)
+    waiter:cancel()
+    assert.has_error(function() waiter:wait() end)
+    assert.equal("slow", slow:wait())
+  end)
+
+  it("leaves a finished task as it is", function()
+    local t = kapi.spawn(function() return 7 end)
+    assert.equal(7, t:wait())
+    t:cancel()
+    assert.equal(7, t:wait())
+  end)
+end)
+
+describe("kapi.map", function()
+  it("returns results in input order whatever order they finish in", function()
+    local delays = {0.03, 0.01, 0.02, 0.0, 0.015}
+    local results, errors = kapi.map(delays, function(d, i)
+      kapi.sleep(d)
+      return i * 10
+    end, {concurrency = 5})
+    assert.same({10, 20, 30, 40, 50, n = 5}, results)
+    assert.is_nil(errors)
+  end)
+
+  it("never runs more than `concurrency` calls at once", function()
+    local running, peak = 0, 0
+    local list = {}
+    for i = 1, 40 do list[i] = i end
+    kapi.map(list, function()
+      running = running + 1
+      peak = math.max(peak, running)
+      kapi.sleep(0.002)
+      running = running - 1
+    end, {concurrency = 4})
+    assert.equal(4, peak)
+  end)
+
+  it("is bounded by default", function()
+    local running, peak = 0, 0
+    local list = {}
+    for i = 1, 100 do list[i] = i end
+    kapi.map(list, function()
+      running = running + 1
+      peak = math.max(peak, running)
+      kapi.sleep(0.001)
+      running = running - 1
+    end)
+    assert.equal(8, peak)
+  end)
+
+  it("collects errors by index and still finishes the other items", function()
+    local results, errors = kapi.map({1, 2, 3, 4}, function(x)
+      if x % 2 == 0 then error({item = x}) end
+      return x
+    end, {concurrency = 2})
+    assert.same({1, nil, 3, nil, n = 4}, results)
+    assert.equal(2, errors.count)
+    assert.same({item = 2}, errors[2])
+    assert.same({item = 4}, errors[4])
+  end)
+
+  it("actually overlaps the calls", function()
+    local list = {}
+    for i = 1, 50 do list[i] = i end
+    local start = kapi.now()
+    kapi.map(list, function() kapi.sleep(0.05) end, {concurrency = 50})
+    assert.is_true(kapi.now() - start < 0.25)
+  end)
+
+  it("handles an empty list", function()
+    local results, errors = kapi.map({}, function() error("never") end)
+    assert.same({n = 0}, results)
+    assert.is_nil(errors)
+  end)
+
+  it("names a bad argument", function()
+    assert.error_matches(function() kapi.map({1}, function() end, {concurrency = 0}) end,
+                         "concurrency must be a positive integer, got 0")
+    assert.error_matches(function() kapi.map(nil, print) end, "list must be a table")
+  end)
+end)
+
+describe("kapi.now", function()
+  it("is monotonic and in seconds", function()
+    local a = kapi.now()
+    kapi.sleep(0.02)
+    local b = kapi.now()
+    assert.is_true(b - a >= 0.02 and b - a < 0.5)
+  end)
+end)
