@@ -40,6 +40,9 @@ test-asan: deps
 docs: build
 	$(BUILD)/kapi -e 'require "kapi"; require "kapi.repl"; print(require("kapi.doc").markdown())' > docs/api.md
 
+bench: build
+	bench/startup
+
 install: build
 	cmake --install $(BUILD)
 
