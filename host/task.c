@@ -208,31 +208,28 @@ static void release(kapi_sched *s, kapi_task *t) {
   live_remove(s, t);
 }
 
+/* Stores the outcome on top of s->L (a results table or an error value)
+ * and releases the finished task. */
+static void finish(kapi_sched *s, kapi_task *t, enum task_state state) {
+  lua_State *L = s->L;
+  push_task(s, t);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, UV_OUTCOME);
+  lua_pop(L, 1);
+  t->state = state;
+  release(s, t);
+}
+
 static void finish_ok(kapi_sched *s, kapi_task *t, int nres) {
   lua_State *L = s->L;
   luaL_checkstack(L, nres + 3, "too many results from a task");
-  push_task(s, t);
   lua_createtable(L, nres, 1);
   int results = lua_gettop(L);
   lua_xmove(t->co, L, nres);
   for (int i = nres; i >= 1; i--) lua_rawseti(L, results, i);
   lua_pushinteger(L, nres);
   lua_setfield(L, results, "n");
-  lua_setiuservalue(L, -2, UV_OUTCOME);
-  lua_pop(L, 1);
-  t->state = T_DONE;
-  release(s, t);
-}
-
-/* The error value is on top of s->L. */
-static void finish_failed(kapi_sched *s, kapi_task *t) {
-  lua_State *L = s->L;
-  push_task(s, t);
-  lua_insert(L, -2);
-  lua_setiuservalue(L, -2, UV_OUTCOME);
-  lua_pop(L, 1);
-  t->state = T_FAILED;
-  release(s, t);
+  finish(s, t, T_DONE);
 }
 
 static void finish_error(kapi_sched *s, kapi_task *t) {
@@ -244,13 +241,13 @@ static void finish_error(kapi_sched *s, kapi_task *t) {
   /* Runs pending __close handlers; leaves the (possibly new) error on top. */
   lua_resetthread(t->co);
   lua_xmove(t->co, L, 1);
-  finish_failed(s, t);
+  finish(s, t, T_FAILED);
 }
 
 static void finish_cancelled_early(kapi_sched *s, kapi_task *t) {
   kapi_push_error(s->L, t->cancel_reason, cancel_message(t->cancel_reason));
   t->cancel_reason = NULL;
-  finish_failed(s, t);
+  finish(s, t, T_FAILED);
 }
 
 /* --- running ----------------------------------------------------------- */

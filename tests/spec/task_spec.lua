@@ -197,30 +197,25 @@ describe("kapi.map", function()
     assert.is_nil(errors)
   end)
 
-  it("never runs more than `concurrency` calls at once", function()
-    local running, peak = 0, 0
-    local list = {}
-    for i = 1, 40 do list[i] = i end
-    kapi.map(list, function()
-      running = running + 1
-      peak = math.max(peak, running)
-      kapi.sleep(0.002)
-      running = running - 1
-    end, {concurrency = 4})
-    assert.equal(4, peak)
-  end)
-
-  it("is bounded by default", function()
-    local running, peak = 0, 0
-    local list = {}
-    for i = 1, 100 do list[i] = i end
+  -- The most calls kapi.map had running at once over n items.
+  local function peak_concurrency(n, opts)
+    local running, peak, list = 0, 0, {}
+    for i = 1, n do list[i] = i end
     kapi.map(list, function()
       running = running + 1
       peak = math.max(peak, running)
       kapi.sleep(0.001)
       running = running - 1
-    end)
-    assert.equal(8, peak)
+    end, opts)
+    return peak
+  end
+
+  it("never runs more than `concurrency` calls at once", function()
+    assert.equal(4, peak_concurrency(40, {concurrency = 4}))
+  end)
+
+  it("is bounded by default", function()
+    assert.equal(8, peak_concurrency(100))
   end)
 
   it("collects errors by index and still finishes the other items", function()
