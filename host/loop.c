@@ -20,6 +20,11 @@ struct kapi_loop {
   int wake_read, wake_write;
   kapi_timer **heap;
   size_t heap_len, heap_cap;
+  /* Watches by descriptor: events are dispatched by looking the fd up, so
+   * a watch stopped and freed by an earlier callback of the same batch is
+   * never touched. */
+  kapi_watch **by_fd;
+  size_t by_fd_len;
   size_t watches;
   kapi_prepare_cb prepare;
   void *prepare_data;
@@ -50,7 +55,7 @@ kapi_loop *kapi_loop_new(void) {
   }
   loop->wake_read = pipefd[0];
   loop->wake_write = pipefd[1];
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = loop->wake_read};
   epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wake_read, &ev);
   return loop;
 }
@@ -62,6 +67,7 @@ void kapi_loop_free(kapi_loop *loop) {
   close(loop->wake_read);
   close(loop->wake_write);
   free(loop->heap);
+  free(loop->by_fd);
   free(loop);
 }
 
@@ -158,21 +164,39 @@ static uint32_t epoll_events(unsigned events) {
          (events & KAPI_WRITABLE ? EPOLLOUT : 0);
 }
 
+static int index_fd(kapi_loop *loop, int fd) {
+  if ((size_t)fd < loop->by_fd_len) return 0;
+  size_t len = loop->by_fd_len ? loop->by_fd_len : 64;
+  while (len <= (size_t)fd) len *= 2;
+  kapi_watch **by_fd = realloc(loop->by_fd, len * sizeof *by_fd);
+  if (!by_fd) return -1;
+  memset(by_fd + loop->by_fd_len, 0, (len - loop->by_fd_len) * sizeof *by_fd);
+  loop->by_fd = by_fd;
+  loop->by_fd_len = len;
+  return 0;
+}
+
 int kapi_watch_start(kapi_loop *loop, kapi_watch *watch, int fd,
                      unsigned events, kapi_watch_cb cb, void *data) {
-  watch->fd = fd;
+  watch->fd = -1;
+  if (fd < 0 || index_fd(loop, fd) < 0 || loop->by_fd[fd]) {
+    errno = fd < 0 ? EBADF : loop->by_fd && loop->by_fd[fd] ? EEXIST : ENOMEM;
+    return -1;
+  }
   watch->events = events;
   watch->cb = cb;
   watch->data = data;
-  struct epoll_event ev = {.events = epoll_events(events), .data.ptr = watch};
+  struct epoll_event ev = {.events = epoll_events(events), .data.fd = fd};
   if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) return -1;
+  watch->fd = fd;
+  loop->by_fd[fd] = watch;
   loop->watches++;
   return 0;
 }
 
 int kapi_watch_update(kapi_loop *loop, kapi_watch *watch, unsigned events) {
   watch->events = events;
-  struct epoll_event ev = {.events = epoll_events(events), .data.ptr = watch};
+  struct epoll_event ev = {.events = epoll_events(events), .data.fd = watch->fd};
   return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, watch->fd, &ev);
 }
 
@@ -181,6 +205,7 @@ void kapi_watch_stop(kapi_loop *loop, kapi_watch *watch) {
   /* The descriptor may already be closed (libcurl closes before telling);
    * then the kernel has dropped it from the set and ENOENT/EBADF is fine. */
   epoll_ctl(loop->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
+  loop->by_fd[watch->fd] = NULL;
   watch->fd = -1;
   loop->watches--;
 }
@@ -233,12 +258,13 @@ int kapi_loop_run_once(kapi_loop *loop, uint64_t max_wait_ns) {
   }
   int dispatched = 0;
   for (int i = 0; i < n; i++) {
-    kapi_watch *w = events[i].data.ptr;
-    if (!w) {
+    int fd = events[i].data.fd;
+    if (fd == loop->wake_read) {
       drain_wake_pipe(loop);
       continue;
     }
-    if (w->fd < 0) continue; /* stopped by an earlier callback this round */
+    kapi_watch *w = (size_t)fd < loop->by_fd_len ? loop->by_fd[fd] : NULL;
+    if (!w) continue; /* stopped by an earlier callback this round */
     w->cb(w, kapi_events(events[i].events));
     dispatched++;
   }
