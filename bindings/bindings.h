@@ -8,5 +8,6 @@
 #include <stdlib.h>
 
 int luaopen_kapi_core_fs(lua_State *L);
+int luaopen_kapi_core_json(lua_State *L);
 
 #endif

@@ -51,7 +51,7 @@ static void find_tree(host *h) {
     snprintf(probe, sizeof probe, "%s/../share/kapi/kapi/cli.lua", exe);
     if (is_file(probe)) {
       snprintf(h->script_dir, sizeof h->script_dir, "%s/../share/kapi", exe);
-      snprintf(h->module_dir, sizeof h->module_dir, "%s/../lib/kapi", exe);
+      snprintf(h->module_dir, sizeof h->module_dir, "%s/../" KAPI_LIBDIR "/kapi", exe);
       return;
     }
   }
@@ -113,6 +113,7 @@ static void set_up_state(lua_State *L, host *h) {
   preload(L, "kapi.core", open_core);
   preload(L, "kapi.core.repl", kapi_repl_open);
   preload(L, "kapi.core.fs", luaopen_kapi_core_fs);
+  preload(L, "kapi.core.json", luaopen_kapi_core_json);
   lua_pushstring(L, h->script_dir);
   lua_setfield(L, LUA_REGISTRYINDEX, "kapi.script_dir");
   lua_pushstring(L, h->module_dir);

@@ -10,7 +10,7 @@ require "kapi.task" -- waiting inside coroutines works from the first line
 local M = {}
 
 --- Settings given on the command line that every layer may read.
-M.options = {verbose = os.getenv("KAPI_DEBUG") ~= nil}
+M.options = require "kapi.log" -- .verbose: --verbose or KAPI_DEBUG
 
 M.commands = {"run", "repl", "recipes", "test", "version", "help"}
 

@@ -23,6 +23,8 @@ function kapi.submodule(name)
   submodules[name] = true
 end
 
+for _, name in ipairs {"http", "json"} do kapi.submodule(name) end
+
 setmetatable(kapi, {
   __index = function(t, name)
     if not submodules[name] then return nil end

@@ -1,0 +1,585 @@
+/* The HTTP transport: one libcurl multi handle per process, driven by the
+ * host's event loop through curl's socket and timer callbacks. A request
+ * suspends its task; the loop wakes it when curl reports the transfer
+ * done. Retries, errors, JSON and logging are policy: scripts/kapi/http.lua.
+ *
+ * Built as a shared module (kapi/core/http.so) so that libcurl and its
+ * dependencies are loaded only by scripts that make requests. */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loop.h"
+#include "task.h"
+
+#define STATE_METATABLE "kapi.http.state"
+#define TRANSFER_METATABLE "kapi.http.transfer"
+#define STREAM_HIGH_WATER (1024 * 1024) /* pause a stream above this */
+#define MAX_POOLED_HANDLES 64
+
+typedef struct http_state {
+  CURLM *multi;
+  kapi_loop *loop;
+  kapi_timer timer;
+  CURL *pool[MAX_POOLED_HANDLES]; /* easy handles kept for reuse */
+  int pooled;
+} http_state;
+
+typedef struct buffer {
+  char *data;
+  size_t len, cap;
+} buffer;
+
+typedef struct transfer {
+  http_state *http;
+  CURL *easy;
+  struct curl_slist *headers;
+  kapi_task *waiter;      /* task waiting for completion or stream data */
+  buffer body, head;      /* response body; header lines of the last response */
+  size_t max_size;
+  int active;             /* added to the multi handle */
+  int done;
+  int too_large;
+  int streaming, paused, headers_seen;
+  size_t read_pos;        /* streams: how much of body was handed out */
+  CURLcode result;
+  char error[CURL_ERROR_SIZE];
+} transfer;
+
+/* --- buffers ----------------------------------------------------------- */
+
+static int buffer_append(buffer *b, const char *data, size_t len) {
+  if (b->len + len > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + len) cap *= 2;
+    char *grown = realloc(b->data, cap);
+    if (!grown) return -1;
+    b->data = grown;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+  return 0;
+}
+
+static void buffer_free(buffer *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+/* --- curl's callbacks -------------------------------------------------- */
+
+static void wake_waiter(transfer *t) {
+  kapi_task *w = t->waiter;
+  t->waiter = NULL;
+  if (w) kapi_task_wake(w);
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp) {
+  transfer *t = userp;
+  size_t len = size * n;
+  if (t->max_size && t->body.len + len > t->max_size) {
+    t->too_large = 1;
+    return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+  }
+  if (t->streaming && t->body.len - t->read_pos >= STREAM_HIGH_WATER) {
+    t->paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  if (t->streaming && t->read_pos > 0 && t->read_pos == t->body.len)
+    t->body.len = t->read_pos = 0; /* everything handed out: start over */
+  if (buffer_append(&t->body, data, len) < 0) return 0;
+  if (t->streaming) wake_waiter(t);
+  return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp) {
+  transfer *t = userp;
+  size_t len = size * n;
+  /* A new status line (after a redirect or a 100 Continue) starts over. */
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) t->head.len = 0;
+  if (buffer_append(&t->head, data, len) < 0) return 0;
+  if (len <= 2 && t->streaming) { /* the blank line ending the headers */
+    t->headers_seen = 1;
+    wake_waiter(t);
+  }
+  return len;
+}
+
+static void collect_done(http_state *h) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(h->multi, &left))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    transfer *t = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+    t->result = msg->data.result;
+    t->done = 1;
+    t->headers_seen = 1;
+    curl_multi_remove_handle(h->multi, t->easy);
+    t->active = 0;
+    wake_waiter(t);
+  }
+}
+
+static void on_socket_ready(kapi_watch *w, unsigned events) {
+  http_state *h = w->data;
+  int running, flags = (events & KAPI_READABLE ? CURL_CSELECT_IN : 0) |
+                       (events & KAPI_WRITABLE ? CURL_CSELECT_OUT : 0);
+  curl_multi_socket_action(h->multi, w->fd, flags, &running);
+  collect_done(h);
+}
+
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+                     void *socketp) {
+  (void)easy;
+  http_state *h = userp;
+  kapi_watch *w = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (w) {
+      kapi_watch_stop(h->loop, w);
+      free(w);
+      curl_multi_assign(h->multi, s, NULL);
+    }
+    return 0;
+  }
+  unsigned events = (what & CURL_POLL_IN ? KAPI_READABLE : 0) |
+                    (what & CURL_POLL_OUT ? KAPI_WRITABLE : 0);
+  if (w) return kapi_watch_update(h->loop, w, events);
+  w = calloc(1, sizeof *w);
+  if (!w || kapi_watch_start(h->loop, w, s, events, on_socket_ready, h) < 0) {
+    free(w);
+    return -1;
+  }
+  curl_multi_assign(h->multi, s, w);
+  return 0;
+}
+
+static void on_timer_expired(kapi_timer *timer) {
+  http_state *h = timer->data;
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  collect_done(h);
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  http_state *h = userp;
+  if (timeout_ms < 0) kapi_timer_stop(h->loop, &h->timer);
+  else kapi_timer_start(h->loop, &h->timer, (uint64_t)timeout_ms * 1000000u);
+  return 0;
+}
+
+/* --- transfers --------------------------------------------------------- */
+
+static http_state *upvalue_state(lua_State *L) {
+  return luaL_checkudata(L, lua_upvalueindex(1), STATE_METATABLE);
+}
+
+static CURL *take_handle(http_state *h) {
+  if (h->pooled == 0) return curl_easy_init();
+  CURL *easy = h->pool[--h->pooled];
+  curl_easy_reset(easy);
+  return easy;
+}
+
+static void give_back_handle(http_state *h, CURL *easy) {
+  if (h->pooled < MAX_POOLED_HANDLES) h->pool[h->pooled++] = easy;
+  else curl_easy_cleanup(easy);
+}
+
+/* Stops the transfer and frees what it holds; safe to call twice. */
+static void transfer_close(transfer *t) {
+  if (t->active) curl_multi_remove_handle(t->http->multi, t->easy);
+  t->active = 0;
+  t->waiter = NULL;
+  if (t->easy) give_back_handle(t->http, t->easy);
+  t->easy = NULL;
+  curl_slist_free_all(t->headers);
+  t->headers = NULL;
+  buffer_free(&t->body);
+  buffer_free(&t->head);
+}
+
+static int transfer_gc(lua_State *L) {
+  transfer_close(luaL_checkudata(L, 1, TRANSFER_METATABLE));
+  return 0;
+}
+
+static double opt_number(lua_State *L, int opts, const char *key, double dflt) {
+  lua_getfield(L, opts, key);
+  double v = luaL_optnumber(L, -1, dflt);
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *opt_string(lua_State *L, int opts, const char *key,
+                              size_t *len) {
+  lua_getfield(L, opts, key);
+  const char *s = luaL_optlstring(L, -1, NULL, len);
+  lua_pop(L, 1); /* still anchored: the options table holds it */
+  return s;
+}
+
+static int opt_bool(lua_State *L, int opts, const char *key) {
+  lua_getfield(L, opts, key);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void set_headers(lua_State *L, transfer *t, int opts) {
+  if (lua_getfield(L, opts, "headers") == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      const char *line = lua_tostring(L, -1);
+      if (line) t->headers = curl_slist_append(t->headers, line);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+}
+
+static void set_method_and_body(lua_State *L, transfer *t, int opts) {
+  const char *method = opt_string(L, opts, "method", NULL);
+  size_t len = 0;
+  const char *body = opt_string(L, opts, "body", &len);
+  if (body) {
+    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, body);
+  }
+  if (!method) return;
+  if (strcmp(method, "HEAD") == 0) curl_easy_setopt(t->easy, CURLOPT_NOBODY, 1L);
+  else if (strcmp(method, "GET") != 0 || body)
+    curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, method);
+}
+
+static void configure(lua_State *L, transfer *t, int opts) {
+  CURL *e = t->easy;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+  curl_easy_setopt(e, CURLOPT_URL, opt_string(L, opts, "url", NULL));
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* every decoding curl has */
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);       /* prefer multiplexing */
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "kapi/" KAPI_VERSION);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                   (long)(opt_number(L, opts, "timeout", 0) * 1000));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   (long)(opt_number(L, opts, "connect_timeout", 10) * 1000));
+  t->max_size = (size_t)opt_number(L, opts, "max_size", 0);
+  if (t->max_size)
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_size);
+  const char *ca_file = opt_string(L, opts, "ca_file", NULL);
+  if (ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
+  if (opt_bool(L, opts, "insecure")) { /* the policy allows it for loopback only */
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (opt_bool(L, opts, "follow")) {
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+  }
+  set_headers(L, t, opts);
+  set_method_and_body(L, t, opts);
+}
+
+/* Creates the transfer object (closed) on the stack, then opens it. */
+static transfer *start_transfer(lua_State *L, int streaming) {
+  http_state *h = upvalue_state(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  transfer *t = lua_newuserdatauv(L, sizeof *t, 0);
+  memset(t, 0, sizeof *t);
+  t->http = h;
+  t->streaming = streaming;
+  luaL_setmetatable(L, TRANSFER_METATABLE);
+  t->easy = take_handle(h);
+  if (!t->easy) luaL_error(L, "http: cannot create a transfer");
+  configure(L, t, 1);
+  if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK)
+    luaL_error(L, "http: cannot start the transfer");
+  t->active = 1;
+  return t;
+}
+
+/* --- results ----------------------------------------------------------- */
+
+static const char *error_kind(transfer *t) {
+  switch (t->result) {
+  case CURLE_OPERATION_TIMEDOUT: return "timeout";
+  case CURLE_FILESIZE_EXCEEDED: return "too_large";
+  case CURLE_WRITE_ERROR: return t->too_large ? "too_large" : "network";
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CACERT_BADFILE: return "tls";
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL: return "usage";
+  default: return "network";
+  }
+}
+
+static int push_failure(lua_State *L, transfer *t) {
+  lua_pushnil(L);
+  lua_pushstring(L, error_kind(t));
+  if (t->too_large)
+    lua_pushfstring(L, "response larger than the limit of %d bytes",
+                    (int)t->max_size);
+  else
+    lua_pushstring(L, t->error[0] ? t->error : curl_easy_strerror(t->result));
+  return 3;
+}
+
+/* Header lines -> {name1, value1, name2, value2, ...} in the order sent. */
+static void push_headers(lua_State *L, transfer *t) {
+  lua_newtable(L);
+  int n = 0;
+  const char *p = t->head.data, *end = p + t->head.len;
+  if (p) p = memchr(p, '\n', (size_t)(end - p)); /* skip the status line */
+  while (p && ++p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *stop = eol ? eol : end, *colon = memchr(p, ':', (size_t)(stop - p));
+    if (colon) {
+      const char *v = colon + 1, *ve = stop;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      lua_pushlstring(L, p, (size_t)(colon - p));
+      lua_rawseti(L, -2, ++n);
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_rawseti(L, -2, ++n);
+    }
+    p = eol;
+  }
+}
+
+static const char *http_version(long v) {
+  switch (v) {
+  case CURL_HTTP_VERSION_1_0: return "1.0";
+  case CURL_HTTP_VERSION_2_0: return "2";
+  case CURL_HTTP_VERSION_3: return "3";
+  default: return "1.1";
+  }
+}
+
+static void push_response_head(lua_State *L, transfer *t) {
+  long status = 0, version = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, status);
+  lua_setfield(L, -2, "status");
+  push_headers(L, t);
+  lua_setfield(L, -2, "headers");
+  lua_pushstring(L, http_version(version));
+  lua_setfield(L, -2, "http_version");
+}
+
+static void push_timing(lua_State *L, transfer *t) {
+  double total = 0;
+  long connects = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
+  curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+  lua_pushnumber(L, total);
+  lua_setfield(L, -2, "time");
+  lua_pushinteger(L, connects);
+  lua_setfield(L, -2, "new_connections");
+}
+
+static int push_result(lua_State *L, transfer *t) {
+  if (t->result != CURLE_OK) return push_failure(L, t);
+  push_response_head(L, t);
+  lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+  lua_setfield(L, -2, "body");
+  push_timing(L, t);
+  return 1;
+}
+
+static void transfer_cancel(kapi_task *task, void *data) {
+  (void)task;
+  transfer_close(data);
+}
+
+static int request_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  transfer *t = (transfer *)ctx;
+  kapi_task_check_cancel(L, t->waiter ? t->waiter : kapi_task_current(L, "http"));
+  int n = push_result(L, t);
+  transfer_close(t);
+  return n;
+}
+
+/* request{method, url, headers = {"Name: value", ...}, body, timeout,
+ * connect_timeout, max_size, ca_file, insecure, follow}
+ *   -> {status, headers, body, http_version, time, new_connections}
+ *    | nil, kind, message */
+static int l_request(lua_State *L) {
+  kapi_task *task = kapi_task_current(L, "http request");
+  transfer *t = start_transfer(L, 0);
+  t->waiter = task;
+  return kapi_task_suspend(L, task, transfer_cancel, t, (lua_KContext)t,
+                           request_k);
+}
+
+/* --- streams ----------------------------------------------------------- */
+
+static transfer *check_stream(lua_State *L) {
+  return luaL_checkudata(L, 1, TRANSFER_METATABLE);
+}
+
+static void stream_cancel(kapi_task *task, void *data) {
+  (void)task;
+  ((transfer *)data)->waiter = NULL;
+}
+
+static int stream_wait(lua_State *L, transfer *t, lua_KFunction k) {
+  kapi_task *task = kapi_task_current(L, "stream");
+  t->waiter = task;
+  return kapi_task_suspend(L, task, stream_cancel, t, (lua_KContext)t, k);
+}
+
+static int stream_head_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  transfer *t = (transfer *)ctx;
+  kapi_task_check_cancel(L, kapi_task_current(L, "stream"));
+  if (!t->easy) return luaL_error(L, "stream: closed");
+  if (!t->headers_seen) return stream_wait(L, t, stream_head_k);
+  if (t->done && t->result != CURLE_OK) return push_failure(L, t);
+  push_response_head(L, t);
+  return 1;
+}
+
+/* stream:head() -> {status, headers, http_version} | nil, kind, message */
+static int stream_head(lua_State *L) {
+  transfer *t = check_stream(L);
+  return stream_head_k(L, LUA_OK, (lua_KContext)t);
+}
+
+static int stream_read_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  transfer *t = (transfer *)ctx;
+  kapi_task_check_cancel(L, kapi_task_current(L, "stream"));
+  if (!t->easy) return luaL_error(L, "stream: closed");
+  if (t->read_pos < t->body.len) {
+    lua_pushlstring(L, t->body.data + t->read_pos, t->body.len - t->read_pos);
+    t->read_pos = t->body.len;
+    if (t->paused) {
+      t->paused = 0;
+      curl_easy_pause(t->easy, CURLPAUSE_CONT);
+    }
+    return 1;
+  }
+  if (t->done) {
+    if (t->result != CURLE_OK) return push_failure(L, t);
+    return 0; /* end of body */
+  }
+  return stream_wait(L, t, stream_read_k);
+}
+
+/* stream:read() -> the next chunk of the body, nil at its end, or nil,
+ * kind, message when the transfer failed. */
+static int stream_read(lua_State *L) {
+  transfer *t = check_stream(L);
+  return stream_read_k(L, LUA_OK, (lua_KContext)t);
+}
+
+static int stream_close(lua_State *L) {
+  transfer_close(check_stream(L));
+  return 0;
+}
+
+/* open{...same options as request...} -> stream */
+static int l_open(lua_State *L) {
+  kapi_task_current(L, "http stream");
+  start_transfer(L, 1);
+  return 1;
+}
+
+/* --- the module -------------------------------------------------------- */
+
+static int l_configure(lua_State *L) {
+  http_state *h = upvalue_state(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  long per_host = (long)opt_number(L, 1, "max_host_connections", 0);
+  long total = (long)opt_number(L, 1, "max_total_connections", 0);
+  if (per_host > 0) curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host);
+  if (total > 0) curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, total);
+  return 0;
+}
+
+static int l_version(lua_State *L) {
+  curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+  lua_pushfstring(L, "libcurl %s (%s)", v->version, v->ssl_version ? v->ssl_version : "no TLS");
+  return 1;
+}
+
+static int state_gc(lua_State *L) {
+  http_state *h = luaL_checkudata(L, 1, STATE_METATABLE);
+  if (!h->multi) return 0;
+  kapi_timer_stop(h->loop, &h->timer);
+  curl_multi_cleanup(h->multi);
+  h->multi = NULL;
+  while (h->pooled > 0) curl_easy_cleanup(h->pool[--h->pooled]);
+  return 0;
+}
+
+static const luaL_Reg transfer_methods[] = {
+    {"head", stream_head}, {"read", stream_read}, {"close", stream_close},
+    {NULL, NULL}};
+
+static const luaL_Reg module_functions[] = {
+    {"request", l_request}, {"open", l_open}, {"configure", l_configure},
+    {"version", l_version}, {NULL, NULL}};
+
+static http_state *new_state(lua_State *L) {
+  http_state *h = lua_newuserdatauv(L, sizeof *h, 0);
+  memset(h, 0, sizeof *h);
+  luaL_newmetatable(L, STATE_METATABLE);
+  lua_pushcfunction(L, state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  h->loop = kapi_sched_loop(kapi_sched_get(L));
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(h->multi = curl_multi_init()))
+    luaL_error(L, "http: cannot initialise libcurl");
+  kapi_timer_init(&h->timer, on_timer_expired, h);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+  curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
+  curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 256L);
+  return h;
+}
+
+int luaopen_kapi_core_http(lua_State *L) {
+  new_state(L);
+  if (luaL_newmetatable(L, TRANSFER_METATABLE)) {
+    lua_pushcfunction(L, transfer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, transfer_gc);
+    lua_setfield(L, -2, "__close");
+    luaL_newlib(L, transfer_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_newlibtable(L, module_functions);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, module_functions, 1);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "__state"); /* lives as long as the module */
+  return 1;
+}

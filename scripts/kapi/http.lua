@@ -1,0 +1,543 @@
+-- HTTP policy: requests, retries, errors, JSON, logging and redaction, on
+-- top of the libcurl transport (bindings/http.c).
+local errors = require "kapi.errors"
+local json = require "kapi.json"
+local log = require "kapi.log"
+local doc = require "kapi.doc"
+local core = require "kapi.core"
+
+local transport -- loaded on the first request: libcurl costs start-up time
+
+local M = {}
+
+--- Defaults every request starts from; scripts and tests may change them.
+M.defaults = {
+  timeout = 30,            -- seconds for the whole exchange
+  connect_timeout = 10,
+  max_size = 64 * 1024 * 1024,
+  attempts = 4,            -- 1 + 3 retries, for calls that may be retried
+  backoff_base = 0.25,     -- full jitter: sleep random(0, base * 2^n), capped
+  backoff_cap = 10,
+  retry_after_cap = 60,    -- never wait longer than this for Retry-After
+}
+
+local RETRY_STATUS = {[408] = true, [429] = true, [500] = true, [502] = true,
+                      [503] = true, [504] = true}
+local IDEMPOTENT = {GET = true, HEAD = true, OPTIONS = true}
+local SECRET_NAMES = {authorization = true, hashcode = true, client_secret = true,
+                      access_token = true, refresh_token = true, code = true,
+                      code_verifier = true, password = true, ["proxy-authorization"] = true}
+local REDACTED = "REDACTED"
+
+local function get_transport()
+  transport = transport or require "kapi.core.http"
+  return transport
+end
+
+-- Encoding ---------------------------------------------------------------
+
+--- Percent-encodes s per RFC 3986: everything but unreserved characters.
+function M.escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end))
+end
+
+function M.unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- A query as an ordered list of {name, value}: accepts such a list, or a
+-- table of name = value | {values...} (names sorted, for stable URLs).
+local function query_pairs(query)
+  local out = {}
+  if query == nil then return out end
+  if query[1] ~= nil then
+    for _, pair in ipairs(query) do out[#out + 1] = {pair[1], pair[2]} end
+    return out
+  end
+  local names = {}
+  for name in pairs(query) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local value = query[name]
+    if type(value) == "table" then
+      for _, v in ipairs(value) do out[#out + 1] = {name, v} end
+    else
+      out[#out + 1] = {name, value}
+    end
+  end
+  return out
+end
+
+--- The query string for a query table or list (no leading "?").
+function M.encode_query(query)
+  local parts = {}
+  for _, pair in ipairs(query_pairs(query)) do
+    if pair[2] ~= nil and pair[2] ~= false then
+      parts[#parts + 1] = M.escape(pair[1]) .. "=" .. M.escape(pair[2])
+    end
+  end
+  return table.concat(parts, "&")
+end
+
+--- Parses a query string into an ordered list of {name, value}.
+function M.decode_query(text)
+  local out = {}
+  for part in (text or ""):gmatch("[^&]+") do
+    local name, value = part:match("^([^=]*)=?(.*)$")
+    out[#out + 1] = {M.unescape((name:gsub("+", " "))), M.unescape((value:gsub("+", " ")))}
+  end
+  return out
+end
+
+-- Headers ----------------------------------------------------------------
+
+local Headers = {}
+Headers.__index = function(self, name)
+  local method = Headers[name]
+  if method then return method end
+  if type(name) ~= "string" then return nil end
+  local values = self:all(name)
+  if #values > 0 then return table.concat(values, ", ") end
+end
+
+--- Every value of header `name` (any case), in the order received.
+function Headers:all(name)
+  local wanted, out = name:lower(), {}
+  local list = rawget(self, "list")
+  for i = 1, #list, 2 do
+    if list[i]:lower() == wanted then out[#out + 1] = list[i + 1] end
+  end
+  return out
+end
+
+--- Iterates name, value over the headers as received.
+function Headers:each()
+  local list, i = rawget(self, "list"), -1
+  return function()
+    i = i + 2
+    if list[i] then return list[i], list[i + 1] end
+  end
+end
+
+Headers.__tostring = function(self)
+  local lines = {}
+  for name, value in self:each() do lines[#lines + 1] = name .. ": " .. value end
+  return table.concat(lines, "\n")
+end
+
+local function new_headers(list)
+  return setmetatable({list = list or {}}, Headers)
+end
+M.new_headers = new_headers
+
+-- Redaction ----------------------------------------------------------------
+
+local function is_secret(name)
+  return SECRET_NAMES[tostring(name):lower()] == true
+end
+
+--- The URL with the values of secret query parameters replaced.
+function M.redact_url(url)
+  local base, query = url:match("^([^?]*)%?(.*)$")
+  if not query then return url end
+  local parts = {}
+  for part in query:gmatch("[^&]+") do
+    local name = part:match("^([^=]*)")
+    parts[#parts + 1] = is_secret(M.unescape(name)) and (name .. "=" .. REDACTED) or part
+  end
+  return base .. "?" .. table.concat(parts, "&")
+end
+
+local function redact_value(value, depth)
+  if type(value) ~= "table" or depth > 20 then return value end
+  local out = {}
+  for k, v in pairs(value) do
+    out[k] = is_secret(k) and REDACTED or redact_value(v, depth + 1)
+  end
+  return out
+end
+
+--- A body fit for logs: secrets in JSON or form bodies replaced.
+function M.redact_body(body, content_type)
+  if type(body) ~= "string" or body == "" then return body end
+  content_type = (content_type or ""):lower()
+  if content_type:find("json", 1, true) then
+    local ok, value = pcall(json.decode, body)
+    if ok then return json.encode(redact_value(value, 0)) end
+  elseif content_type:find("x-www-form-urlencoded", 1, true) then
+    return M.redact_url("?" .. body):sub(2)
+  end
+  if #body > 2000 then return body:sub(1, 2000) .. "..." end
+  return body
+end
+
+local function redact_headers(lines)
+  local out = {}
+  for i, line in ipairs(lines) do
+    local name = line:match("^([^:]+):")
+    out[i] = (name and is_secret(name)) and (name .. ": " .. REDACTED) or line
+  end
+  return out
+end
+
+-- Errors -----------------------------------------------------------------
+
+local function first_line(text)
+  local title = (text or ""):match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</")
+  local line = title or (text or ""):match("^%s*([^\r\n]*)") or ""
+  if #line > 200 then line = line:sub(1, 200) .. "..." end
+  return line
+end
+
+--- Understands the error bodies kapi meets: Kroger auth errors
+--- {error, error_description}, Kroger API errors {errors = {code, reason}}
+--- (or the auth shape inside `errors`), 1WorldSync {requestId, code,
+--- reason}; anything else is reported by its first line.
+function M.parse_error_body(body)
+  local ok, value = pcall(json.decode, body or "")
+  if not ok or type(value) ~= "table" then
+    return {reason = first_line(body)}
+  end
+  local e = value.errors
+  if type(e) == "table" and e[1] then e = e[1] end
+  if type(e) == "table" then
+    return {code = e.code or e.error, reason = e.reason or e.error_description or e.message,
+            timestamp = e.timestamp}
+  end
+  if value.error ~= nil then
+    return {code = value.error, reason = value.error_description}
+  end
+  if value.code ~= nil or value.reason ~= nil then
+    return {code = value.code, reason = value.reason, request_id = value.requestId}
+  end
+  return {reason = value.message or first_line(body)}
+end
+
+local function describe(e)
+  local where = ("%s %s"):format(e.method, M.redact_url(e.url))
+  local what
+  if e.kind == "http" then
+    what = tostring(e.status)
+    if e.code then what = what .. " " .. tostring(e.code) end
+    if e.reason and e.reason ~= "" then what = what .. ": " .. tostring(e.reason) end
+  else
+    what = e.reason or e.kind
+  end
+  local tries = (e.attempts or 1) > 1 and (" (after %d attempts)"):format(e.attempts) or ""
+  return where .. ": " .. what .. tries
+end
+
+local function new_error(kind, request, fields)
+  fields.method, fields.url = request.method, request.url
+  local e = errors.new(kind, nil, fields)
+  e.message = describe(e)
+  return e
+end
+
+-- Responses --------------------------------------------------------------
+
+local Response = {}
+Response.__index = Response
+
+--- The body decoded as JSON (cached).
+function Response:json()
+  if self._json == nil then self._json = json.decode(self.body) end
+  return self._json
+end
+
+Response.__tostring = function(self)
+  return ("HTTP %d, %d bytes from %s"):format(self.status, #self.body, M.redact_url(self.url))
+end
+
+-- Requests ----------------------------------------------------------------
+
+local function is_loopback(url)
+  local host = url:match("^%a+://%[([^%]]+)%]") or url:match("^%a+://([^/:?#]+)")
+  host = host and host:lower()
+  return host == "localhost" or host == "::1" or (host or ""):match("^127%.") ~= nil
+end
+M.is_loopback = is_loopback
+
+local warned_insecure = false
+
+local function check_request(req)
+  if type(req.url) ~= "string" or not req.url:match("^https?://[^/]") then
+    errors.usage(("http: url must be an http:// or https:// URL, got %s"):format(tostring(req.url)), 4)
+  end
+  if req.insecure then
+    if not is_loopback(req.url) then
+      errors.usage("http: insecure (no TLS verification) is allowed only for loopback hosts", 4)
+    end
+    if not warned_insecure then
+      io.stderr:write("kapi: warning: TLS verification is off for ", req.url:match("^%a+://[^/]+"), "\n")
+      warned_insecure = true
+    end
+  end
+end
+
+local function build_headers(req)
+  local lines, names = {}, {}
+  local function add(name, value)
+    names[name:lower()] = true
+    lines[#lines + 1] = name .. ": " .. tostring(value)
+  end
+  for _, pair in ipairs(query_pairs(req.headers)) do add(pair[1], pair[2]) end
+  if req.json ~= nil and not names["content-type"] then add("Content-Type", "application/json") end
+  if req.form ~= nil and not names["content-type"] then
+    add("Content-Type", "application/x-www-form-urlencoded")
+  end
+  if not names.accept then add("Accept", "application/json") end
+  return lines, names
+end
+
+local function refuse_plain_credentials(req, names)
+  if req.url:match("^https://") or is_loopback(req.url) then return end
+  if names.authorization or names.hashcode or req.auth then
+    errors.usage("http: refusing to send credentials over plain http:// to " ..
+                 req.url:match("^%a+://[^/]+") .. "; use https://", 4)
+  end
+end
+
+local function full_url(req)
+  local query = M.encode_query(req.query)
+  if query == "" then return req.url end
+  return req.url .. (req.url:find("?", 1, true) and "&" or "?") .. query
+end
+
+local function body_of(req)
+  if req.json ~= nil then return json.encode(req.json) end
+  if req.form ~= nil then return M.encode_query(req.form) end
+  return req.body
+end
+
+local function attempts_allowed(req)
+  if req.retry == false then return 1 end
+  if math.type(req.retry) == "integer" then return math.max(1, req.retry) end
+  if req.retry == true or IDEMPOTENT[req.method] then return M.defaults.attempts end
+  return 1
+end
+
+local function parse_retry_after(value)
+  if not value then return nil end
+  local seconds = tonumber(value)
+  if seconds then return math.max(0, seconds) end
+  local d, mon, y, h, mi, s = value:match("%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+) GMT")
+  if not d then return nil end
+  local months = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7,
+                  Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12}
+  local t = os.time {year = tonumber(y), month = months[mon], day = tonumber(d),
+                     hour = tonumber(h), min = tonumber(mi), sec = tonumber(s)}
+  -- os.time read the fields as local time; correct to UTC.
+  local utc_offset = os.time() - os.time(os.date("!*t"))
+  return math.max(0, t + utc_offset - os.time())
+end
+M.parse_retry_after = parse_retry_after
+
+local function backoff(attempt)
+  local ceiling = math.min(M.defaults.backoff_cap, M.defaults.backoff_base * 2 ^ (attempt - 1))
+  return math.random() * ceiling
+end
+
+local function log_attempt(req, url, attempt, status, started, request_headers, body)
+  local ms = (core.now() - started) * 1000
+  log.debug("%s %s -> %s (%.0f ms, attempt %d)", req.method, M.redact_url(url),
+            tostring(status), ms, attempt)
+  log.trace {time = os.date("!%Y-%m-%dT%H:%M:%SZ"), method = req.method,
+             url = M.redact_url(url), attempt = attempt, status = status,
+             ms = math.floor(ms + 0.5), request_headers = redact_headers(request_headers),
+             request_body = M.redact_body(body, req.content_type)}
+end
+
+-- One exchange: the transport's result or failure, logged.
+local function exchange(req, attempt)
+  local headers, names = build_headers(req)
+  refuse_plain_credentials(req, names)
+  local url = full_url(req)
+  local body = body_of(req)
+  req.content_type = (req.json ~= nil and "application/json")
+                     or (req.form ~= nil and "application/x-www-form-urlencoded") or nil
+  local started = core.now()
+  local result, kind, message = get_transport().request {
+    method = req.method, url = url, headers = headers, body = body,
+    timeout = req.timeout or M.defaults.timeout,
+    connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
+    max_size = req.max_size or M.defaults.max_size,
+    ca_file = req.ca_file, insecure = req.insecure, follow = req.follow,
+  }
+  log_attempt(req, url, attempt, result and result.status or kind, started, headers, body)
+  return result, kind, message, url
+end
+
+local function failure(req, kind, message, url, attempts)
+  local e = new_error(kind == "timeout" and "timeout" or (kind == "usage" and "usage" or "network"),
+                      req, {reason = message, code = kind, attempts = attempts})
+  e.url = url
+  e.message = describe(e)
+  return e
+end
+
+local function http_error(req, result, url, attempts)
+  local parsed = M.parse_error_body(result.body)
+  local e = new_error("http", req, {status = result.status, code = parsed.code,
+                                    reason = parsed.reason, request_id = parsed.request_id,
+                                    attempts = attempts, body = result.body,
+                                    headers = new_headers(result.headers)})
+  e.url = url
+  e.message = describe(e)
+  return e
+end
+
+local function is_expired_token(result)
+  if result.status ~= 401 then return false end
+  local parsed = M.parse_error_body(result.body)
+  return parsed.code == nil or parsed.code == "invalid_token"
+end
+
+-- Runs the attempts: returns the response, or raises the error of the last.
+local function perform(req)
+  local allowed, attempt, renewed = attempts_allowed(req), 0, false
+  while true do
+    attempt = attempt + 1
+    if req.auth then req.auth:authorize(req) end
+    local result, kind, message, url = exchange(req, attempt)
+    local retryable, wait
+    if result then
+      if req.auth and not renewed and is_expired_token(result) and req.auth.renew then
+        renewed = true
+        req.auth:renew(result)
+        attempt = attempt - 1 -- a renewal is not a retry
+        goto continue
+      end
+      if result.status < 400 or req.raise == false then
+        result.url, result.method, result.attempts = url, req.method, attempt
+        result.headers = new_headers(result.headers)
+        return setmetatable(result, Response)
+      end
+      retryable = RETRY_STATUS[result.status]
+      local after = parse_retry_after(new_headers(result.headers)["retry-after"])
+      if after then wait = math.min(after, M.defaults.retry_after_cap) end
+      if not retryable or attempt >= allowed then error(http_error(req, result, url, attempt), 0) end
+    else
+      retryable = kind == "network" or kind == "timeout"
+      if not retryable or attempt >= allowed then
+        error(failure(req, kind, message, url, attempt), 0)
+      end
+    end
+    require("kapi.task").sleep(wait or backoff(attempt))
+    ::continue::
+  end
+end
+
+local function normalize(req)
+  if type(req) ~= "table" then errors.usage("http.request: expects a table of options", 3) end
+  req.method = (req.method or "GET"):upper()
+  check_request(req)
+  if req.json ~= nil and (req.body ~= nil or req.form ~= nil) then
+    errors.usage("http.request: give one of body, json or form", 3)
+  end
+  return req
+end
+
+--- request{method, url, query, headers, body | json | form, timeout,
+--- connect_timeout, retry, auth, raise, max_size, ca_file, insecure, follow}
+function M.request(req)
+  return perform(normalize(req))
+end
+
+local function shortcut(method)
+  return function(url, opts)
+    local req = {}
+    for k, v in pairs(opts or {}) do req[k] = v end
+    req.method, req.url = method, url
+    return M.request(req)
+  end
+end
+
+M.get, M.head, M.post, M.put, M.delete =
+  shortcut("GET"), shortcut("HEAD"), shortcut("POST"), shortcut("PUT"), shortcut("DELETE")
+
+--- open{...}: a streaming response; see docs/api.md.
+function M.open(req)
+  req = normalize(req)
+  local headers, names = build_headers(req)
+  refuse_plain_credentials(req, names)
+  local stream = get_transport().open {
+    method = req.method, url = full_url(req), headers = headers, body = body_of(req),
+    timeout = req.timeout or 0, connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
+    max_size = req.max_size, ca_file = req.ca_file, insecure = req.insecure, follow = req.follow,
+  }
+  local head, kind, message = stream:head()
+  if not head then
+    stream:close()
+    error(failure(req, kind, message, req.url, 1), 0)
+  end
+  if head.status >= 400 and req.raise ~= false then
+    local chunks = {}
+    for chunk in function() return stream:read() end do chunks[#chunks + 1] = chunk end
+    stream:close()
+    head.body = table.concat(chunks)
+    error(http_error(req, head, req.url, 1), 0)
+  end
+  head.headers = new_headers(head.headers)
+  head.stream = stream
+  --- Iterates over the body in chunks; `for chunk in res:chunks() do`.
+  function head.chunks()
+    return function()
+      local chunk, k, m = stream:read()
+      if chunk == nil and k then error(failure(req, k, m, req.url, 1), 0) end
+      return chunk
+    end
+  end
+  function head.close() stream:close() end
+  return setmetatable(head, {__close = head.close, __index = Response})
+end
+
+--- Limits on connections: {max_host_connections = 64, max_total_connections = 256}.
+function M.configure(opts)
+  get_transport().configure(opts)
+end
+
+function M.version()
+  return get_transport().version()
+end
+
+doc.declare("kapi.http.request", M.request, [[
+kapi.http.request{method, url, query, headers, body | json | form, ...} -> response
+Sends a request and returns the response: status, headers (case-insensitive,
+headers:all(name) for repeated ones), body, res:json(), attempts, time.
+A status of 400 or more raises an error (kind "http", with status, code and
+reason read from Kroger's or 1WorldSync's error body) unless raise = false;
+failures to connect raise kind "network" or "timeout". GET, HEAD and OPTIONS
+are retried on network errors and 408/429/5xx with backoff and Retry-After;
+other methods only with retry = true. Options: timeout, connect_timeout
+(seconds), retry (true, false or a number of attempts), auth, max_size,
+ca_file, insecure (loopback only), follow (redirects).
+Example:
+  local res = kapi.http.request{method = "POST", url = "https://example.test/v1/items",
+                                json = {name = "milk"}, timeout = 10}
+  print(res.status, res:json().id)]])
+
+doc.declare("kapi.http.get", M.get, [[
+kapi.http.get(url, opts) -> response
+kapi.http.request with method GET; also head, post, put and delete.
+Example:
+  local res = kapi.http.get("https://example.test/v1/chains", {query = {limit = 5}})]])
+
+doc.declare("kapi.http.open", M.open, [[
+kapi.http.open{method, url, ...} -> response with :chunks()
+A streaming response for large downloads: the body is not kept; iterate it
+in chunks. Close it (or use <close>) to stop the transfer early.
+Example:
+  local res <close> = kapi.http.open{url = "https://example.test/export.csv"}
+  for chunk in res:chunks() do out:write(chunk) end]])
+
+doc.declare("kapi.http.encode_query", M.encode_query, [[
+kapi.http.encode_query(query) -> string
+Encodes a query per RFC 3986. query is a list of {name, value} pairs (order
+kept, names may repeat) or a table name = value | {values} (names sorted).
+Example:
+  kapi.http.encode_query{{"q", "milk & eggs"}, {"q", "2"}}  --> "q=milk%20%26%20eggs&q=2"]])
+
+return M
