@@ -308,6 +308,21 @@ static int run_ready(kapi_loop *loop, void *data) {
   return s->ready_head != NULL;
 }
 
+void kapi_task_run_now(kapi_task *task) {
+  kapi_sched *s = task->sched;
+  if (s->running || !task->queued) return; /* stays queued for the loop */
+  kapi_task **link = &s->ready_head, *prev = NULL;
+  while (*link && *link != task) {
+    prev = *link;
+    link = &(*link)->next_ready;
+  }
+  if (!*link) return;
+  *link = task->next_ready;
+  if (s->ready_tail == task) s->ready_tail = prev;
+  task->queued = 0;
+  run_task(s, task);
+}
+
 static void interrupt(kapi_sched *s, kapi_task *until) {
   kapi_task *target = s->foreground ? s->foreground : until;
   kapi_task_cancel(target, "interrupted");

@@ -34,6 +34,11 @@ int kapi_task_open(lua_State *L);
  * the task object and returns it. */
 kapi_task *kapi_task_spawn(lua_State *L, int nargs);
 
+/* Runs a task that is ready until it first waits or ends, without going
+ * through the loop (for callbacks that want an answer at once). Does
+ * nothing when called from inside a running task. */
+void kapi_task_run_now(kapi_task *task);
+
 /* Runs the loop until `task` has finished. Returns 0, or -1 if nothing can
  * ever wake the remaining tasks (the task then fails with a deadlock
  * error). */

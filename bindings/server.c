@@ -1,0 +1,381 @@
+/* The embedded HTTP server: libmicrohttpd in external-epoll mode, driven by
+ * the host's loop (no threads call Lua). Each request runs the Lua `serve`
+ * function as a task; when the task finishes at once the response goes out
+ * at once, otherwise the connection is suspended until it responds.
+ * Built as a shared module (kapi/core/server.so), loaded on first use. */
+#define _GNU_SOURCE
+#include <lauxlib.h>
+#include <lua.h>
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "loop.h"
+#include "task.h"
+
+#define SERVER_METATABLE "kapi.server"
+#define EXCHANGE_METATABLE "kapi.server.exchange"
+
+typedef struct server server;
+
+/* One request in flight. Owned by the connection (freed when MHD says the
+ * request is over); the Lua exchange object only points at it. */
+typedef struct request {
+  server *srv;
+  struct MHD_Connection *connection;
+  char *uri;             /* as sent: path and query, not decoded */
+  char *body;
+  size_t body_len, body_cap;
+  int started, dispatched, suspended;
+  struct MHD_Response *response;
+  unsigned status;
+  struct exchange *exchange;
+  struct request *prev, *next; /* the server's suspended requests */
+} request;
+
+typedef struct exchange {
+  request *req; /* NULL once the connection has gone */
+} exchange;
+
+struct server {
+  lua_State *L;          /* the main thread */
+  struct MHD_Daemon *daemon;
+  kapi_loop *loop;
+  kapi_watch watch;
+  kapi_timer timer;
+  int serve_ref;         /* the Lua function run for each request */
+  int self_ref;
+  int port;
+  request *suspended;
+};
+
+/* --- driving libmicrohttpd from the loop ------------------------------- */
+
+static void arm_timer(server *s) {
+  MHD_UNSIGNED_LONG_LONG ms;
+  if (s->daemon && MHD_get_timeout(s->daemon, &ms) == MHD_YES)
+    kapi_timer_start(s->loop, &s->timer, (uint64_t)ms * 1000000u);
+  else
+    kapi_timer_stop(s->loop, &s->timer);
+}
+
+static void run_daemon(server *s) {
+  if (!s->daemon) return;
+  MHD_run(s->daemon);
+  arm_timer(s);
+}
+
+static void on_ready(kapi_watch *w, unsigned events) {
+  (void)events;
+  run_daemon(w->data);
+}
+
+static void on_timer(kapi_timer *t) { run_daemon(t->data); }
+
+/* --- requests ---------------------------------------------------------- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+  request *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->srv = cls;
+  r->connection = c;
+  r->uri = strdup(uri);
+  return r;
+}
+
+static void unlink_suspended(request *r) {
+  if (!r->suspended) return;
+  if (r->prev) r->prev->next = r->next;
+  else r->srv->suspended = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  r->suspended = 0;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode code) {
+  (void)cls;
+  (void)c;
+  (void)code;
+  request *r = *con_cls;
+  if (!r) return;
+  unlink_suspended(r);
+  if (r->exchange) r->exchange->req = NULL;
+  if (r->response) MHD_destroy_response(r->response);
+  free(r->uri);
+  free(r->body);
+  free(r);
+  *con_cls = NULL;
+}
+
+static int append_body(request *r, const char *data, size_t len) {
+  if (r->body_len + len + 1 > r->body_cap) {
+    size_t cap = r->body_cap ? r->body_cap * 2 : 1024;
+    while (cap < r->body_len + len + 1) cap *= 2;
+    char *grown = realloc(r->body, cap);
+    if (!grown) return -1;
+    r->body = grown;
+    r->body_cap = cap;
+  }
+  memcpy(r->body + r->body_len, data, len);
+  r->body_len += len;
+  return 0;
+}
+
+static enum MHD_Result add_pair(void *cls, enum MHD_ValueKind kind,
+                                const char *key, const char *value) {
+  (void)kind;
+  lua_State *L = cls;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  lua_pushstring(L, key);
+  lua_rawseti(L, -2, n + 1);
+  lua_pushstring(L, value ? value : "");
+  lua_rawseti(L, -2, n + 2);
+  return MHD_YES;
+}
+
+/* {method, uri, headers = {name, value, ...}, body} */
+static void push_request(lua_State *L, request *r, const char *method) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, r->uri);
+  lua_setfield(L, -2, "uri");
+  lua_newtable(L);
+  MHD_get_connection_values(r->connection, MHD_HEADER_KIND, add_pair, L);
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, r->body ? r->body : "", r->body_len);
+  lua_setfield(L, -2, "body");
+}
+
+static exchange *push_exchange(lua_State *L, request *r) {
+  exchange *x = lua_newuserdatauv(L, sizeof *x, 0);
+  x->req = r;
+  r->exchange = x;
+  luaL_setmetatable(L, EXCHANGE_METATABLE);
+  return x;
+}
+
+/* Runs serve(request, exchange) as a task, at once; returns 0 on success. */
+static int dispatch(server *s, request *r, const char *method) {
+  lua_State *L = s->L;
+  if (!lua_checkstack(L, 4)) return -1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->serve_ref);
+  push_request(L, r, method);
+  push_exchange(L, r);
+  kapi_task *t = kapi_task_spawn(L, 2);
+  lua_pop(L, 1);
+  r->dispatched = 1;
+  kapi_task_run_now(t);
+  return 0;
+}
+
+static enum MHD_Result send_ready(request *r) {
+  enum MHD_Result ok = MHD_queue_response(r->connection, r->status, r->response);
+  MHD_destroy_response(r->response);
+  r->response = NULL;
+  return ok;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls) {
+  (void)url;
+  (void)version;
+  server *s = cls;
+  request *r = *con_cls;
+  if (!r) return MHD_NO;
+  if (!r->started) { /* the headers have arrived; the body may follow */
+    r->started = 1;
+    return MHD_YES;
+  }
+  if (*upload_size > 0) {
+    if (append_body(r, upload, *upload_size) < 0) return MHD_NO;
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (r->response) return send_ready(r);
+  if (r->dispatched) return MHD_YES; /* resumed before the answer: wait */
+  if (dispatch(s, r, method) < 0) return MHD_NO;
+  if (r->response) return send_ready(r);
+  MHD_suspend_connection(c);
+  r->suspended = 1;
+  r->next = s->suspended;
+  if (r->next) r->next->prev = r;
+  s->suspended = r;
+  return MHD_YES;
+}
+
+/* --- the exchange: how a handler's task answers ------------------------ */
+
+/* exchange:respond(status, {name, value, ...}, body) */
+static int exchange_respond(lua_State *L) {
+  exchange *x = luaL_checkudata(L, 1, EXCHANGE_METATABLE);
+  lua_Integer status = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  size_t len;
+  const char *body = luaL_optlstring(L, 4, "", &len);
+  request *r = x->req;
+  if (!r) return 0; /* the client has gone */
+  if (r->response) return luaL_error(L, "server: this request was already answered");
+  struct MHD_Response *res =
+      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (!res) return luaL_error(L, "server: out of memory");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+  for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+    lua_rawgeti(L, 3, i);
+    lua_rawgeti(L, 3, i + 1);
+    MHD_add_response_header(res, lua_tostring(L, -2), lua_tostring(L, -1));
+    lua_pop(L, 2);
+  }
+  r->response = res;
+  r->status = (unsigned)status;
+  if (r->suspended) {
+    unlink_suspended(r);
+    MHD_resume_connection(r->connection);
+    /* Let the loop run the daemon soon, not at its next timeout. */
+    kapi_timer_start(r->srv->loop, &r->srv->timer, 0);
+  }
+  return 0;
+}
+
+static int exchange_gc(lua_State *L) {
+  exchange *x = luaL_checkudata(L, 1, EXCHANGE_METATABLE);
+  if (x->req) x->req->exchange = NULL;
+  x->req = NULL;
+  return 0;
+}
+
+/* --- the server object ------------------------------------------------- */
+
+static server *check_server(lua_State *L) {
+  return luaL_checkudata(L, 1, SERVER_METATABLE);
+}
+
+static void stop(server *s) {
+  if (!s->daemon) return;
+  /* libmicrohttpd requires every suspended connection resumed first. */
+  while (s->suspended) {
+    request *r = s->suspended;
+    unlink_suspended(r);
+    MHD_resume_connection(r->connection);
+  }
+  kapi_watch_stop(s->loop, &s->watch);
+  kapi_timer_stop(s->loop, &s->timer);
+  MHD_stop_daemon(s->daemon);
+  s->daemon = NULL;
+  luaL_unref(s->L, LUA_REGISTRYINDEX, s->serve_ref);
+  s->serve_ref = LUA_NOREF;
+}
+
+static int server_close(lua_State *L) {
+  stop(check_server(L));
+  return 0;
+}
+
+static int server_port(lua_State *L) {
+  lua_pushinteger(L, check_server(L)->port);
+  return 1;
+}
+
+static int bound_port(struct MHD_Daemon *d) {
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
+  struct sockaddr_in addr;
+  socklen_t len = sizeof addr;
+  if (!info || getsockname(info->listen_fd, (struct sockaddr *)&addr, &len) < 0) return 0;
+  return ntohs(addr.sin_port);
+}
+
+static const char *opt_string(lua_State *L, const char *key) {
+  lua_getfield(L, 1, key);
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the options table keeps it alive during start */
+  return s;
+}
+
+static struct MHD_Daemon *start_daemon(server *s, struct sockaddr_in *addr,
+                                       const char *cert, const char *key) {
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+  if (cert && key) flags |= MHD_USE_TLS;
+  return MHD_start_daemon(
+      flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED,
+      on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+      cert && key ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+      MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
+}
+
+/* listen{host = "127.0.0.1", port = 0, serve = fn, cert = PEM, key = PEM} */
+static int l_listen(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "serve");
+  luaL_argcheck(L, lua_isfunction(L, -1), 1, "serve must be a function");
+  server *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->serve_ref = s->self_ref = LUA_NOREF;
+  s->watch.fd = -1;
+  luaL_setmetatable(L, SERVER_METATABLE);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  s->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  s->loop = kapi_sched_loop(kapi_sched_get(L));
+  kapi_timer_init(&s->timer, on_timer, s);
+  struct sockaddr_in addr = {.sin_family = AF_INET};
+  const char *host = opt_string(L, "host");
+  lua_getfield(L, 1, "port");
+  addr.sin_port = htons((uint16_t)luaL_optinteger(L, -1, 0));
+  lua_pop(L, 1);
+  if (inet_pton(AF_INET, host ? host : "127.0.0.1", &addr.sin_addr) != 1)
+    return luaL_error(L, "server: host must be an IPv4 address, got %s", host);
+  s->daemon = start_daemon(s, &addr, opt_string(L, "cert"), opt_string(L, "key"));
+  if (!s->daemon)
+    return luaL_error(L, "server: cannot listen on %s:%d (in use, or a bad certificate?)",
+                      host ? host : "127.0.0.1", ntohs(addr.sin_port));
+  s->port = bound_port(s->daemon);
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  kapi_watch_start(s->loop, &s->watch, info->epoll_fd, KAPI_READABLE, on_ready, s);
+  lua_pushvalue(L, -2);
+  s->serve_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  arm_timer(s);
+  return 1;
+}
+
+static const luaL_Reg server_methods[] = {
+    {"close", server_close}, {"port", server_port}, {NULL, NULL}};
+
+static const luaL_Reg exchange_methods[] = {{"respond", exchange_respond},
+                                            {NULL, NULL}};
+
+static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
+                          lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+}
+
+int luaopen_kapi_core_server(lua_State *L) {
+  new_metatable(L, SERVER_METATABLE, server_methods, server_close);
+  new_metatable(L, EXCHANGE_METATABLE, exchange_methods, NULL);
+  luaL_getmetatable(L, EXCHANGE_METATABLE);
+  lua_pushcfunction(L, exchange_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, l_listen);
+  lua_setfield(L, -2, "listen");
+  return 1;
+}
