@@ -335,7 +335,7 @@ static const char *error_kind(transfer *t) {
 static int push_failure(lua_State *L, transfer *t) {
   lua_pushnil(L);
   lua_pushstring(L, error_kind(t));
-  if (t->too_large)
+  if (t->too_large || t->result == CURLE_FILESIZE_EXCEEDED)
     lua_pushfstring(L, "response larger than the limit of %d bytes",
                     (int)t->max_size);
   else

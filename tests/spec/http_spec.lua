@@ -1,0 +1,329 @@
+-- The HTTP engine against real servers on loopback: the embedded server
+-- for behaviour, a subprocess for what a user sees on stderr and in traces.
+local kapi = require "kapi"
+local http = kapi.http
+local process = require "helpers.process"
+
+local function with_server(handler, opts)
+  opts = opts or {}
+  opts.handler = handler
+  return kapi.server.listen(opts)
+end
+
+local saved = {}
+setup(function()
+  for k, v in pairs(http.defaults) do saved[k] = v end
+  http.defaults.backoff_base = 0.01
+end)
+teardown(function()
+  for k, v in pairs(saved) do http.defaults[k] = v end
+end)
+
+describe("kapi.http requests", function()
+  it("sends method, query (RFC 3986, order kept, repeats) and body", function()
+    local srv <close> = with_server(function(req)
+      return {json = {method = req.method, raw_query = req.raw_query, q = req.query_list,
+                      body = req.body, type = req.headers["content-type"]}}
+    end)
+    local res = http.post(srv.url .. "/items", {query = {{"b", "x y&z"}, {"a", "~ok"}, {"b", "2"}},
+                                                json = {name = "milk", tags = kapi.json.array()}})
+    local got = res:json()
+    assert.equal("POST", got.method)
+    assert.equal("b=x%20y%26z&a=~ok&b=2", got.raw_query)
+    assert.same({{"b", "x y&z"}, {"a", "~ok"}, {"b", "2"}}, got.q)
+    assert.equal("application/json", got.type)
+    assert.same({name = "milk", tags = {}}, kapi.json.decode(got.body))
+    assert.matches('"tags":%[%]', got.body)
+  end)
+
+  it("gives headers case-insensitively and keeps repeated ones", function()
+    local srv <close> = with_server(function()
+      return {status = 201, headers = {["X-One"] = "1", ["Set-Cookie"] = "a=1"}, body = "ok"}
+    end)
+    local res = http.get(srv.url)
+    assert.equal(201, res.status)
+    assert.equal("1", res.headers["x-one"])
+    assert.equal("1", res.headers["X-ONE"])
+    assert.same({"a=1"}, res.headers:all("set-cookie"))
+  end)
+
+  it("reuses connections (keep-alive)", function()
+    local srv <close> = with_server(function() return {body = "x"} end)
+    local new = 0
+    for _ = 1, 20 do new = new + http.get(srv.url).new_connections end
+    assert.is_true(new <= 1, new .. " new connections for 20 requests")
+  end)
+
+  it("runs requests concurrently: 200 requests of 200 ms at 50 take about 1 s", function()
+    local in_flight, peak = 0, 0
+    local srv <close> = with_server(function()
+      in_flight = in_flight + 1
+      peak = math.max(peak, in_flight)
+      kapi.sleep(0.2)
+      in_flight = in_flight - 1
+      return {body = "done"}
+    end)
+    local list = {}
+    for i = 1, 200 do list[i] = i end
+    local start = kapi.now()
+    local results, errors = kapi.map(list, function() return http.get(srv.url).status end,
+                                     {concurrency = 50})
+    local elapsed = kapi.now() - start
+    assert.is_nil(errors)
+    assert.equal(200, results[200])
+    assert.equal(50, peak)
+    assert.is_true(elapsed >= 0.8 and elapsed < 1.6, "took " .. elapsed .. " s")
+  end)
+
+  it("honours the per-host connection limit", function()
+    local in_flight, peak = 0, 0
+    local srv <close> = with_server(function()
+      in_flight = in_flight + 1
+      peak = math.max(peak, in_flight)
+      kapi.sleep(0.05)
+      in_flight = in_flight - 1
+      return {body = "x"}
+    end)
+    http.configure {max_host_connections = 5}
+    local list = {}
+    for i = 1, 30 do list[i] = i end
+    local _, errors = kapi.map(list, function() return http.get(srv.url) end, {concurrency = 30})
+    http.configure {max_host_connections = 64}
+    assert.is_nil(errors)
+    assert.equal(5, peak)
+  end)
+
+  it("times out", function()
+    local srv <close> = with_server(function() kapi.sleep(2); return {body = "late"} end)
+    local start = kapi.now()
+    local ok, err = pcall(http.get, srv.url, {timeout = 0.3, retry = false})
+    assert.is_false(ok)
+    assert.equal("timeout", err.kind)
+    assert.is_true(kapi.now() - start < 1.5)
+  end)
+
+  it("reports a refused connection as a network error, after retrying", function()
+    local ok, err = pcall(http.get, "http://127.0.0.1:1/", {retry = 2})
+    assert.is_false(ok)
+    assert.equal("network", err.kind)
+    assert.equal(2, err.attempts)
+    assert.matches("after 2 attempts", tostring(err))
+  end)
+
+  it("limits the size of a response", function()
+    local srv <close> = with_server(function() return {body = ("x"):rep(100000)} end)
+    local ok, err = pcall(http.get, srv.url, {max_size = 1000})
+    assert.is_false(ok)
+    assert.matches("larger than the limit", tostring(err))
+  end)
+
+  it("lets a handler wait and call another server", function()
+    local backend <close> = with_server(function() kapi.sleep(0.05); return {json = {n = 41}} end)
+    local front <close> = with_server(function()
+      local n = http.get(backend.url):json().n
+      return {json = {n = n + 1}}
+    end)
+    assert.equal(42, http.get(front.url):json().n)
+  end)
+
+  it("refuses bad URLs and insecure TLS to other hosts, naming the problem", function()
+    assert.error_matches(function() http.get("ftp://example.test/") end, "http:// or https://")
+    assert.error_matches(function() http.get("https://example.test/", {insecure = true}) end,
+                         "only for loopback")
+  end)
+
+  it("refuses to send credentials over plain http to anything but loopback", function()
+    local ok, err = pcall(http.get, "http://example.test/v1/products",
+                          {headers = {Authorization = "Bearer t"}})
+    assert.is_false(ok)
+    assert.equal("usage", err.kind)
+    assert.matches("refusing to send credentials", tostring(err))
+  end)
+end)
+
+describe("retries", function()
+  it("retries a GET on 503 and succeeds", function()
+    local calls = 0
+    local srv <close> = with_server(function()
+      calls = calls + 1
+      if calls < 3 then return {status = 503, body = "busy"} end
+      return {body = "ok"}
+    end)
+    local res = http.get(srv.url)
+    assert.equal(200, res.status)
+    assert.equal(3, res.attempts)
+  end)
+
+  it("waits as long as Retry-After says", function()
+    local calls = 0
+    local srv <close> = with_server(function()
+      calls = calls + 1
+      if calls == 1 then return {status = 429, headers = {["Retry-After"] = "1"}} end
+      return {body = "ok"}
+    end)
+    local start = kapi.now()
+    assert.equal(200, http.get(srv.url).status)
+    assert.is_true(kapi.now() - start >= 1)
+  end)
+
+  it("reads Retry-After as seconds or an HTTP date", function()
+    assert.equal(7, http.parse_retry_after("7"))
+    local future = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 30)
+    local wait = http.parse_retry_after(future)
+    assert.is_true(wait >= 28 and wait <= 31, tostring(wait))
+    assert.is_nil(http.parse_retry_after("soon"))
+  end)
+
+  it("never retries a PUT unless told to", function()
+    local calls = 0
+    local srv <close> = with_server(function() calls = calls + 1; return {status = 503} end)
+    local ok, err = pcall(http.put, srv.url, {json = {}})
+    assert.is_false(ok)
+    assert.equal(1, calls)
+    assert.equal(1, err.attempts)
+    calls = 0
+    pcall(http.put, srv.url, {json = {}, retry = true})
+    assert.equal(http.defaults.attempts, calls)
+  end)
+
+  it("does not retry a 400", function()
+    local calls = 0
+    local srv <close> = with_server(function() calls = calls + 1; return {status = 400} end)
+    assert.has_error(function() http.get(srv.url) end)
+    assert.equal(1, calls)
+  end)
+end)
+
+describe("errors", function()
+  local function error_for(status, response)
+    local srv <close> = with_server(function() response.status = status; return response end)
+    local ok, err = pcall(http.get, srv.url .. "/v1/products", {retry = false})
+    assert.is_false(ok)
+    return err
+  end
+
+  it("understands Kroger API errors", function()
+    local err = error_for(400, {json = {errors = {timestamp = 1568391692365, code = "PRODUCT-2011-400",
+                                        reason = "Field 'locationId' must have a length of 8 characters"}}})
+    assert.equal("http", err.kind)
+    assert.equal(400, err.status)
+    assert.equal("PRODUCT-2011-400", err.code)
+    assert.matches("GET http://127.0.0.1:%d+/v1/products: 400 PRODUCT%-2011%-400: Field 'locationId'",
+                   tostring(err))
+  end)
+
+  it("understands Kroger auth errors, bare or wrapped in errors", function()
+    local err = error_for(401, {json = {error = "invalid_token",
+                                        error_description = "The access token is invalid or has expired"}})
+    assert.equal("invalid_token", err.code)
+    assert.equal("The access token is invalid or has expired", err.reason)
+    err = error_for(403, {json = {errors = {error = "Forbidden", error_description = "scope"}}})
+    assert.equal("Forbidden", err.code)
+  end)
+
+  it("understands 1WorldSync errors", function()
+    local err = error_for(400, {json = {requestId = "abc-1", code = "REQUIRED_HEADER_APPID_MISSING",
+                                        reason = "appid header is required"}})
+    assert.equal("REQUIRED_HEADER_APPID_MISSING", err.code)
+    assert.equal("abc-1", err.request_id)
+  end)
+
+  it("reports a non-JSON body by its first line", function()
+    local err = error_for(502, {body = "Bad gateway from upstream\n<lots of html>\n"})
+    assert.equal("Bad gateway from upstream", err.reason)
+    assert.not_matches("lots of html", tostring(err))
+  end)
+end)
+
+describe("streaming", function()
+  it("delivers a large body in chunks and can stop early", function()
+    local big = ("0123456789"):rep(500000)
+    local srv <close> = with_server(function() return {body = big} end)
+    local total, chunks = 0, 0
+    do
+      local res <close> = http.open {url = srv.url}
+      assert.equal(200, res.status)
+      for chunk in res:chunks() do
+        total, chunks = total + #chunk, chunks + 1
+      end
+    end
+    assert.equal(#big, total)
+    assert.is_true(chunks > 1)
+    local res <close> = http.open {url = srv.url}
+    assert.equal(10, #res.stream:read():sub(1, 10))
+  end)
+end)
+
+describe("TLS", function()
+  local dir, cert, key
+  setup(function()
+    dir = process.tempdir()
+    cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+    local r = process.sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 " ..
+                          "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s"):format(key, cert))
+    assert.equal(0, r.status, r.stderr)
+  end)
+  teardown(function() process.cleanup(dir) end)
+
+  it("refuses a self-signed server with a clear message, accepts it with ca_file", function()
+    local srv <close> = with_server(function() return {body = "secure"} end,
+                                    {tls_cert = cert, tls_key = key})
+    assert.matches("^https://", srv.url)
+    local ok, err = pcall(http.get, srv.url, {retry = false})
+    assert.is_false(ok)
+    assert.equal("network", err.kind)
+    assert.matches("certificate", tostring(err))
+    assert.equal("secure", http.get(srv.url, {ca_file = cert}).body)
+  end)
+end)
+
+describe("logging and redaction", function()
+  it("keeps secrets out of --verbose output and the KAPI_TRACE file", function()
+    local dir = process.tempdir()
+    local trace = dir .. "/trace.jsonl"
+    local script = process.write(dir .. "/secrets.lua", [[
+      local kapi = require "kapi"
+      local srv = kapi.server.listen{handler = function() return {status = 400, json = {error = "x"}} end}
+      pcall(kapi.http.post, srv.url .. "/token?access_token=SECRET-QUERY&keep=visible", {
+        headers = {Authorization = "Bearer SECRET-HEADER", hashcode = "SECRET-HMAC"},
+        form = {grant_type = "refresh_token", refresh_token = "SECRET-FORM", client_secret = "SECRET-CS"}})
+      local ok, err = pcall(kapi.http.post, srv.url .. "/login", {json = {user = "u", password = "SECRET-JSON",
+                                                                         nested = {code = "SECRET-CODE"}}})
+      print(tostring(err))
+      srv:close()
+    ]])
+    local r = process.kapi_run({"--verbose", script}, {env = {KAPI_TRACE = trace}})
+    local f = assert(io.open(trace))
+    local logged = f:read("a")
+    f:close()
+    process.cleanup(dir)
+    local everything = r.stdout .. r.stderr .. logged
+    assert.matches("POST http://127%.0%.0%.1:%d+/token%?access_token=REDACTED&keep=visible %-> 400", r.stderr)
+    assert.matches('"attempt":1', logged)
+    assert.matches("REDACTED", logged)
+    for _, secret in ipairs {"SECRET-QUERY", "SECRET-HEADER", "SECRET-HMAC", "SECRET-FORM",
+                             "SECRET-CS", "SECRET-JSON", "SECRET-CODE"} do
+      assert.is_nil(everything:find(secret, 1, true), secret .. " leaked")
+    end
+  end)
+end)
+
+describe("kapi.json", function()
+  it("keeps null and empty arrays across a round trip", function()
+    local text = '{"a":[],"b":{"c":[ ]},"s":"[]","n":null,"x":[1,[]]}'
+    local value = kapi.json.decode(text)
+    assert.equal(kapi.json.null, value.n)
+    assert.equal("[]", value.s)
+    assert.is_true(kapi.json.is_array(value.a))
+    assert.same(kapi.json.decode(text), kapi.json.decode(kapi.json.encode(value)))
+    assert.matches('"a":%[%]', kapi.json.encode(value))
+    assert.equal("[]", kapi.json.encode(kapi.json.decode("[]")))
+    assert.equal("{}", kapi.json.encode({}))
+  end)
+
+  it("leaves the caller's tables untouched when encoding", function()
+    local t = {list = kapi.json.array()}
+    kapi.json.encode(t)
+    assert.is_true(kapi.json.is_array(t.list))
+  end)
+end)
