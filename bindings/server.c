@@ -34,6 +34,8 @@ typedef struct request {
   struct MHD_Response *response;
   unsigned status;
   struct exchange *exchange;
+  kapi_task *task;       /* the handler's task while it may still run */
+  int task_ref;          /* keeps that task object alive */
   struct request *prev, *next; /* the server's suspended requests */
 } request;
 
@@ -82,6 +84,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   request *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->srv = cls;
+  r->task_ref = LUA_NOREF;
   r->connection = c;
   r->uri = strdup(uri);
   return r;
@@ -105,6 +108,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   if (!r) return;
   unlink_suspended(r);
   if (r->exchange) r->exchange->req = NULL;
+  luaL_unref(r->srv->L, LUA_REGISTRYINDEX, r->task_ref);
   if (r->response) MHD_destroy_response(r->response);
   free(r->uri);
   free(r->body);
@@ -167,10 +171,10 @@ static int dispatch(server *s, request *r, const char *method) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, s->serve_ref);
   push_request(L, r, method);
   push_exchange(L, r);
-  kapi_task *t = kapi_task_spawn(L, 2);
-  lua_pop(L, 1);
+  r->task = kapi_task_spawn(L, 2);
+  r->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   r->dispatched = 1;
-  kapi_task_run_now(t);
+  kapi_task_run_now(r->task);
   return 0;
 }
 
@@ -259,10 +263,14 @@ static server *check_server(lua_State *L) {
 
 static void stop(server *s) {
   if (!s->daemon) return;
-  /* libmicrohttpd requires every suspended connection resumed first. */
+  /* Handlers still waiting will never be heard: stop them. libmicrohttpd
+   * also requires every suspended connection resumed before it stops. */
   while (s->suspended) {
     request *r = s->suspended;
     unlink_suspended(r);
+    if (r->exchange) r->exchange->req = NULL;
+    r->exchange = NULL;
+    kapi_task_cancel(r->task, "cancelled");
     MHD_resume_connection(r->connection);
   }
   kapi_watch_stop(s->loop, &s->watch);

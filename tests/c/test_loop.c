@@ -131,6 +131,48 @@ static void descriptors_wake_the_loop(void **state) {
   kapi_loop_free(loop);
 }
 
+typedef struct {
+  kapi_loop *loop;
+  kapi_watch *other;
+  int *calls;
+} freeing_watch;
+
+static void stop_and_free_other(kapi_watch *w, unsigned events) {
+  (void)events;
+  freeing_watch *self = w->data;
+  (*self->calls)++;
+  kapi_watch_stop(self->loop, self->other);
+  free(self->other);
+  self->other = NULL;
+}
+
+/* libcurl removes sockets from inside callbacks: a watch freed by an
+ * earlier callback of the same batch must not be dispatched. */
+static void watches_freed_during_dispatch_are_skipped(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  int a[2], b[2], calls = 0;
+  assert_int_equal(pipe(a), 0);
+  assert_int_equal(pipe(b), 0);
+  kapi_watch *wa = malloc(sizeof *wa), *wb = malloc(sizeof *wb);
+  freeing_watch fa = {loop, wb, &calls}, fb = {loop, wa, &calls};
+  kapi_watch_start(loop, wa, a[0], KAPI_READABLE, stop_and_free_other, &fa);
+  kapi_watch_start(loop, wb, b[0], KAPI_READABLE, stop_and_free_other, &fb);
+  assert_int_equal(write(a[1], "x", 1), 1);
+  assert_int_equal(write(b[1], "x", 1), 1);
+  kapi_loop_run_once(loop, 1000 * MS);
+  assert_int_equal(calls, 1);
+  assert_int_equal(kapi_loop_pending(loop), 1);
+  kapi_watch *survivor = fa.other ? fa.other : fb.other;
+  kapi_watch_stop(loop, survivor);
+  free(survivor);
+  for (int i = 0; i < 2; i++) {
+    close(a[i]);
+    close(b[i]);
+  }
+  kapi_loop_free(loop);
+}
+
 static int busy_prepare(kapi_loop *loop, void *data) {
   (void)loop;
   int *calls = data;
@@ -155,6 +197,7 @@ int main(void) {
       cmocka_unit_test(restarting_a_timer_moves_it),
       cmocka_unit_test(sleeps_until_the_deadline_not_longer),
       cmocka_unit_test(descriptors_wake_the_loop),
+      cmocka_unit_test(watches_freed_during_dispatch_are_skipped),
       cmocka_unit_test(ready_work_keeps_the_loop_from_blocking),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,7 +129,9 @@ describe("kapi's errors and exit statuses", function()
 
   it("stops on Ctrl-C with status 130, sleeping or busy", function()
     for _, code in ipairs {"require('kapi').sleep(30)", "while true do end",
-                           "local k = require('kapi'); k.map({1,2,3}, function() k.sleep(30) end)"} do
+                           "local k = require('kapi'); k.map({1,2,3}, function() k.sleep(30) end)",
+                           "local k = require('kapi'); local s = k.server.listen{handler = function() " ..
+                           "k.sleep(30) end}; k.http.get(s.url)"} do
       local r = sh(("%s -e %s & pid=$!; sleep 0.3; kill -INT $pid; wait $pid"):format(quote(KAPI), quote(code)))
       assert.equal(130, r.status, code)
       assert.equal("kapi: interrupted\n", r.stderr)
