@@ -21,25 +21,35 @@
 #define STREAM_HIGH_WATER (1024 * 1024) /* pause a stream above this */
 #define MAX_POOLED_HANDLES 64
 
-typedef struct http_state {
-  CURLM *multi;
-  kapi_loop *loop;
-  kapi_timer timer;
-  CURL *pool[MAX_POOLED_HANDLES]; /* easy handles kept for reuse */
-  int pooled;
-} http_state;
-
 typedef struct buffer {
   char *data;
   size_t len, cap;
 } buffer;
 
-typedef struct transfer {
-  http_state *http;
+typedef struct transfer transfer;
+
+/* An easy handle with its buffers, pooled between transfers: the options
+ * that never change are set once, and the buffers keep their memory. */
+typedef struct slot {
   CURL *easy;
+  transfer *owner;
+  buffer body, head;      /* response body; header lines of the last response */
+  char error[CURL_ERROR_SIZE];
+} slot;
+
+typedef struct http_state {
+  CURLM *multi;
+  kapi_loop *loop;
+  kapi_timer timer;
+  slot *pool[MAX_POOLED_HANDLES];
+  int pooled;
+} http_state;
+
+struct transfer {
+  http_state *http;
+  slot *slot;             /* NULL once closed */
   struct curl_slist *headers;
   kapi_task *waiter;      /* task waiting for completion or stream data */
-  buffer body, head;      /* response body; header lines of the last response */
   size_t max_size;
   int active;             /* added to the multi handle */
   int done;
@@ -47,8 +57,7 @@ typedef struct transfer {
   int streaming, paused, headers_seen;
   size_t read_pos;        /* streams: how much of body was handed out */
   CURLcode result;
-  char error[CURL_ERROR_SIZE];
-} transfer;
+};
 
 /* --- buffers ----------------------------------------------------------- */
 
@@ -81,29 +90,33 @@ static void wake_waiter(transfer *t) {
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
-  transfer *t = userp;
+  slot *sl = userp;
+  transfer *t = sl->owner;
   size_t len = size * n;
-  if (t->max_size && t->body.len + len > t->max_size) {
+  if (!t) return 0;
+  if (t->max_size && sl->body.len + len > t->max_size) {
     t->too_large = 1;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
   }
-  if (t->streaming && t->body.len - t->read_pos >= STREAM_HIGH_WATER) {
+  if (t->streaming && sl->body.len - t->read_pos >= STREAM_HIGH_WATER) {
     t->paused = 1;
     return CURL_WRITEFUNC_PAUSE;
   }
-  if (t->streaming && t->read_pos > 0 && t->read_pos == t->body.len)
-    t->body.len = t->read_pos = 0; /* everything handed out: start over */
-  if (buffer_append(&t->body, data, len) < 0) return 0;
+  if (t->streaming && t->read_pos > 0 && t->read_pos == sl->body.len)
+    sl->body.len = t->read_pos = 0; /* everything handed out: start over */
+  if (buffer_append(&sl->body, data, len) < 0) return 0;
   if (t->streaming) wake_waiter(t);
   return len;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *userp) {
-  transfer *t = userp;
+  slot *sl = userp;
+  transfer *t = sl->owner;
   size_t len = size * n;
+  if (!t) return 0;
   /* A new status line (after a redirect or a 100 Continue) starts over. */
-  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) t->head.len = 0;
-  if (buffer_append(&t->head, data, len) < 0) return 0;
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) sl->head.len = 0;
+  if (buffer_append(&sl->head, data, len) < 0) return 0;
   if (len <= 2 && t->streaming) { /* the blank line ending the headers */
     t->headers_seen = 1;
     wake_waiter(t);
@@ -116,12 +129,14 @@ static void collect_done(http_state *h) {
   int left;
   while ((msg = curl_multi_info_read(h->multi, &left))) {
     if (msg->msg != CURLMSG_DONE) continue;
-    transfer *t = NULL;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+    slot *sl = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+    transfer *t = sl->owner;
+    curl_multi_remove_handle(h->multi, sl->easy);
+    if (!t) continue;
     t->result = msg->data.result;
     t->done = 1;
     t->headers_seen = 1;
-    curl_multi_remove_handle(h->multi, t->easy);
     t->active = 0;
     wake_waiter(t);
   }
@@ -181,29 +196,61 @@ static http_state *upvalue_state(lua_State *L) {
   return luaL_checkudata(L, lua_upvalueindex(1), STATE_METATABLE);
 }
 
-static CURL *take_handle(http_state *h) {
-  if (h->pooled == 0) return curl_easy_init();
-  CURL *easy = h->pool[--h->pooled];
-  curl_easy_reset(easy);
-  return easy;
+static slot *new_slot(void) {
+  slot *sl = calloc(1, sizeof *sl);
+  if (!sl || !(sl->easy = curl_easy_init())) {
+    free(sl);
+    return NULL;
+  }
+  CURL *e = sl->easy;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, sl->error);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, sl);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, sl);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* every decoding curl has */
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);       /* prefer multiplexing */
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "kapi/" KAPI_VERSION);
+  return sl;
 }
 
-static void give_back_handle(http_state *h, CURL *easy) {
-  if (h->pooled < MAX_POOLED_HANDLES) h->pool[h->pooled++] = easy;
-  else curl_easy_cleanup(easy);
+static void free_slot(slot *sl) {
+  curl_easy_cleanup(sl->easy);
+  buffer_free(&sl->body);
+  buffer_free(&sl->head);
+  free(sl);
+}
+
+static slot *take_slot(http_state *h) {
+  return h->pooled > 0 ? h->pool[--h->pooled] : new_slot();
+}
+
+static void give_back_slot(http_state *h, slot *sl) {
+  sl->owner = NULL;
+  sl->body.len = sl->head.len = 0;
+  sl->error[0] = '\0';
+  if (sl->body.cap > STREAM_HIGH_WATER) buffer_free(&sl->body); /* keep small ones */
+  if (h->pooled < MAX_POOLED_HANDLES) h->pool[h->pooled++] = sl;
+  else free_slot(sl);
 }
 
 /* Stops the transfer and frees what it holds; safe to call twice. */
 static void transfer_close(transfer *t) {
-  if (t->active) curl_multi_remove_handle(t->http->multi, t->easy);
+  if (t->slot) {
+    if (t->active) curl_multi_remove_handle(t->http->multi, t->slot->easy);
+    give_back_slot(t->http, t->slot);
+    t->slot = NULL;
+  }
   t->active = 0;
   t->waiter = NULL;
-  if (t->easy) give_back_handle(t->http, t->easy);
-  t->easy = NULL;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
-  buffer_free(&t->body);
-  buffer_free(&t->head);
 }
 
 static int transfer_gc(lua_State *L) {
@@ -244,57 +291,46 @@ static void set_headers(lua_State *L, transfer *t, int opts) {
     }
   }
   lua_pop(L, 1);
-  curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+  curl_easy_setopt(t->slot->easy, CURLOPT_HTTPHEADER, t->headers);
 }
 
-static void set_method_and_body(lua_State *L, transfer *t, int opts) {
+/* Every option a previous transfer may have set is set again here, so a
+ * pooled handle never needs curl_easy_reset. */
+static void set_method_and_body(lua_State *L, CURL *e, int opts) {
   const char *method = opt_string(L, opts, "method", NULL);
   size_t len = 0;
   const char *body = opt_string(L, opts, "body", &len);
-  if (body) {
-    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(t->easy, CURLOPT_COPYPOSTFIELDS, body);
+  int get = !method || strcmp(method, "GET") == 0, head = method && strcmp(method, "HEAD") == 0;
+  curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* back to a plain GET */
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+  if (head) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    return;
   }
-  if (!method) return;
-  if (strcmp(method, "HEAD") == 0) curl_easy_setopt(t->easy, CURLOPT_NOBODY, 1L);
-  else if (strcmp(method, "GET") != 0 || body)
-    curl_easy_setopt(t->easy, CURLOPT_CUSTOMREQUEST, method);
+  if (body || !get) { /* a method other than GET always sends its length */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+  }
+  if (method && strcmp(method, "POST") != 0 && !(get && !body))
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 }
 
 static void configure(lua_State *L, transfer *t, int opts) {
-  CURL *e = t->easy;
-  curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+  CURL *e = t->slot->easy;
+  int insecure = opt_bool(L, opts, "insecure"); /* the policy allows it for loopback only */
   curl_easy_setopt(e, CURLOPT_URL, opt_string(L, opts, "url", NULL));
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* every decoding curl has */
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);       /* prefer multiplexing */
-  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "kapi/" KAPI_VERSION);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
                    (long)(opt_number(L, opts, "timeout", 0) * 1000));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(opt_number(L, opts, "connect_timeout", 10) * 1000));
   t->max_size = (size_t)opt_number(L, opts, "max_size", 0);
-  if (t->max_size)
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_size);
-  const char *ca_file = opt_string(L, opts, "ca_file", NULL);
-  if (ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
-  if (opt_bool(L, opts, "insecure")) { /* the policy allows it for loopback only */
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (opt_bool(L, opts, "follow")) {
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
-  }
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_size);
+  curl_easy_setopt(e, CURLOPT_CAINFO, opt_string(L, opts, "ca_file", NULL));
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, opt_bool(L, opts, "follow") ? 1L : 0L);
   set_headers(L, t, opts);
-  set_method_and_body(L, t, opts);
+  set_method_and_body(L, e, opts);
 }
 
 /* Creates the transfer object (closed) on the stack, then opens it. */
@@ -306,12 +342,18 @@ static transfer *start_transfer(lua_State *L, int streaming) {
   t->http = h;
   t->streaming = streaming;
   luaL_setmetatable(L, TRANSFER_METATABLE);
-  t->easy = take_handle(h);
-  if (!t->easy) luaL_error(L, "http: cannot create a transfer");
+  t->slot = take_slot(h);
+  if (!t->slot) luaL_error(L, "http: cannot create a transfer");
+  t->slot->owner = t;
   configure(L, t, 1);
-  if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK)
+  if (curl_multi_add_handle(h->multi, t->slot->easy) != CURLM_OK)
     luaL_error(L, "http: cannot start the transfer");
   t->active = 1;
+  /* Start sending now rather than on the loop's next turn: a sequential
+   * script pays that turn on every request. */
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  collect_done(h);
   return t;
 }
 
@@ -339,30 +381,21 @@ static int push_failure(lua_State *L, transfer *t) {
     lua_pushfstring(L, "response larger than the limit of %d bytes",
                     (int)t->max_size);
   else
-    lua_pushstring(L, t->error[0] ? t->error : curl_easy_strerror(t->result));
+    lua_pushstring(L, t->slot->error[0] ? t->slot->error : curl_easy_strerror(t->result));
   return 3;
 }
 
-/* Header lines -> {name1, value1, name2, value2, ...} in the order sent. */
-static void push_headers(lua_State *L, transfer *t) {
-  lua_newtable(L);
-  int n = 0;
-  const char *p = t->head.data, *end = p + t->head.len;
-  if (p) p = memchr(p, '\n', (size_t)(end - p)); /* skip the status line */
-  while (p && ++p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    const char *stop = eol ? eol : end, *colon = memchr(p, ':', (size_t)(stop - p));
-    if (colon) {
-      const char *v = colon + 1, *ve = stop;
-      while (v < ve && (*v == ' ' || *v == '\t')) v++;
-      while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-      lua_pushlstring(L, p, (size_t)(colon - p));
-      lua_rawseti(L, -2, ++n);
-      lua_pushlstring(L, v, (size_t)(ve - v));
-      lua_rawseti(L, -2, ++n);
-    }
-    p = eol;
+/* The header lines of the last response, after its status line, as one
+ * string: most scripts never read headers, so Lua splits them on demand. */
+static void push_header_block(lua_State *L, transfer *t) {
+  const buffer *head = &t->slot->head;
+  const char *p = head->data, *end = p + head->len;
+  const char *nl = p ? memchr(p, '\n', head->len) : NULL;
+  if (!nl) {
+    lua_pushliteral(L, "");
+    return;
   }
+  lua_pushlstring(L, nl + 1, (size_t)(end - nl - 1));
 }
 
 static const char *http_version(long v) {
@@ -376,13 +409,13 @@ static const char *http_version(long v) {
 
 static void push_response_head(lua_State *L, transfer *t) {
   long status = 0, version = 0;
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
+  curl_easy_getinfo(t->slot->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(t->slot->easy, CURLINFO_HTTP_VERSION, &version);
   lua_createtable(L, 0, 8);
   lua_pushinteger(L, status);
   lua_setfield(L, -2, "status");
-  push_headers(L, t);
-  lua_setfield(L, -2, "headers");
+  push_header_block(L, t);
+  lua_setfield(L, -2, "header_block");
   lua_pushstring(L, http_version(version));
   lua_setfield(L, -2, "http_version");
 }
@@ -390,8 +423,8 @@ static void push_response_head(lua_State *L, transfer *t) {
 static void push_timing(lua_State *L, transfer *t) {
   double total = 0;
   long connects = 0;
-  curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
-  curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+  curl_easy_getinfo(t->slot->easy, CURLINFO_TOTAL_TIME, &total);
+  curl_easy_getinfo(t->slot->easy, CURLINFO_NUM_CONNECTS, &connects);
   lua_pushnumber(L, total);
   lua_setfield(L, -2, "time");
   lua_pushinteger(L, connects);
@@ -401,7 +434,8 @@ static void push_timing(lua_State *L, transfer *t) {
 static int push_result(lua_State *L, transfer *t) {
   if (t->result != CURLE_OK) return push_failure(L, t);
   push_response_head(L, t);
-  lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+  const buffer *body = &t->slot->body;
+  lua_pushlstring(L, body->data ? body->data : "", body->len);
   lua_setfield(L, -2, "body");
   push_timing(L, t);
   return 1;
@@ -412,22 +446,27 @@ static void transfer_cancel(kapi_task *task, void *data) {
   transfer_close(data);
 }
 
-static int request_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  transfer *t = (transfer *)ctx;
-  kapi_task_check_cancel(L, t->waiter ? t->waiter : kapi_task_current(L, "http"));
+static int finish_request(lua_State *L, transfer *t) {
   int n = push_result(L, t);
   transfer_close(t);
   return n;
 }
 
+static int request_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  transfer *t = (transfer *)ctx;
+  kapi_task_check_cancel(L, t->waiter ? t->waiter : kapi_task_current(L, "http"));
+  return finish_request(L, t);
+}
+
 /* request{method, url, headers = {"Name: value", ...}, body, timeout,
  * connect_timeout, max_size, ca_file, insecure, follow}
- *   -> {status, headers, body, http_version, time, new_connections}
+ *   -> {status, header_block, body, http_version, time, new_connections}
  *    | nil, kind, message */
 static int l_request(lua_State *L) {
   kapi_task *task = kapi_task_current(L, "http request");
   transfer *t = start_transfer(L, 0);
+  if (t->done) return finish_request(L, t); /* failed at once */
   t->waiter = task;
   return kapi_task_suspend(L, task, transfer_cancel, t, (lua_KContext)t,
                            request_k);
@@ -454,14 +493,14 @@ static int stream_head_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   transfer *t = (transfer *)ctx;
   kapi_task_check_cancel(L, kapi_task_current(L, "stream"));
-  if (!t->easy) return luaL_error(L, "stream: closed");
+  if (!t->slot) return luaL_error(L, "stream: closed");
   if (!t->headers_seen) return stream_wait(L, t, stream_head_k);
   if (t->done && t->result != CURLE_OK) return push_failure(L, t);
   push_response_head(L, t);
   return 1;
 }
 
-/* stream:head() -> {status, headers, http_version} | nil, kind, message */
+/* stream:head() -> {status, header_block, http_version} | nil, kind, message */
 static int stream_head(lua_State *L) {
   transfer *t = check_stream(L);
   return stream_head_k(L, LUA_OK, (lua_KContext)t);
@@ -471,13 +510,14 @@ static int stream_read_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   transfer *t = (transfer *)ctx;
   kapi_task_check_cancel(L, kapi_task_current(L, "stream"));
-  if (!t->easy) return luaL_error(L, "stream: closed");
-  if (t->read_pos < t->body.len) {
-    lua_pushlstring(L, t->body.data + t->read_pos, t->body.len - t->read_pos);
-    t->read_pos = t->body.len;
+  if (!t->slot) return luaL_error(L, "stream: closed");
+  buffer *body = &t->slot->body;
+  if (t->read_pos < body->len) {
+    lua_pushlstring(L, body->data + t->read_pos, body->len - t->read_pos);
+    t->read_pos = body->len;
     if (t->paused) {
       t->paused = 0;
-      curl_easy_pause(t->easy, CURLPAUSE_CONT);
+      curl_easy_pause(t->slot->easy, CURLPAUSE_CONT);
     }
     return 1;
   }
@@ -531,7 +571,7 @@ static int state_gc(lua_State *L) {
   kapi_timer_stop(h->loop, &h->timer);
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
-  while (h->pooled > 0) curl_easy_cleanup(h->pool[--h->pooled]);
+  while (h->pooled > 0) free_slot(h->pool[--h->pooled]);
   return 0;
 }
 

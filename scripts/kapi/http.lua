@@ -94,6 +94,20 @@ end
 -- Headers ----------------------------------------------------------------
 
 local Headers = {}
+
+-- The {name, value, ...} list, split from the raw header block on first use.
+local function header_list(self)
+  local list = rawget(self, "list")
+  if list then return list end
+  list = {}
+  for name, value in rawget(self, "block"):gmatch("([^:\r\n]+):[ \t]*([^\r\n]-)[ \t]*\r?\n") do
+    list[#list + 1] = name
+    list[#list + 1] = value
+  end
+  rawset(self, "list", list)
+  return list
+end
+
 Headers.__index = function(self, name)
   local method = Headers[name]
   if method then return method end
@@ -105,7 +119,7 @@ end
 --- Every value of header `name` (any case), in the order received.
 function Headers:all(name)
   local wanted, out = name:lower(), {}
-  local list = rawget(self, "list")
+  local list = header_list(self)
   for i = 1, #list, 2 do
     if list[i]:lower() == wanted then out[#out + 1] = list[i + 1] end
   end
@@ -114,7 +128,7 @@ end
 
 --- Iterates name, value over the headers as received.
 function Headers:each()
-  local list, i = rawget(self, "list"), -1
+  local list, i = header_list(self), -1
   return function()
     i = i + 2
     if list[i] then return list[i], list[i + 1] end
@@ -127,8 +141,10 @@ Headers.__tostring = function(self)
   return table.concat(lines, "\n")
 end
 
-local function new_headers(list)
-  return setmetatable({list = list or {}}, Headers)
+-- Headers from a list {name, value, ...} or a raw block of header lines.
+local function new_headers(source)
+  if type(source) == "string" then return setmetatable({block = source}, Headers) end
+  return setmetatable({list = source or {}}, Headers)
 end
 M.new_headers = new_headers
 
@@ -277,18 +293,24 @@ local function check_request(req)
   end
 end
 
+local DEFAULT_HEADERS = {"Accept: application/json"}
+
+-- The header lines to send, and their names in lower case.
 local function build_headers(req)
+  if req.headers == nil and req.json == nil and req.form == nil then
+    return DEFAULT_HEADERS, {accept = true}
+  end
   local lines, names = {}, {}
-  local function add(name, value)
-    names[name:lower()] = true
-    lines[#lines + 1] = name .. ": " .. tostring(value)
+  for _, pair in ipairs(query_pairs(req.headers)) do
+    names[pair[1]:lower()] = true
+    lines[#lines + 1] = pair[1] .. ": " .. tostring(pair[2])
   end
-  for _, pair in ipairs(query_pairs(req.headers)) do add(pair[1], pair[2]) end
-  if req.json ~= nil and not names["content-type"] then add("Content-Type", "application/json") end
-  if req.form ~= nil and not names["content-type"] then
-    add("Content-Type", "application/x-www-form-urlencoded")
+  local content_type = (req.json ~= nil and "application/json")
+                       or (req.form ~= nil and "application/x-www-form-urlencoded")
+  if content_type and not names["content-type"] then
+    lines[#lines + 1] = "Content-Type: " .. content_type
   end
-  if not names.accept then add("Accept", "application/json") end
+  if not names.accept then lines[#lines + 1] = DEFAULT_HEADERS[1] end
   return lines, names
 end
 
@@ -301,6 +323,7 @@ local function refuse_plain_credentials(req, names)
 end
 
 local function full_url(req)
+  if req.query == nil then return req.url end
   local query = M.encode_query(req.query)
   if query == "" then return req.url end
   return req.url .. (req.url:find("?", 1, true) and "&" or "?") .. query
@@ -347,7 +370,8 @@ local function log_attempt(req, url, attempt, status, started, request_headers, 
   log.trace {time = os.date("!%Y-%m-%dT%H:%M:%SZ"), method = req.method,
              url = M.redact_url(url), attempt = attempt, status = status,
              ms = math.floor(ms + 0.5), request_headers = redact_headers(request_headers),
-             request_body = M.redact_body(body, req.content_type)}
+             request_body = M.redact_body(body, (req.json ~= nil and "application/json")
+                                          or (req.form ~= nil and "application/x-www-form-urlencoded"))}
 end
 
 -- One exchange: the transport's result or failure, logged.
@@ -356,9 +380,7 @@ local function exchange(req, attempt)
   refuse_plain_credentials(req, names)
   local url = full_url(req)
   local body = body_of(req)
-  req.content_type = (req.json ~= nil and "application/json")
-                     or (req.form ~= nil and "application/x-www-form-urlencoded") or nil
-  local started = core.now()
+  local started = log.active() and core.now()
   local result, kind, message = get_transport().request {
     method = req.method, url = url, headers = headers, body = body,
     timeout = req.timeout or M.defaults.timeout,
@@ -366,7 +388,9 @@ local function exchange(req, attempt)
     max_size = req.max_size or M.defaults.max_size,
     ca_file = req.ca_file, insecure = req.insecure, follow = req.follow,
   }
-  log_attempt(req, url, attempt, result and result.status or kind, started, headers, body)
+  if log.active() then
+    log_attempt(req, url, attempt, result and result.status or kind, started, headers, body)
+  end
   return result, kind, message, url
 end
 
@@ -383,7 +407,7 @@ local function http_error(req, result, url, attempts)
   local e = new_error("http", req, {status = result.status, code = parsed.code,
                                     reason = parsed.reason, request_id = parsed.request_id,
                                     attempts = attempts, body = result.body,
-                                    headers = new_headers(result.headers)})
+                                    headers = new_headers(result.header_block)})
   e.url = url
   e.message = describe(e)
   return e
@@ -412,11 +436,12 @@ local function perform(req)
       end
       if result.status < 400 or req.raise == false then
         result.url, result.method, result.attempts = url, req.method, attempt
-        result.headers = new_headers(result.headers)
+        result.headers = new_headers(result.header_block)
+        result.header_block = nil
         return setmetatable(result, Response)
       end
       retryable = RETRY_STATUS[result.status]
-      local after = parse_retry_after(new_headers(result.headers)["retry-after"])
+      local after = parse_retry_after(new_headers(result.header_block)["retry-after"])
       if after then wait = math.min(after, M.defaults.retry_after_cap) end
       if not retryable or attempt >= allowed then error(http_error(req, result, url, attempt), 0) end
     else
@@ -448,9 +473,11 @@ end
 
 local function shortcut(method)
   return function(url, opts)
-    local req = {}
-    for k, v in pairs(opts or {}) do req[k] = v end
-    req.method, req.url = method, url
+    local req = {method = method, url = url}
+    if opts then
+      for k, v in pairs(opts) do req[k] = v end
+      req.method, req.url = method, url
+    end
     return M.request(req)
   end
 end
@@ -480,7 +507,8 @@ function M.open(req)
     head.body = table.concat(chunks)
     error(http_error(req, head, req.url, 1), 0)
   end
-  head.headers = new_headers(head.headers)
+  head.headers = new_headers(head.header_block)
+  head.header_block = nil
   head.stream = stream
   --- Iterates over the body in chunks; `for chunk in res:chunks() do`.
   function head.chunks()

@@ -4,6 +4,15 @@ local M = {verbose = os.getenv("KAPI_DEBUG") ~= nil}
 
 local trace_file, trace_path
 
+--- The KAPI_TRACE path, read once: the request path asks on every call.
+local trace_env = os.getenv("KAPI_TRACE")
+if trace_env == "" then trace_env = nil end
+
+--- True when something would be written: callers skip building records.
+function M.active()
+  return M.verbose or trace_env ~= nil
+end
+
 --- Writes one line to stderr when --verbose is on.
 function M.debug(fmt, ...)
   if M.verbose then io.stderr:write("kapi: ", fmt:format(...), "\n") end
@@ -11,8 +20,8 @@ end
 
 --- Appends one record to the KAPI_TRACE file, if there is one.
 function M.trace(record)
-  local path = os.getenv("KAPI_TRACE")
-  if not path or path == "" then return end
+  local path = trace_env
+  if not path then return end
   if path ~= trace_path then
     if trace_file then trace_file:close() end
     trace_file, trace_path = io.open(path, "a"), path

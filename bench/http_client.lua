@@ -1,0 +1,27 @@
+-- kapi's side of bench/http: N GETs of URL, one after another ("seq") or
+-- through kapi.map at a given concurrency ("fanout"). Prints requests per
+-- second.
+--   kapi bench/http_client.lua seq URL N
+--   kapi bench/http_client.lua fanout URL N CONCURRENCY
+local kapi = require "kapi"
+local mode, url, n, concurrency = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4])
+local get = kapi.http.get
+local start = kapi.now()
+if mode == "seq" then
+  for _ = 1, n do get(url) end
+else
+  kapi.http.configure {max_host_connections = concurrency}
+  -- Workers pull from a counter: a script fanning out this many requests
+  -- would not build a list of them first.
+  local next_request = 0
+  local function worker()
+    while next_request < n do
+      next_request = next_request + 1
+      get(url)
+    end
+  end
+  local workers = {}
+  for i = 1, concurrency do workers[i] = kapi.spawn(worker) end
+  for _, w in ipairs(workers) do w:wait() end
+end
+print(("%.0f"):format(n / (kapi.now() - start)))
