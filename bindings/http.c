@@ -150,22 +150,28 @@ static void on_socket_ready(kapi_watch *w, unsigned events) {
   collect_done(h);
 }
 
+static void free_watch(kapi_watch *w) { free(w); }
+
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp) {
   (void)easy;
   http_state *h = userp;
   kapi_watch *w = socketp;
   if (what == CURL_POLL_REMOVE) {
-    if (w) {
-      kapi_watch_stop(h->loop, w);
-      free(w);
-      curl_multi_assign(h->multi, s, NULL);
-    }
+    /* Usually a keep-alive connection going idle: park its watch, so that
+     * reusing it does not cost a removal and an addition in the kernel. */
+    if (w) kapi_watch_park(h->loop, w, free_watch);
+    curl_multi_assign(h->multi, s, NULL);
     return 0;
   }
   unsigned events = (what & CURL_POLL_IN ? KAPI_READABLE : 0) |
                     (what & CURL_POLL_OUT ? KAPI_WRITABLE : 0);
   if (w) return kapi_watch_update(h->loop, w, events);
+  w = kapi_watch_unpark(h->loop, s, events);
+  if (w) {
+    curl_multi_assign(h->multi, s, w);
+    return 0;
+  }
   w = calloc(1, sizeof *w);
   if (!w || kapi_watch_start(h->loop, w, s, events, on_socket_ready, h) < 0) {
     free(w);
@@ -258,49 +264,48 @@ static int transfer_gc(lua_State *L) {
   return 0;
 }
 
-static double opt_number(lua_State *L, int opts, const char *key, double dflt) {
-  lua_getfield(L, opts, key);
-  double v = luaL_optnumber(L, -1, dflt);
-  lua_pop(L, 1);
-  return v;
+/* The arguments of request() and open(), by position: common ones first so
+ * that the usual request builds no table for them. */
+enum { ARG_METHOD = 1, ARG_URL, ARG_HEADERS, ARG_BODY, ARG_TIMEOUT,
+       ARG_CONNECT_TIMEOUT, ARG_MAX_SIZE, ARG_EXTRA };
+
+static int extra_field(lua_State *L, const char *key) {
+  if (!lua_istable(L, ARG_EXTRA)) return LUA_TNIL;
+  return lua_getfield(L, ARG_EXTRA, key);
 }
 
-static const char *opt_string(lua_State *L, int opts, const char *key,
-                              size_t *len) {
-  lua_getfield(L, opts, key);
-  const char *s = luaL_optlstring(L, -1, NULL, len);
-  lua_pop(L, 1); /* still anchored: the options table holds it */
+static const char *extra_string(lua_State *L, const char *key) {
+  const char *s = extra_field(L, key) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (lua_istable(L, ARG_EXTRA)) lua_pop(L, 1); /* the table keeps it alive */
   return s;
 }
 
-static int opt_bool(lua_State *L, int opts, const char *key) {
-  lua_getfield(L, opts, key);
-  int v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+static int extra_bool(lua_State *L, const char *key) {
+  int v = extra_field(L, key) != LUA_TNIL && lua_toboolean(L, -1);
+  if (lua_istable(L, ARG_EXTRA)) lua_pop(L, 1);
   return v;
 }
 
-static void set_headers(lua_State *L, transfer *t, int opts) {
-  if (lua_getfield(L, opts, "headers") == LUA_TTABLE) {
-    lua_Integer n = luaL_len(L, -1);
+static void set_headers(lua_State *L, transfer *t) {
+  if (lua_istable(L, ARG_HEADERS)) {
+    lua_Integer n = luaL_len(L, ARG_HEADERS);
     for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, -1, i);
+      lua_rawgeti(L, ARG_HEADERS, i);
       const char *line = lua_tostring(L, -1);
       if (line) t->headers = curl_slist_append(t->headers, line);
       lua_pop(L, 1);
     }
   }
-  lua_pop(L, 1);
   curl_easy_setopt(t->slot->easy, CURLOPT_HTTPHEADER, t->headers);
 }
 
 /* Every option a previous transfer may have set is set again here, so a
  * pooled handle never needs curl_easy_reset. */
-static void set_method_and_body(lua_State *L, CURL *e, int opts) {
-  const char *method = opt_string(L, opts, "method", NULL);
+static void set_method_and_body(lua_State *L, CURL *e) {
+  const char *method = luaL_optstring(L, ARG_METHOD, "GET");
   size_t len = 0;
-  const char *body = opt_string(L, opts, "body", &len);
-  int get = !method || strcmp(method, "GET") == 0, head = method && strcmp(method, "HEAD") == 0;
+  const char *body = luaL_optlstring(L, ARG_BODY, NULL, &len);
+  int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
   curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* back to a plain GET */
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
   if (head) {
@@ -311,32 +316,31 @@ static void set_method_and_body(lua_State *L, CURL *e, int opts) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "");
   }
-  if (method && strcmp(method, "POST") != 0 && !(get && !body))
+  if (strcmp(method, "POST") != 0 && !(get && !body))
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
 }
 
-static void configure(lua_State *L, transfer *t, int opts) {
+static void configure(lua_State *L, transfer *t) {
   CURL *e = t->slot->easy;
-  int insecure = opt_bool(L, opts, "insecure"); /* the policy allows it for loopback only */
-  curl_easy_setopt(e, CURLOPT_URL, opt_string(L, opts, "url", NULL));
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                   (long)(opt_number(L, opts, "timeout", 0) * 1000));
+  int insecure = extra_bool(L, "insecure"); /* the policy allows it for loopback only */
+  curl_easy_setopt(e, CURLOPT_URL, luaL_checkstring(L, ARG_URL));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(luaL_optnumber(L, ARG_TIMEOUT, 0) * 1000));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                   (long)(opt_number(L, opts, "connect_timeout", 10) * 1000));
-  t->max_size = (size_t)opt_number(L, opts, "max_size", 0);
+                   (long)(luaL_optnumber(L, ARG_CONNECT_TIMEOUT, 10) * 1000));
+  t->max_size = (size_t)luaL_optnumber(L, ARG_MAX_SIZE, 0);
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_size);
-  curl_easy_setopt(e, CURLOPT_CAINFO, opt_string(L, opts, "ca_file", NULL));
+  curl_easy_setopt(e, CURLOPT_CAINFO, extra_string(L, "ca_file"));
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, opt_bool(L, opts, "follow") ? 1L : 0L);
-  set_headers(L, t, opts);
-  set_method_and_body(L, e, opts);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, extra_bool(L, "follow") ? 1L : 0L);
+  set_headers(L, t);
+  set_method_and_body(L, e);
 }
 
 /* Creates the transfer object (closed) on the stack, then opens it. */
 static transfer *start_transfer(lua_State *L, int streaming) {
   http_state *h = upvalue_state(L);
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, ARG_EXTRA);
   transfer *t = lua_newuserdatauv(L, sizeof *t, 0);
   memset(t, 0, sizeof *t);
   t->http = h;
@@ -345,7 +349,7 @@ static transfer *start_transfer(lua_State *L, int streaming) {
   t->slot = take_slot(h);
   if (!t->slot) luaL_error(L, "http: cannot create a transfer");
   t->slot->owner = t;
-  configure(L, t, 1);
+  configure(L, t);
   if (curl_multi_add_handle(h->multi, t->slot->easy) != CURLM_OK)
     luaL_error(L, "http: cannot start the transfer");
   t->active = 1;
@@ -459,8 +463,8 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
   return finish_request(L, t);
 }
 
-/* request{method, url, headers = {"Name: value", ...}, body, timeout,
- * connect_timeout, max_size, ca_file, insecure, follow}
+/* request(method, url, {"Name: value", ...}, body, timeout, connect_timeout,
+ *         max_size, {ca_file, insecure, follow})
  *   -> {status, header_block, body, http_version, time, new_connections}
  *    | nil, kind, message */
 static int l_request(lua_State *L) {
@@ -540,7 +544,7 @@ static int stream_close(lua_State *L) {
   return 0;
 }
 
-/* open{...same options as request...} -> stream */
+/* open(...the arguments of request...) -> stream */
 static int l_open(lua_State *L) {
   kapi_task_current(L, "http stream");
   start_transfer(L, 1);
@@ -552,8 +556,9 @@ static int l_open(lua_State *L) {
 static int l_configure(lua_State *L) {
   http_state *h = upvalue_state(L);
   luaL_checktype(L, 1, LUA_TTABLE);
-  long per_host = (long)opt_number(L, 1, "max_host_connections", 0);
-  long total = (long)opt_number(L, 1, "max_total_connections", 0);
+  lua_getfield(L, 1, "max_host_connections");
+  lua_getfield(L, 1, "max_total_connections");
+  long per_host = (long)luaL_optinteger(L, -2, 0), total = (long)luaL_optinteger(L, -1, 0);
   if (per_host > 0) curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host);
   if (total > 0) curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, total);
   return 0;

@@ -26,6 +26,7 @@ struct kapi_loop {
   kapi_watch **by_fd;
   size_t by_fd_len;
   size_t watches;
+  size_t parked;
   kapi_prepare_cb prepare;
   void *prepare_data;
 };
@@ -176,9 +177,19 @@ static int index_fd(kapi_loop *loop, int fd) {
   return 0;
 }
 
+static void evict(kapi_loop *loop, kapi_watch *watch) {
+  void (*evicted)(kapi_watch *) = watch->evict;
+  kapi_watch_stop(loop, watch);
+  evicted(watch);
+}
+
 int kapi_watch_start(kapi_loop *loop, kapi_watch *watch, int fd,
                      unsigned events, kapi_watch_cb cb, void *data) {
   watch->fd = -1;
+  watch->evict = NULL;
+  if (fd >= 0 && (size_t)fd < loop->by_fd_len && loop->by_fd[fd] &&
+      loop->by_fd[fd]->evict)
+    evict(loop, loop->by_fd[fd]); /* the descriptor was closed and reused */
   if (fd < 0 || index_fd(loop, fd) < 0 || loop->by_fd[fd]) {
     errno = fd < 0 ? EBADF : loop->by_fd && loop->by_fd[fd] ? EEXIST : ENOMEM;
     return -1;
@@ -208,6 +219,30 @@ void kapi_watch_stop(kapi_loop *loop, kapi_watch *watch) {
   loop->by_fd[watch->fd] = NULL;
   watch->fd = -1;
   loop->watches--;
+  if (watch->evict) loop->parked--;
+  watch->evict = NULL;
+}
+
+void kapi_watch_park(kapi_loop *loop, kapi_watch *watch,
+                     void (*evicted)(kapi_watch *watch)) {
+  if (watch->evict || watch->fd < 0) return;
+  /* Left registered as it is: any event on a parked descriptor (an idle
+   * connection the peer closed) evicts it, so it never needs changing. */
+  watch->evict = evicted;
+  loop->parked++;
+}
+
+kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events) {
+  if (fd < 0 || (size_t)fd >= loop->by_fd_len) return NULL;
+  kapi_watch *w = loop->by_fd[fd];
+  if (!w || !w->evict) return NULL;
+  if (events != w->events && kapi_watch_update(loop, w, events) < 0) { /* closed meanwhile */
+    evict(loop, w);
+    return NULL;
+  }
+  w->evict = NULL;
+  loop->parked--;
+  return w;
 }
 
 static unsigned kapi_events(uint32_t ev) {
@@ -231,7 +266,7 @@ void kapi_loop_set_prepare(kapi_loop *loop, kapi_prepare_cb cb, void *data) {
 }
 
 size_t kapi_loop_pending(const kapi_loop *loop) {
-  return loop->heap_len + loop->watches;
+  return loop->heap_len + loop->watches - loop->parked;
 }
 
 static int wait_ms(kapi_loop *loop, int busy, uint64_t max_wait_ns) {
@@ -265,6 +300,10 @@ int kapi_loop_run_once(kapi_loop *loop, uint64_t max_wait_ns) {
     }
     kapi_watch *w = (size_t)fd < loop->by_fd_len ? loop->by_fd[fd] : NULL;
     if (!w) continue; /* stopped by an earlier callback this round */
+    if (w->evict) { /* parked, and now hung up or in error: let it go */
+      evict(loop, w);
+      continue;
+    }
     w->cb(w, kapi_events(events[i].events));
     dispatched++;
   }

@@ -31,6 +31,8 @@ struct kapi_watch {
   unsigned events;
   kapi_watch_cb cb;
   void *data;
+  /* Parked: registered but asking for nothing (see kapi_watch_park). */
+  void (*evict)(kapi_watch *watch);
 };
 
 kapi_loop *kapi_loop_new(void);
@@ -49,6 +51,18 @@ int kapi_watch_start(kapi_loop *loop, kapi_watch *watch, int fd,
                      unsigned events, kapi_watch_cb cb, void *data);
 int kapi_watch_update(kapi_loop *loop, kapi_watch *watch, unsigned events);
 void kapi_watch_stop(kapi_loop *loop, kapi_watch *watch);
+
+/* Parks a watch: it stays registered as it is, so that taking the same
+ * descriptor up again costs no system call (libcurl drops idle keep-alive
+ * sockets and takes them back on every request). A parked watch does not
+ * count as pending. When any event arrives on it (the peer closed an idle
+ * connection) or another watch claims the descriptor, the loop stops it
+ * and calls `evict` so that its owner can free it. */
+void kapi_watch_park(kapi_loop *loop, kapi_watch *watch,
+                     void (*evict)(kapi_watch *watch));
+/* The parked watch on fd, unparked and asking for `events`; NULL if there
+ * is none (or it could not be revived). */
+kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events);
 
 void kapi_loop_set_prepare(kapi_loop *loop, kapi_prepare_cb cb, void *data);
 

@@ -7,6 +7,7 @@
 #include <lualib.h>
 
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,11 @@ int main(int argc, char **argv) {
   h.argc = argc;
   h.argv = argv;
   signal(SIGPIPE, SIG_IGN);
+  /* Lua's collector frees in bursts; glibc would hand the memory back to
+   * the kernel after each and fault it in again (brk churn was 13% of an
+   * HTTP fan-out). Keep up to 16 MB of free heap instead. */
+  mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+  mallopt(M_TOP_PAD, 1024 * 1024);
   find_tree(&h);
   h.loop = kapi_loop_new();
   lua_State *L = h.loop ? luaL_newstate() : NULL;

@@ -315,10 +315,18 @@ local function build_headers(req)
 end
 
 local function refuse_plain_credentials(req, names)
+  if not (names.authorization or names.hashcode or req.auth) then return end
   if req.url:match("^https://") or is_loopback(req.url) then return end
-  if names.authorization or names.hashcode or req.auth then
+  do
     errors.usage("http: refusing to send credentials over plain http:// to " ..
                  req.url:match("^%a+://[^/]+") .. "; use https://", 4)
+  end
+end
+
+-- The transport's rarely used options, or nil.
+local function extra_options(req)
+  if req.ca_file or req.insecure or req.follow then
+    return {ca_file = req.ca_file, insecure = req.insecure, follow = req.follow}
   end
 end
 
@@ -381,13 +389,11 @@ local function exchange(req, attempt)
   local url = full_url(req)
   local body = body_of(req)
   local started = log.active() and core.now()
-  local result, kind, message = get_transport().request {
-    method = req.method, url = url, headers = headers, body = body,
-    timeout = req.timeout or M.defaults.timeout,
-    connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
-    max_size = req.max_size or M.defaults.max_size,
-    ca_file = req.ca_file, insecure = req.insecure, follow = req.follow,
-  }
+  local defaults = M.defaults
+  local result, kind, message = (transport or get_transport()).request(
+    req.method, url, headers, body, req.timeout or defaults.timeout,
+    req.connect_timeout or defaults.connect_timeout, req.max_size or defaults.max_size,
+    extra_options(req))
   if log.active() then
     log_attempt(req, url, attempt, result and result.status or kind, started, headers, body)
   end
@@ -455,9 +461,13 @@ local function perform(req)
   end
 end
 
+local METHODS = {GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
+                 PATCH = true, OPTIONS = true}
+
 local function normalize(req)
   if type(req) ~= "table" then errors.usage("http.request: expects a table of options", 3) end
-  req.method = (req.method or "GET"):upper()
+  local method = req.method or "GET"
+  req.method = METHODS[method] and method or method:upper()
   check_request(req)
   if req.json ~= nil and (req.body ~= nil or req.form ~= nil) then
     errors.usage("http.request: give one of body, json or form", 3)
@@ -490,11 +500,9 @@ function M.open(req)
   req = normalize(req)
   local headers, names = build_headers(req)
   refuse_plain_credentials(req, names)
-  local stream = get_transport().open {
-    method = req.method, url = full_url(req), headers = headers, body = body_of(req),
-    timeout = req.timeout or 0, connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
-    max_size = req.max_size, ca_file = req.ca_file, insecure = req.insecure, follow = req.follow,
-  }
+  local stream = get_transport().open(
+    req.method, full_url(req), headers, body_of(req), req.timeout or 0,
+    req.connect_timeout or M.defaults.connect_timeout, req.max_size, extra_options(req))
   local head, kind, message = stream:head()
   if not head then
     stream:close()
