@@ -42,6 +42,7 @@ docs: build
 
 bench: build
 	bench/startup
+	bench/http
 
 install: build
 	cmake --install $(BUILD)

@@ -20,6 +20,7 @@
 #define TRANSFER_METATABLE "kapi.http.transfer"
 #define STREAM_HIGH_WATER (1024 * 1024) /* pause a stream above this */
 #define MAX_POOLED_HANDLES 64
+#define KICK_BELOW 16 /* transfers in flight; see start_transfer */
 
 typedef struct buffer {
   char *data;
@@ -43,6 +44,7 @@ typedef struct http_state {
   kapi_timer timer;
   slot *pool[MAX_POOLED_HANDLES];
   int pooled;
+  int running;            /* transfers curl is working on */
 } http_state;
 
 struct transfer {
@@ -144,9 +146,9 @@ static void collect_done(http_state *h) {
 
 static void on_socket_ready(kapi_watch *w, unsigned events) {
   http_state *h = w->data;
-  int running, flags = (events & KAPI_READABLE ? CURL_CSELECT_IN : 0) |
-                       (events & KAPI_WRITABLE ? CURL_CSELECT_OUT : 0);
-  curl_multi_socket_action(h->multi, w->fd, flags, &running);
+  int flags = (events & KAPI_READABLE ? CURL_CSELECT_IN : 0) |
+              (events & KAPI_WRITABLE ? CURL_CSELECT_OUT : 0);
+  curl_multi_socket_action(h->multi, w->fd, flags, &h->running);
   collect_done(h);
 }
 
@@ -183,8 +185,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 
 static void on_timer_expired(kapi_timer *timer) {
   http_state *h = timer->data;
-  int running;
-  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &h->running);
   collect_done(h);
 }
 
@@ -353,11 +354,13 @@ static transfer *start_transfer(lua_State *L, int streaming) {
   if (curl_multi_add_handle(h->multi, t->slot->easy) != CURLM_OK)
     luaL_error(L, "http: cannot start the transfer");
   t->active = 1;
-  /* Start sending now rather than on the loop's next turn: a sequential
-   * script pays that turn on every request. */
-  int running;
-  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  collect_done(h);
+  /* With few transfers in flight, start sending now rather than on the
+   * loop's next turn, which a sequential script would pay on every
+   * request; with many, the next turn starts them together for less. */
+  if (h->running < KICK_BELOW) {
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &h->running);
+    collect_done(h);
+  }
   return t;
 }
 
