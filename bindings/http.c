@@ -418,7 +418,7 @@ static void push_response_head(lua_State *L, transfer *t) {
   long status = 0, version = 0;
   curl_easy_getinfo(t->slot->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(t->slot->easy, CURLINFO_HTTP_VERSION, &version);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 12); /* room for what the policy adds */
   lua_pushinteger(L, status);
   lua_setfield(L, -2, "status");
   push_header_block(L, t);

@@ -255,7 +255,16 @@ end
 -- Responses --------------------------------------------------------------
 
 local Response = {}
-Response.__index = Response
+
+-- `headers` is made on first use from the raw block the transport gave.
+Response.__index = function(self, key)
+  if key == "headers" then
+    local headers = new_headers(rawget(self, "header_block") or "")
+    rawset(self, "headers", headers)
+    return headers
+  end
+  return Response[key]
+end
 
 --- The body decoded as JSON (cached).
 function Response:json()
@@ -442,8 +451,6 @@ local function perform(req)
       end
       if result.status < 400 or req.raise == false then
         result.url, result.method, result.attempts = url, req.method, attempt
-        result.headers = new_headers(result.header_block)
-        result.header_block = nil
         return setmetatable(result, Response)
       end
       retryable = RETRY_STATUS[result.status]
@@ -516,7 +523,6 @@ function M.open(req)
     error(http_error(req, head, req.url, 1), 0)
   end
   head.headers = new_headers(head.header_block)
-  head.header_block = nil
   head.stream = stream
   --- Iterates over the body in chunks; `for chunk in res:chunks() do`.
   function head.chunks()
@@ -527,7 +533,7 @@ function M.open(req)
     end
   end
   function head.close() stream:close() end
-  return setmetatable(head, {__close = head.close, __index = Response})
+  return setmetatable(head, {__close = head.close, __index = Response.__index})
 end
 
 --- Limits on connections: {max_host_connections = 64, max_total_connections = 256}.
