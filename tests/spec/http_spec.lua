@@ -153,6 +153,43 @@ describe("kapi.http requests", function()
   end)
 end)
 
+describe("decoding and authentication", function()
+  it("decodes gzip bodies", function()
+    local p = io.popen("printf 'hello, compressed world' | gzip -c")
+    local gz = p:read("a")
+    p:close()
+    local srv <close> = with_server(function(req)
+      assert.matches("gzip", req.headers["accept-encoding"])
+      return {headers = {["Content-Encoding"] = "gzip"}, body = gz}
+    end)
+    assert.equal("hello, compressed world", http.get(srv.url).body)
+  end)
+
+  it("lets an authenticator set headers and renew once on an expired token", function()
+    local valid = "token-2"
+    local srv <close> = with_server(function(req)
+      if req.headers.authorization ~= "Bearer " .. valid then
+        return {status = 401, json = {error = "invalid_token",
+                                      error_description = "The access token is invalid or has expired"}}
+      end
+      return {body = "welcome"}
+    end)
+    local auth = {token = "token-1", renewals = 0}
+    function auth:authorize(req) req.headers = {Authorization = "Bearer " .. self.token} end
+    function auth:renew()
+      self.renewals = self.renewals + 1
+      self.token = "token-" .. (self.renewals + 1)
+    end
+    assert.equal("welcome", http.get(srv.url, {auth = auth}).body)
+    assert.equal(1, auth.renewals)
+    valid = "token-9"
+    local ok, err = pcall(http.get, srv.url, {auth = auth})
+    assert.is_false(ok)
+    assert.equal(401, err.status)
+    assert.equal(2, auth.renewals) -- renewed once more, then gave up
+  end)
+end)
+
 describe("retries", function()
   it("retries a GET on 503 and succeeds", function()
     local calls = 0
