@@ -18,11 +18,10 @@ function M.is_array(t)
   return getmetatable(t) == array_mt
 end
 
---- Decodes JSON text; raises on malformed text.
+--- Decodes JSON text; raises on malformed text. Whole numbers decode as
+--- Lua integers.
 function M.decode(text)
-  local marked = marks.mark_empty_arrays(text)
-  if not marked then return cjson.decode(text) end
-  return marks.restore_empty_arrays(cjson.decode(marked), array_mt)
+  return marks.normalize(cjson.decode(marks.mark_empty_arrays(text) or text), array_mt)
 end
 
 local EMPTY = "\0kapi-empty-array\0"

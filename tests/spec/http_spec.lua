@@ -370,6 +370,15 @@ describe("kapi.json", function()
     assert.equal("{}", kapi.json.encode({}))
   end)
 
+  it("decodes whole numbers as integers, others as floats", function()
+    local v = kapi.json.decode('{"total": 1800, "price": 2.99, "big": 1e3, "list": [1, -2]}')
+    assert.equal("integer", math.type(v.total))
+    assert.equal("float", math.type(v.price))
+    assert.equal("integer", math.type(v.big))
+    assert.same({"integer", "integer"}, {math.type(v.list[1]), math.type(v.list[2])})
+    assert.equal("integer", math.type(kapi.json.decode("7")))
+  end)
+
   it("leaves the caller's tables untouched when encoding", function()
     local t = {list = kapi.json.array()}
     kapi.json.encode(t)

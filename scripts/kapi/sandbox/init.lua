@@ -1,0 +1,112 @@
+-- The sandbox: an offline Kroger (and, as it grows, 1WorldSync) service on
+-- loopback, for development, demos and tests, as stripe-mock is for Stripe.
+-- docs/sandbox.md describes what it serves.
+local core = require "kapi.core"
+local server = require "kapi.server"
+local catalog = require "kapi.sandbox.catalog"
+local oauth = require "kapi.sandbox.oauth"
+local kroger = require "kapi.sandbox.kroger"
+local doc = require "kapi.doc"
+
+local M = {}
+
+--- The state of one sandbox: its data, tokens and switches.
+function M.new_state(opts)
+  opts = opts or {}
+  local state = {
+    catalog = catalog.build {seed = opts.seed, products = opts.products, stores = opts.stores},
+    clients = oauth.clients(),
+    token_ttl = opts.token_ttl or 1800,
+    tokens = {}, refresh_tokens = {}, codes = {},
+    deny_consent = opts.deny_consent or false,
+    redirect_uri = opts.redirect_uri,
+    customer = {id = "c9f8e7d6-0000-4000-8000-000000000001", firstName = "Sandy", lastName = "Box",
+                email = "sandy.box@example.com", card = "40012345678"},
+    cart = {},
+    now = core.now,
+  }
+  function state.now_ms() return os.time() * 1000 end
+  return state
+end
+
+local admin = {}
+
+-- POST /sandbox/consent {"grant": false}: the authorize endpoint answers
+-- access_denied until consent is granted again.
+function admin.consent(state, req)
+  local ok, body = pcall(require("kapi.json").decode, req.body)
+  state.deny_consent = ok and type(body) == "table" and body.grant == false
+  return {status = 204}
+end
+
+-- POST /sandbox/tokens/expire: every access token expires at once.
+function admin.expire(state)
+  for token in pairs(state.tokens) do oauth.expire(state, token) end
+  return {status = 204}
+end
+
+local routes = {
+  {"POST", "^/sandbox/consent$", admin.consent},
+  {"POST", "^/sandbox/tokens/expire$", admin.expire},
+}
+for _, route in ipairs(kroger.routes) do routes[#routes + 1] = route end
+
+local function method_allowed(route_method, method)
+  if type(route_method) == "table" then return route_method[method] end
+  return route_method == method
+end
+
+--- Finds the handler for a request: the response.
+function M.route(state, req)
+  local path_matched = false
+  for _, route in ipairs(routes) do
+    local captures = table.pack(req.path:match(route[2]))
+    if captures[1] ~= nil then
+      if method_allowed(route[1], req.method) then
+        -- A pattern without captures returns the whole match; drop it.
+        if not route[2]:find("(", 1, true) then captures.n = 0 end
+        return route[3](state, req, table.unpack(captures, 1, captures.n))
+      end
+      path_matched = true
+    end
+  end
+  if path_matched then return {status = 405, json = {errors = {code = "API-4050-405", reason = "Method not allowed",
+                                                              timestamp = state.now_ms()}}} end
+  return {status = 404, json = {errors = {code = "API-4040-404", reason = "Not found: " .. req.path,
+                                          timestamp = state.now_ms()}}}
+end
+
+--- Starts a sandbox on loopback: start{port = 0, seed = 1, products =
+--- 20000, stores = 300, token_ttl = 1800, verbose = false, tls_cert,
+--- tls_key} -> sandbox with .url, .state, .credentials and :close().
+function M.start(opts)
+  opts = opts or {}
+  local state = M.new_state(opts)
+  local function handler(req)
+    local started = opts.verbose and core.now()
+    local res = M.route(state, req)
+    if opts.verbose then
+      io.stderr:write(("sandbox: %s %s -> %d (%.1f ms)\n"):format(req.method, req.path, res.status or 200,
+                                                                  (core.now() - started) * 1000))
+    end
+    return res
+  end
+  local srv = server.listen {handler = handler, port = opts.port, tls_cert = opts.tls_cert, tls_key = opts.tls_key}
+  return setmetatable({
+    url = srv.url, port = srv.port, state = state, server = srv,
+    credentials = {client_id = "kapi-sandbox", client_secret = "sandbox-secret",
+                   public_client_id = "kapi-sandbox-public", public_client_secret = "sandbox-public-secret"},
+  }, {__index = {close = function(self) self.server:close() end},
+      __close = function(self) self.server:close() end})
+end
+
+doc.declare("kapi.sandbox.start", M.start, [[
+kapi.sandbox.start{port = 0, seed = 1, products = 20000, stores = 300, token_ttl = 1800} -> sandbox
+Starts the offline Kroger sandbox in this process, on a free loopback port:
+sandbox.url is its base URL, sandbox.credentials its test client id and
+secret. The same seed always gives the same data. See docs/sandbox.md.
+Example:
+  local sb <close> = kapi.sandbox.start{products = 2000}
+  print(sb.url, sb.credentials.client_id)]])
+
+return M
