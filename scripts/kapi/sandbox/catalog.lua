@@ -282,18 +282,24 @@ function M.build(opts)
   return catalog
 end
 
---- What a store has of a product: nil when it does not carry it, else
---- {regular, promo, stock, aisle_number}.
+--- Whether a store carries a product (the first test of at_store, alone).
+function M.carries(catalog, p, s)
+  return mix(catalog.seed, p.index, s.index) % 13 ~= 0
+end
+
+--- What a store has of a product, as values (no table: search pages call
+--- this for every candidate): nothing when the store does not carry it,
+--- else regular price, promo price (0 when none), stock level, aisle
+--- number, curbside, delivery.
 function M.at_store(catalog, p, s)
   local h = mix(catalog.seed, p.index, s.index)
   if h % 13 == 0 then return nil end
   local regular = math.floor(p.base_price * (0.9 + (h % 21) / 100) * 100 + 0.5) / 100
   local promo = (h >> 5) % 6 == 0 and math.floor(regular * 80 + 0.5) / 100 or 0
   local stock = (h >> 9) % 10
-  return {regular = regular, promo = promo,
-          stock = stock == 0 and "TEMPORARILY_OUT_OF_STOCK" or (stock <= 2 and "LOW" or "HIGH"),
-          aisle_number = tostring((h >> 13) % 30 + 1), curbside = (h >> 17) % 4 ~= 0,
-          delivery = (h >> 19) % 3 ~= 0}
+  return regular, promo,
+         stock == 0 and "TEMPORARILY_OUT_OF_STOCK" or (stock <= 2 and "LOW" or "HIGH"),
+         (h >> 13) % 30 + 1, (h >> 17) % 4 ~= 0, (h >> 19) % 3 ~= 0
 end
 
 --- The products whose descriptions hold every word of term, in order.
@@ -308,6 +314,7 @@ function M.search(catalog, term)
     end
   end
   if #lists == 0 then return {} end
+  if #lists == 1 then return lists[1] end -- callers only read it
   table.sort(lists, function(a, b) return #a < #b end)
   local out = {}
   for _, i in ipairs(lists[1]) do

@@ -23,6 +23,7 @@ function M.new_state(opts)
     customer = {id = "c9f8e7d6-0000-4000-8000-000000000001", firstName = "Sandy", lastName = "Box",
                 email = "sandy.box@example.com", card = "40012345678"},
     cart = {},
+    match_memo = {}, match_memo_size = 0,
     now = core.now,
   }
   function state.now_ms() return os.time() * 1000 end
@@ -56,16 +57,15 @@ local function method_allowed(route_method, method)
   return route_method == method
 end
 
---- Finds the handler for a request: the response.
+--- Finds the handler for a request: the response. A route's pattern has
+--- at most one capture, passed to its handler.
 function M.route(state, req)
   local path_matched = false
   for _, route in ipairs(routes) do
-    local captures = table.pack(req.path:match(route[2]))
-    if captures[1] ~= nil then
+    local match = req.path:match(route[2])
+    if match then
       if method_allowed(route[1], req.method) then
-        -- A pattern without captures returns the whole match; drop it.
-        if not route[2]:find("(", 1, true) then captures.n = 0 end
-        return route[3](state, req, table.unpack(captures, 1, captures.n))
+        return route[3](state, req, route[2]:find("(", 1, true) and match or nil)
       end
       path_matched = true
     end

@@ -49,22 +49,40 @@ local function static_json(p)
   return p.static_json
 end
 
-local function item_json(p, at)
-  local item = {itemId = p.productId, favorite = false, size = p.size, soldBy = p.sold_by}
-  if at then
-    item.inventory = {stockLevel = at.stock}
-    item.fulfillment = {curbside = at.curbside, delivery = at.delivery, inStore = true, shipToHome = false}
-    item.price = {regular = at.regular, promo = at.promo}
-  end
-  return item
+local function json_string(s)
+  return cjson.encode(s)
 end
 
---- The JSON of a product, with the fields that need a store when one is given.
+-- The per-store part of a product, formatted directly: it is built for
+-- every product of every page.
+local AT_STORE_JSON = '"items":[{"itemId":"%s","favorite":false,"size":%s,"soldBy":"%s",'
+  .. '"inventory":{"stockLevel":"%s"},"fulfillment":{"curbside":%s,"delivery":%s,"inStore":true,'
+  .. '"shipToHome":false},"price":{"regular":%s,"promo":%s}}],'
+  .. '"aisleLocations":[{"description":%s,"number":"%d"}]}'
+local NO_STORE_JSON = '"items":[{"itemId":"%s","favorite":false,"size":%s,"soldBy":"%s"}]}'
+
+local function price(n)
+  return math.type(n) == "integer" and tostring(n) or ("%.2f"):format(n)
+end
+
+-- The per-store part of a product's JSON (what follows its static part).
+local function store_json(state, p, store)
+  p.size_json = p.size_json or json_string(p.size)
+  if store then
+    local regular, promo, stock, aisle, curbside, delivery = catalog_lib.at_store(state.catalog, p, store)
+    if regular then
+      p.aisle_json = p.aisle_json or json_string(p.aisle)
+      return AT_STORE_JSON:format(p.productId, p.size_json, p.sold_by, stock, tostring(curbside),
+        tostring(delivery), price(regular), price(promo), p.aisle_json, aisle)
+    end
+  end
+  return NO_STORE_JSON:format(p.productId, p.size_json, p.sold_by)
+end
+
+--- The JSON of a product, with the fields that need a store when one is
+--- given (and the store carries it).
 function M.product_json(state, p, store)
-  local at = store and catalog_lib.at_store(state.catalog, p, store)
-  local dynamic = {items = {item_json(p, at)}}
-  if at then dynamic.aisleLocations = {{description = p.aisle, number = at.aisle_number}} end
-  return static_json(p) .. "," .. cjson.encode(dynamic):sub(2)
+  return static_json(p) .. "," .. store_json(state, p, store)
 end
 
 local FULFILLMENT = {ais = "inStore", csp = "curbside", dth = "delivery", sth = "shipToHome"}
@@ -122,6 +140,36 @@ local function product_params(state, q, partner)
   return p
 end
 
+local MEMO_LIMIT = 2000
+
+local function filter(state, params, store, candidates)
+  local cat = state.catalog
+  local brands
+  if params.brands then
+    brands = {}
+    for _, b in ipairs(params.brands) do brands[b] = true end
+  end
+  local fulfillment = params.fulfillment or {}
+  local out = {}
+  for _, i in ipairs(candidates) do
+    local p = cat.products[i]
+    local keep = not brands or brands[p.brand]
+    if keep and store then
+      keep = catalog_lib.carries(cat, p, store)
+      if keep and #fulfillment > 0 then
+        local _, _, _, _, curbside, delivery = catalog_lib.at_store(cat, p, store)
+        for _, f in ipairs(fulfillment) do
+          keep = keep and (f == "inStore" or (f == "curbside" and curbside) or (f == "delivery" and delivery))
+        end
+      end
+    end
+    if keep then out[#out + 1] = i end
+  end
+  return out
+end
+
+-- The indices of the matching products. Filtered lists are remembered (the
+-- data never changes), so paging through a search filters it once.
 local function matches(state, params, store)
   local cat = state.catalog
   local candidates
@@ -137,26 +185,22 @@ local function matches(state, params, store)
     candidates = {}
     for i = 1, #cat.products do candidates[i] = i end
   end
-  local brands
-  if params.brands then
-    brands = {}
-    for _, b in ipairs(params.brands) do brands[b] = true end
-  end
-  if not (brands or store) then return candidates end
-  local out = {}
-  for _, i in ipairs(candidates) do
-    local p = cat.products[i]
-    local keep = not brands or brands[p.brand]
-    if keep and store then
-      local at = catalog_lib.at_store(cat, p, store)
-      keep = at ~= nil
-      for _, f in ipairs(params.fulfillment or {}) do
-        keep = keep and (f == "inStore" or (f == "curbside" and at.curbside) or (f == "delivery" and at.delivery))
-      end
+  if not (params.brands or store) then return candidates end
+  local key = table.concat({params.term or "", table.concat(params.ids or {}, ","),
+                            table.concat(params.brands or {}, "|"), store and store.locationId or "",
+                            table.concat(params.fulfillment or {}, ",")}, "\0")
+  local memo = state.match_memo
+  local found = memo[key]
+  if not found then
+    if state.match_memo_size >= MEMO_LIMIT then
+      memo = {}
+      state.match_memo, state.match_memo_size = memo, 0
     end
-    if keep then out[#out + 1] = i end
+    found = filter(state, params, store, candidates)
+    memo[key] = found
+    state.match_memo_size = state.match_memo_size + 1
   end
-  return out
+  return found
 end
 
 function M.products(state, req)
@@ -169,12 +213,18 @@ function M.products(state, req)
     return bad_product_request(state, "Field 'locationId' is not a known location")
   end
   local found = matches(state, params, store)
-  local parts = {}
+  -- Fragments joined once: a page is mostly the products' cached JSON.
+  local parts = {'{"data":['}
   for i = params.start + 1, math.min(#found, params.start + params.limit) do
-    parts[#parts + 1] = M.product_json(state, state.catalog.products[found[i]], store)
+    local p = state.catalog.products[found[i]]
+    if #parts > 1 then parts[#parts + 1] = "," end
+    parts[#parts + 1] = static_json(p)
+    parts[#parts + 1] = ","
+    parts[#parts + 1] = store_json(state, p, store)
   end
-  return json_body(('{"data":[%s],"meta":{"pagination":{"start":%d,"limit":%d,"total":%d}}}')
-                   :format(table.concat(parts, ","), params.start, params.limit, #found))
+  parts[#parts + 1] = ('],"meta":{"pagination":{"start":%d,"limit":%d,"total":%d}}}')
+                      :format(params.start, params.limit, #found)
+  return json_body(table.concat(parts))
 end
 
 function M.product(state, req, id)
