@@ -43,6 +43,7 @@ docs: build
 bench: build
 	bench/startup
 	bench/http
+	bench/sandbox
 
 install: build
 	cmake --install $(BUILD)

@@ -17,5 +17,5 @@ need_packages() {
 }
 
 build_kapi() {
-  make -C "$ROOT" build >/dev/null
+  make -C "$ROOT" build >/dev/null 2>&1 || make -C "$ROOT" build
 }

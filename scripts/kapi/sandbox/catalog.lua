@@ -221,19 +221,35 @@ local function product(rand, index)
   -- Kroger product id is the GTIN-14 without its check digit.
   local upc_body = brand[2] .. ("%05d"):format((index + 1000) % 100000)
   local upc = upc_body .. M.check_digit(upc_body)
-  local gtin14 = "00" .. upc
-  local id = gtin14:sub(1, 13)
+  -- Few fields, and no nested tables: the collector walks every product on
+  -- every cycle, so the catalog is kept flat. What is derived (the page
+  -- slug, the GTIN-14, the dimensions) is computed when a response needs it.
   return {
-    index = index, productId = id, upc = id, gtin = gtin14, brand = brand[1],
+    index = index, productId = ("00" .. upc):sub(1, 13), brand = brand[1],
     description = description .. ", " .. size, size = size, category = category.name,
-    categories = {category.name}, temperature = category.temp, aisle = category.aisle,
+    temperature = category.temp, aisle = category.aisle,
     base_price = math.floor((0.99 + rand() * 14) * 100 + 0.5) / 100,
     countryOrigin = pick(rand, {"United States", "United States", "Mexico", "Canada", "Chile"}),
-    slug = slug(description .. " " .. size), sold_by = category.name == "Produce" and rand(2) == 1 and "WEIGHT" or "UNIT",
-    dimensions = {depth = ("%.1f"):format(1 + rand() * 10), height = ("%.1f"):format(1 + rand() * 12),
-                  width = ("%.1f"):format(1 + rand() * 10)},
+    sold_by = category.name == "Produce" and rand(2) == 1 and "WEIGHT" or "UNIT",
     search = words_of(description .. " " .. category.name),
   }
+end
+
+--- The GTIN-14 of a product (its id plus the check digit).
+function M.gtin(p)
+  return p.productId .. M.check_digit(p.productId)
+end
+
+--- The product page's slug, e.g. "kroger-2-reduced-fat-milk-1-gal".
+function M.slug(p)
+  return slug(p.description)
+end
+
+--- Depth, height and width in inches, as the API gives them (strings).
+function M.dimensions(catalog, p)
+  local h = mix(catalog.seed, p.index, 0)
+  return {depth = ("%.1f"):format(1 + h % 90 / 10), height = ("%.1f"):format(1 + (h >> 8) % 110 / 10),
+          width = ("%.1f"):format(1 + (h >> 16) % 90 / 10)}
 end
 
 -- word -> ascending list of product indices

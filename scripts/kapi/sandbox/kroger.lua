@@ -4,6 +4,7 @@
 -- observed-product-response.json), validating parameters with the
 -- documented limits and answering with the documented error bodies.
 local cjson = require("cjson").new()
+local json = require "kapi.json"
 local catalog_lib = require "kapi.sandbox.catalog"
 local oauth = require "kapi.sandbox.oauth"
 
@@ -28,7 +29,7 @@ end
 
 -- What never changes about a product, encoded once, without its closing
 -- brace, so that a response is mostly string concatenation.
-local function static_json(p)
+local function static_json(state, p)
   if p.static_json then return p.static_json end
   local images = {}
   for i, perspective in ipairs {"front", "back", "left", "right", "top"} do
@@ -39,10 +40,12 @@ local function static_json(p)
     images[i] = {perspective = perspective, featured = i == 1, sizes = sizes}
   end
   local text = cjson.encode {
-    productId = p.productId, upc = p.upc,
-    productPageURI = ("/p/%s/%s?cid=dis.api.tpi_products-api_20240521_b:all_c:p_t:"):format(p.slug, p.productId),
-    brand = p.brand, categories = p.categories, countryOrigin = p.countryOrigin,
-    description = p.description, images = images, itemInformation = p.dimensions,
+    productId = p.productId, upc = p.productId,
+    productPageURI = ("/p/%s/%s?cid=dis.api.tpi_products-api_20240521_b:all_c:p_t:")
+                     :format(catalog_lib.slug(p), p.productId),
+    brand = p.brand, categories = {p.category}, countryOrigin = p.countryOrigin,
+    description = p.description, images = images,
+    itemInformation = catalog_lib.dimensions(state.catalog, p),
     temperature = {indicator = p.temperature, heatSensitive = p.temperature == "Frozen"},
   }
   p.static_json = text:sub(1, -2)
@@ -82,7 +85,7 @@ end
 --- The JSON of a product, with the fields that need a store when one is
 --- given (and the store carries it).
 function M.product_json(state, p, store)
-  return static_json(p) .. "," .. store_json(state, p, store)
+  return static_json(state, p) .. "," .. store_json(state, p, store)
 end
 
 local FULFILLMENT = {ais = "inStore", csp = "curbside", dth = "delivery", sth = "shipToHome"}
@@ -218,7 +221,7 @@ function M.products(state, req)
   for i = params.start + 1, math.min(#found, params.start + params.limit) do
     local p = state.catalog.products[found[i]]
     if #parts > 1 then parts[#parts + 1] = "," end
-    parts[#parts + 1] = static_json(p)
+    parts[#parts + 1] = static_json(state, p)
     parts[#parts + 1] = ","
     parts[#parts + 1] = store_json(state, p, store)
   end
@@ -404,7 +407,7 @@ end
 function M.cart_add(state, req)
   local grant, denied = oauth.check(state, req, {"cart.basic:write", "cart.basic:rw"}, true)
   if not grant then return denied end
-  local ok, body = pcall(cjson.decode, req.body)
+  local ok, body = pcall(json.decode, req.body)
   if not ok or type(body) ~= "table" or type(body.items) ~= "table" or #body.items == 0 then
     return api_error(state, 400, "CART-2216-400", "Field 'items' must be a non-empty array")
   end

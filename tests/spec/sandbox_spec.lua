@@ -1,0 +1,335 @@
+-- The sandbox over real loopback HTTP: its OAuth2 server, its Kroger API,
+-- and conformance of its answers with the official OpenAPI documents.
+local kapi = require "kapi"
+local crypto = require "kapi.core.crypto"
+local openapi = require "helpers.openapi"
+local http = kapi.http
+
+local sb
+setup(function() sb = kapi.sandbox.start {products = 3000, stores = 60, seed = 7} end)
+teardown(function() sb:close() end)
+
+local function basic(id, secret)
+  return "Basic " .. crypto.base64((id or "kapi-sandbox") .. ":" .. (secret or "sandbox-secret"))
+end
+
+local function token_request(form, authorization)
+  return http.post(sb.url .. "/v1/connect/oauth2/token",
+                   {headers = {Authorization = authorization or basic()}, form = form, raise = false})
+end
+
+local function service_token(scope, client, secret)
+  local res = token_request({grant_type = "client_credentials", scope = scope or "product.compact"},
+                            basic(client, secret))
+  assert.equal(200, res.status, res.body)
+  return res:json().access_token
+end
+
+local function bearer(token) return {Authorization = "Bearer " .. token} end
+
+local function get(path, query, token, opts)
+  opts = opts or {}
+  return http.request {method = opts.method or "GET", url = sb.url .. path, query = query,
+                       headers = bearer(token or service_token()), raise = false, json = opts.json}
+end
+
+-- Follows the authorize redirect as a browser would; returns the callback's query.
+local function authorize(params)
+  local query = {response_type = "code", client_id = "kapi-sandbox",
+                 redirect_uri = "http://127.0.0.1:9999/callback", scope = "cart.basic:write profile.compact",
+                 state = "xyz"}
+  for k, v in pairs(params or {}) do query[k] = v end
+  local res = http.get(sb.url .. "/v1/connect/oauth2/authorize", {query = query, raise = false})
+  assert.equal(302, res.status, res.body)
+  local location = res.headers.location
+  local callback = {}
+  for _, pair in ipairs(http.decode_query(location:match("%?(.*)$"))) do callback[pair[1]] = pair[2] end
+  return callback, location
+end
+
+local function customer_tokens()
+  local verifier = crypto.base64url(crypto.random(32))
+  local callback = authorize {code_challenge = crypto.base64url(crypto.sha256(verifier)),
+                              code_challenge_method = "S256"}
+  local res = token_request {grant_type = "authorization_code", code = callback.code,
+                             redirect_uri = "http://127.0.0.1:9999/callback", code_verifier = verifier}
+  assert.equal(200, res.status, res.body)
+  return res:json()
+end
+
+describe("the sandbox's OAuth2 token endpoint", function()
+  it("issues service tokens with client credentials and Basic auth", function()
+    local res = token_request {grant_type = "client_credentials", scope = "product.compact"}
+    local body = res:json()
+    assert.equal(200, res.status)
+    assert.equal("bearer", body.token_type)
+    assert.equal(1800, body.expires_in)
+    assert.is_string(body.access_token)
+    assert.is_nil(body.refresh_token)
+  end)
+
+  it("rejects bad credentials, unknown scopes and grant types with the documented bodies", function()
+    local res = token_request({grant_type = "client_credentials"}, basic("kapi-sandbox", "wrong"))
+    assert.same({error = "unauthorized", error_description = "invalid credentials"}, res:json())
+    res = http.post(sb.url .. "/v1/connect/oauth2/token", {form = {grant_type = "client_credentials"}, raise = false})
+    assert.equal("unauthorized", res:json().error)
+    res = token_request {grant_type = "client_credentials", scope = "no.such.scope"}
+    assert.same({error = "invalid_scope", error_description = "invalid scope"}, res:json())
+    res = token_request({grant_type = "client_credentials", scope = "coupons.basic"},
+                        basic("kapi-sandbox-public", "sandbox-public-secret"))
+    assert.equal("invalid_scope", res:json().error)
+    res = token_request {grant_type = "password"}
+    assert.same({error = "unsupported_grant_type", error_description = "invalid grant_type"}, res:json())
+  end)
+
+  it("runs the authorization-code flow with PKCE, once per code", function()
+    local verifier = crypto.base64url(crypto.random(32))
+    local callback = authorize {code_challenge = crypto.base64url(crypto.sha256(verifier)),
+                                code_challenge_method = "S256"}
+    assert.equal("xyz", callback.state)
+    local bad = token_request {grant_type = "authorization_code", code = callback.code,
+                               redirect_uri = "http://127.0.0.1:9999/callback", code_verifier = "wrong"}
+    assert.equal(400, bad.status)
+    assert.equal("invalid_request", bad:json().error)
+    -- A failed attempt used the code up.
+    local again = token_request {grant_type = "authorization_code", code = callback.code,
+                                 redirect_uri = "http://127.0.0.1:9999/callback", code_verifier = verifier}
+    assert.equal("invalid code", again:json().error_description)
+    local tokens = customer_tokens()
+    assert.is_string(tokens.refresh_token)
+    assert.equal("cart.basic:write profile.compact", tokens.scope)
+  end)
+
+  it("refuses a redirect_uri that differs from the authorize call", function()
+    local callback = authorize()
+    local res = token_request {grant_type = "authorization_code", code = callback.code,
+                               redirect_uri = "http://127.0.0.1:9999/other"}
+    assert.equal("invalid_request", res:json().error)
+  end)
+
+  it("rotates refresh tokens: each is good once", function()
+    local first = customer_tokens().refresh_token
+    local res = token_request {grant_type = "refresh_token", refresh_token = first}
+    assert.equal(200, res.status)
+    local second = res:json().refresh_token
+    assert.not_equal(first, second)
+    local reused = token_request {grant_type = "refresh_token", refresh_token = first}
+    assert.equal(400, reused.status)
+    assert.same({error = "invalid_request", error_description = "invalid refresh_token"}, reused:json())
+    assert.equal(200, token_request({grant_type = "refresh_token", refresh_token = second}).status)
+  end)
+
+  it("answers access_denied when consent is refused", function()
+    http.post(sb.url .. "/sandbox/consent", {json = {grant = false}})
+    local callback = authorize()
+    http.post(sb.url .. "/sandbox/consent", {json = {grant = true}})
+    assert.equal("access_denied", callback.error)
+    assert.equal("xyz", callback.state)
+    assert.is_nil(callback.code)
+  end)
+
+  it("answers 401 invalid_token for expired tokens, 403 for missing scopes", function()
+    local token = service_token()
+    http.post(sb.url .. "/sandbox/tokens/expire")
+    local res = get("/v1/products", {["filter.term"] = "milk"}, token)
+    assert.equal(401, res.status)
+    assert.same({errors = {error = "invalid_token", error_description = "The access token is invalid or has expired"}},
+                res:json())
+    res = get("/v1/products", {["filter.term"] = "milk"}, service_token("coupons.basic"))
+    assert.equal(403, res.status)
+    assert.equal("Forbidden", res:json().errors.code)
+    assert.equal(401, get("/v1/chains", nil, "made-up").status)
+  end)
+end)
+
+describe("the sandbox's products", function()
+  it("searches, pages with meta.pagination, and is the same for the same seed", function()
+    local page1 = get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 5}):json()
+    local page2 = get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 5, ["filter.start"] = 5}):json()
+    assert.equal(5, #page1.data)
+    assert.same({start = 0, limit = 5, total = page1.meta.pagination.total}, page1.meta.pagination)
+    assert.is_true(page1.meta.pagination.total > 10)
+    assert.not_equal(page1.data[1].productId, page2.data[1].productId)
+    for _, p in ipairs(page1.data) do assert.matches("[Mm]ilk", p.description) end
+    local other <close> = kapi.sandbox.start {products = 3000, stores = 60, seed = 7}
+    local token = http.post(other.url .. "/v1/connect/oauth2/token", {headers = {Authorization = basic()},
+      form = {grant_type = "client_credentials", scope = "product.compact"}}):json().access_token
+    local again = http.get(other.url .. "/v1/products", {headers = bearer(token),
+      query = {["filter.term"] = "milk", ["filter.limit"] = 5}}):json()
+    assert.same(page1.data, again.data)
+  end)
+
+  it("shows prices, stock and aisles only with a location, in the live wire's casing", function()
+    local bare = get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 1}):json().data[1]
+    assert.is_nil(bare.items[1].price)
+    assert.is_nil(bare.aisleLocations)
+    local local_ = get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 1,
+                                        ["filter.locationId"] = "01400376"}):json().data[1]
+    local item = local_.items[1]
+    assert.is_number(item.price.regular)
+    assert.truthy(({HIGH = 1, LOW = 1, TEMPORARILY_OUT_OF_STOCK = 1})[item.inventory.stockLevel])
+    assert.is_boolean(item.fulfillment.inStore)
+    assert.is_boolean(item.fulfillment.shipToHome)
+    assert.is_true(local_.images[1].featured)
+    assert.equal(1, #local_.aisleLocations)
+  end)
+
+  it("finds products by id, and 13-digit ids only", function()
+    local first = get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 1}):json().data[1]
+    local one = get("/v1/products/" .. first.productId):json()
+    assert.equal(first.productId, one.data.productId)
+    assert.equal(404, get("/v1/products/0000000000000").status)
+    local short = get("/v1/products/123")
+    assert.equal(400, short.status)
+    assert.equal("UPC must have a length of 13 characters", short:json().errors.reason)
+    local by_ids = get("/v1/products", {["filter.productId"] = first.productId}):json()
+    assert.equal(1, #by_ids.data)
+  end)
+
+  it("validates parameters with the documented limits", function()
+    local cases = {
+      {{["filter.term"] = "milk", ["filter.locationId"] = "123"}, "Field 'locationId' must have a length of 8 characters"},
+      {{["filter.term"] = "mi"}, "Field 'term' must have a length of at least 3 characters"},
+      {{["filter.term"] = "a b c d e f g h i"}, "Field 'term' must have 8 words or fewer"},
+      {{["filter.term"] = "milk", ["filter.limit"] = "51"}, "Field 'limit' must be a number between 1 and 50 (inclusive)"},
+      {{["filter.term"] = "milk", ["filter.start"] = "1001"}, "Field 'start' must be a number between 0 and 1000 (inclusive)"},
+      {{["filter.term"] = "milk", ["filter.fulfillment"] = "xyz"}, "Field 'fulfillment' must be one of ais, csp, dth, sth"},
+      {{}, "Field 'term' or 'productId' or 'brand' is required"},
+    }
+    for _, case in ipairs(cases) do
+      local res = get("/v1/products", case[1])
+      assert.equal(400, res.status)
+      local e = res:json().errors
+      assert.equal(case[2], e.reason)
+      assert.equal("PRODUCT-2011-400", e.code)
+      assert.is_number(e.timestamp)
+    end
+  end)
+
+  it("stops the public app's offset at 250 and the partner's at 1000", function()
+    local public = service_token("product.compact", "kapi-sandbox-public", "sandbox-public-secret")
+    assert.equal(400, get("/v1/products", {["filter.term"] = "milk", ["filter.start"] = "251"}, public).status)
+    assert.equal(200, get("/v1/products", {["filter.term"] = "milk", ["filter.start"] = "250"}, public).status)
+    assert.equal(200, get("/v1/products", {["filter.term"] = "milk", ["filter.start"] = "1000"}).status)
+  end)
+end)
+
+describe("the sandbox's locations, chains and departments", function()
+  it("finds stores near a ZIP code, nearest first, within the radius", function()
+    local res = get("/v1/locations", {["filter.zipCode.near"] = "45202", ["filter.limit"] = 3}):json()
+    assert.equal("01400376", res.data[1].locationId)
+    assert.equal("45202", res.data[1].address.zipCode)
+    assert.equal(8, #res.data[1].locationId)
+    assert.is_true(#res.data <= 3)
+    local far = get("/v1/locations", {["filter.latLong.near"] = "0,0"}):json()
+    assert.equal(0, #far.data)
+  end)
+
+  it("filters by chain and by departments", function()
+    local res = get("/v1/locations", {["filter.chain"] = "Kroger", ["filter.limit"] = 200,
+                                      ["filter.department"] = "53"}):json()
+    assert.is_true(#res.data > 0)
+    for _, s in ipairs(res.data) do
+      assert.equal("KROGER", s.chain)
+      local found = false
+      for _, d in ipairs(s.departments) do found = found or d.departmentId == "53" end
+      assert.is_true(found)
+    end
+  end)
+
+  it("validates location parameters", function()
+    assert.equal("Field 'filter.zipCode.near' must 5 digits",
+                 get("/v1/locations", {["filter.zipCode.near"] = "4520"}):json().errors.reason)
+    assert.equal(400, get("/v1/locations", {["filter.zipCode.near"] = "45202", ["filter.radiusInMiles"] = "101"}).status)
+    assert.equal(400, get("/v1/locations", {["filter.zipCode.near"] = "45202", ["filter.limit"] = "201"}).status)
+    assert.equal(400, get("/v1/locations/123").status)
+  end)
+
+  it("answers HEAD with 204 or 404", function()
+    assert.equal(204, get("/v1/locations/01400376", nil, nil, {method = "HEAD"}).status)
+    assert.equal(404, get("/v1/locations/99999999", nil, nil, {method = "HEAD"}).status)
+    assert.equal(204, get("/v1/chains/kroger", nil, nil, {method = "HEAD"}).status)
+    assert.equal(204, get("/v1/departments/09", nil, nil, {method = "HEAD"}).status)
+  end)
+
+  it("lists chains with their domains and departments", function()
+    local chains = get("/v1/chains"):json().data
+    local kroger
+    for _, c in ipairs(chains) do if c.name == "KROGER" then kroger = c end end
+    assert.equal("kroger.com", kroger.domain)
+    assert.equal("FRED MEYER", get("/v1/chains/fred%20meyer"):json().data.name)
+    assert.equal("Pharmacy", get("/v1/departments/09"):json().data.name)
+  end)
+end)
+
+describe("the sandbox's cart and identity", function()
+  it("adds to the customer's cart with a customer token only", function()
+    local tokens = customer_tokens()
+    local items = {items = {{upc = "0001111041700", quantity = 2, modality = "PICKUP"}}}
+    assert.equal(403, get("/v1/cart/add", nil, service_token(), {method = "PUT", json = items}).status)
+    local before = #sb.state.cart
+    assert.equal(204, get("/v1/cart/add", nil, tokens.access_token, {method = "PUT", json = items}).status)
+    assert.equal(before + 1, #sb.state.cart)
+    local bad = get("/v1/cart/add", nil, tokens.access_token,
+                    {method = "PUT", json = {items = {{upc = "123", quantity = 1}}}})
+    assert.equal(400, bad.status)
+    assert.equal("Field 'upc' must have a length of 13 characters", bad:json().errors.reason)
+  end)
+
+  it("gives the customer's profile id", function()
+    local tokens = customer_tokens()
+    local profile = get("/v1/identity/profile", nil, tokens.access_token):json()
+    assert.equal(sb.state.customer.id, profile.data.id)
+  end)
+end)
+
+describe("conformance with the OpenAPI documents", function()
+  local function assert_conforms(doc, method, path, status, body)
+    local schema = openapi.response_schema(doc, method, path, status)
+    local problems = openapi.check(doc, schema, body)
+    assert.same({}, problems, ("%s %s %d"):format(method, path, status))
+  end
+
+  it("the validator fails on a wrong type and a missing required field", function()
+    local doc = {components = {schemas = {}}}
+    local schema = {type = "object", required = {"id"}, properties = {id = {type = "string"}, n = {type = "integer"}}}
+    assert.same({}, openapi.check(doc, schema, {id = "x", n = 1}))
+    assert.equal(1, #openapi.check(doc, schema, {n = 1}))
+    assert.equal(1, #openapi.check(doc, schema, {id = 5}))
+    assert.equal(1, #openapi.check(doc, schema, {id = "x", n = 1.5}))
+  end)
+
+  it("products answers match products-public-1.3.0.json", function()
+    local doc = openapi.load("kroger/products-public-1.3.0.json")
+    local page = get("/v1/products", {["filter.term"] = "milk", ["filter.locationId"] = "01400376"})
+    assert_conforms(doc, "GET", "/v1/products", 200, page:json())
+    local id = page:json().data[1].productId
+    assert_conforms(doc, "GET", "/v1/products/{id}", 200, get("/v1/products/" .. id):json())
+    assert_conforms(doc, "GET", "/v1/products", 400, get("/v1/products", {["filter.locationId"] = "1"}):json())
+    local expired = service_token()
+    http.post(sb.url .. "/sandbox/tokens/expire")
+    assert_conforms(doc, "GET", "/v1/products", 401, get("/v1/products", {["filter.term"] = "milk"}, expired):json())
+    assert_conforms(doc, "GET", "/v1/products", 403,
+                    get("/v1/products", {["filter.term"] = "milk"}, service_token("coupons.basic")):json())
+  end)
+
+  it("locations, chains and departments answers match locations-1.2.3.json", function()
+    local doc = openapi.load("kroger/locations-1.2.3.json")
+    assert_conforms(doc, "GET", "/v1/locations", 200, get("/v1/locations", {["filter.zipCode.near"] = "45202"}):json())
+    assert_conforms(doc, "GET", "/v1/locations/{locationId}", 200, get("/v1/locations/01400376"):json())
+    assert_conforms(doc, "GET", "/v1/locations", 400, get("/v1/locations", {["filter.zipCode.near"] = "1"}):json())
+    assert_conforms(doc, "GET", "/v1/chains", 200, get("/v1/chains"):json())
+    assert_conforms(doc, "GET", "/v1/chains/{name}", 200, get("/v1/chains/KROGER"):json())
+    assert_conforms(doc, "GET", "/v1/departments", 200, get("/v1/departments"):json())
+    assert_conforms(doc, "GET", "/v1/departments/{id}", 200, get("/v1/departments/09"):json())
+  end)
+
+  it("token answers match auth-1.0.13.json", function()
+    local doc = openapi.load("kroger/auth-1.0.13.json")
+    local path = "/v1/connect/oauth2/token"
+    assert_conforms(doc, "POST", path, 200, token_request({grant_type = "client_credentials"}):json())
+    assert_conforms(doc, "POST", path, 200, customer_tokens())
+    assert_conforms(doc, "POST", path, 400, token_request({grant_type = "nope"}):json())
+    assert_conforms(doc, "POST", path, 400, token_request({grant_type = "refresh_token", refresh_token = "x"}):json())
+  end)
+end)
