@@ -579,6 +579,7 @@ static int state_gc(lua_State *L) {
   kapi_timer_stop(h->loop, &h->timer);
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
+  kapi_watch_evict_parked(h->loop, free_watch);
   while (h->pooled > 0) free_slot(h->pool[--h->pooled]);
   return 0;
 }

@@ -232,6 +232,13 @@ void kapi_watch_park(kapi_loop *loop, kapi_watch *watch,
   loop->parked++;
 }
 
+void kapi_watch_evict_parked(kapi_loop *loop, void (*evicted)(kapi_watch *watch)) {
+  for (size_t fd = 0; fd < loop->by_fd_len && loop->parked > 0; fd++) {
+    kapi_watch *w = loop->by_fd[fd];
+    if (w && w->evict == evicted) evict(loop, w);
+  }
+}
+
 kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events) {
   if (fd < 0 || (size_t)fd >= loop->by_fd_len) return NULL;
   kapi_watch *w = loop->by_fd[fd];

@@ -60,6 +60,9 @@ void kapi_watch_stop(kapi_loop *loop, kapi_watch *watch);
  * and calls `evict` so that its owner can free it. */
 void kapi_watch_park(kapi_loop *loop, kapi_watch *watch,
                      void (*evict)(kapi_watch *watch));
+/* Evicts every parked watch whose evict function is `evict` (an owner
+ * shutting down). */
+void kapi_watch_evict_parked(kapi_loop *loop, void (*evict)(kapi_watch *watch));
 /* The parked watch on fd, unparked and asking for `events`; NULL if there
  * is none (or it could not be revived). */
 kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events);
