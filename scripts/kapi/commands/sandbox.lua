@@ -6,6 +6,7 @@ function M.arguments(parser)
   parser:option("--seed", "Seed of the generated data", "1"):convert(math.tointeger)
   parser:option("--products", "Number of products", "20000"):convert(math.tointeger)
   parser:option("--stores", "Number of stores", "300"):convert(math.tointeger)
+  parser:option("--items", "Number of Content1 items (cases and eaches)", "2000"):convert(math.tointeger)
   parser:option("--token-ttl", "Lifetime of access tokens, in seconds", "1800"):convert(tonumber)
   parser:option("--tls", "Serve HTTPS with CERT,KEY (PEM files)")
   parser:flag("--deny-consent", "The authorize endpoint answers access_denied")
@@ -23,7 +24,7 @@ function M.run(args)
     if not cert then require("kapi.errors").usage("--tls takes CERT,KEY", 0) end
   end
   local sandbox = kapi.sandbox.start {
-    port = args.port, seed = args.seed, products = args.products, stores = args.stores,
+    port = args.port, seed = args.seed, products = args.products, stores = args.stores, items = args.items,
     token_ttl = args.token_ttl, verbose = args.verbose, deny_consent = args.deny_consent,
     tls_cert = cert, tls_key = key,
   }
@@ -31,6 +32,7 @@ function M.run(args)
   print("kapi sandbox: " .. sandbox.url)
   print("  partner client: KROGER_CLIENT_ID=" .. c.client_id .. " KROGER_CLIENT_SECRET=" .. c.client_secret)
   print("  public client:  KROGER_CLIENT_ID=" .. c.public_client_id .. " KROGER_CLIENT_SECRET=" .. c.public_client_secret)
+  print("  Content1:       ONEWORLDSYNC_APP_ID=" .. c.content1_app_id .. " ONEWORLDSYNC_SECRET=" .. c.content1_secret)
   print("  (test credentials of this sandbox only; Ctrl-C stops it)")
   io.stdout:flush()
   local ok, err = pcall(function()

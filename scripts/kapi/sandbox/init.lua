@@ -6,6 +6,7 @@ local server = require "kapi.server"
 local catalog = require "kapi.sandbox.catalog"
 local oauth = require "kapi.sandbox.oauth"
 local kroger = require "kapi.sandbox.kroger"
+local content1 = require "kapi.sandbox.content1"
 local doc = require "kapi.doc"
 
 local M = {}
@@ -27,6 +28,8 @@ function M.new_state(opts)
     now = core.now,
   }
   function state.now_ms() return os.time() * 1000 end
+  state.content1 = content1.new_state(opts)
+  content1.init(state)
   return state
 end
 
@@ -50,7 +53,9 @@ local routes = {
   {"POST", "^/sandbox/consent$", admin.consent},
   {"POST", "^/sandbox/tokens/expire$", admin.expire},
 }
-for _, route in ipairs(kroger.routes) do routes[#routes + 1] = route end
+for _, list in ipairs {kroger.routes, content1.routes} do
+  for _, route in ipairs(list) do routes[#routes + 1] = route end
+end
 
 local function method_allowed(route_method, method)
   if type(route_method) == "table" then return route_method[method] end
@@ -95,7 +100,8 @@ function M.start(opts)
   return setmetatable({
     url = srv.url, port = srv.port, state = state, server = srv,
     credentials = {client_id = "kapi-sandbox", client_secret = "sandbox-secret",
-                   public_client_id = "kapi-sandbox-public", public_client_secret = "sandbox-public-secret"},
+                   public_client_id = "kapi-sandbox-public", public_client_secret = "sandbox-public-secret",
+                   content1_app_id = content1.APP_ID, content1_secret = content1.SECRET},
   }, {__index = {close = function(self) self.server:close() end},
       __close = function(self) self.server:close() end})
 end
