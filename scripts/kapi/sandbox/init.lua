@@ -7,6 +7,7 @@ local catalog = require "kapi.sandbox.catalog"
 local oauth = require "kapi.sandbox.oauth"
 local kroger = require "kapi.sandbox.kroger"
 local content1 = require "kapi.sandbox.content1"
+local items = require "kapi.sandbox.items"
 local doc = require "kapi.doc"
 
 local M = {}
@@ -28,8 +29,11 @@ function M.new_state(opts)
     now = core.now,
   }
   function state.now_ms() return os.time() * 1000 end
+  state.clock = os.time
   state.content1 = content1.new_state(opts)
   content1.init(state)
+  state.items = items.new_state(opts)
+  items.init(state)
   return state
 end
 
@@ -56,6 +60,15 @@ local routes = {
 for _, list in ipairs {kroger.routes, content1.routes} do
   for _, route in ipairs(list) do routes[#routes + 1] = route end
 end
+-- Item Management is 1WorldSync's too: signed as Content1 calls are.
+for _, route in ipairs(items.routes) do
+  local handler = route[3]
+  routes[#routes + 1] = {route[1], route[2], function(state, req, ...)
+    local denied = content1.verify(state, req)
+    if denied then return denied end
+    return handler(state, req, ...)
+  end}
+end
 
 local function method_allowed(route_method, method)
   if type(route_method) == "table" then return route_method[method] end
@@ -81,9 +94,15 @@ function M.route(state, req)
                                           timestamp = state.now_ms()}}}
 end
 
+local function close(self)
+  items.stop(self.state)
+  self.server:close()
+end
+
 --- Starts a sandbox on loopback: start{port = 0, seed = 1, products =
---- 20000, stores = 300, token_ttl = 1800, verbose = false, tls_cert,
---- tls_key} -> sandbox with .url, .state, .credentials and :close().
+--- 20000, stores = 300, items = 2000, token_ttl = 1800, review_delay = 2,
+--- verbose = false, tls_cert, tls_key} -> sandbox with .url, .state,
+--- .credentials and :close().
 function M.start(opts)
   opts = opts or {}
   local state = M.new_state(opts)
@@ -102,8 +121,7 @@ function M.start(opts)
     credentials = {client_id = "kapi-sandbox", client_secret = "sandbox-secret",
                    public_client_id = "kapi-sandbox-public", public_client_secret = "sandbox-public-secret",
                    content1_app_id = content1.APP_ID, content1_secret = content1.SECRET},
-  }, {__index = {close = function(self) self.server:close() end},
-      __close = function(self) self.server:close() end})
+  }, {__index = {close = close}, __close = close})
 end
 
 doc.declare("kapi.sandbox.start", M.start, [[
