@@ -487,6 +487,7 @@ static int task_wait(lua_State *L) {
 
 static int task_cancel(lua_State *L) {
   kapi_task *t = check_task(L, 1);
+  t->observed = 1; /* whoever cancels a task expects it to end so */
   kapi_task_cancel(t, "cancelled");
   return 0;
 }
