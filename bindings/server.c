@@ -31,6 +31,7 @@ typedef struct request {
   char *body;
   size_t body_len, body_cap;
   int started, dispatched, suspended;
+  int reset;             /* close the connection without an answer */
   struct MHD_Response *response;
   unsigned status;
   struct exchange *exchange;
@@ -203,9 +204,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     *upload_size = 0;
     return MHD_YES;
   }
+  if (r->reset) return MHD_NO;
   if (r->response) return send_ready(r);
   if (r->dispatched) return MHD_YES; /* resumed before the answer: wait */
   if (dispatch(s, r, method) < 0) return MHD_NO;
+  if (r->reset) return MHD_NO;
   if (r->response) return send_ready(r);
   MHD_suspend_connection(c);
   r->suspended = 1;
@@ -216,6 +219,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 }
 
 /* --- the exchange: how a handler's task answers ------------------------ */
+
+static void resume_now(request *r) {
+  if (!r->suspended) return;
+  unlink_suspended(r);
+  MHD_resume_connection(r->connection);
+  /* Let the loop run the daemon soon, not at its next timeout. */
+  kapi_timer_start(r->srv->loop, &r->srv->timer, 0);
+}
+
 
 /* exchange:respond(status, {name, value, ...}, body) */
 static int exchange_respond(lua_State *L) {
@@ -239,12 +251,18 @@ static int exchange_respond(lua_State *L) {
   }
   r->response = res;
   r->status = (unsigned)status;
-  if (r->suspended) {
-    unlink_suspended(r);
-    MHD_resume_connection(r->connection);
-    /* Let the loop run the daemon soon, not at its next timeout. */
-    kapi_timer_start(r->srv->loop, &r->srv->timer, 0);
-  }
+  resume_now(r);
+  return 0;
+}
+
+/* exchange:reset(): drop the connection without answering (the sandbox's
+ * "reset" fault) */
+static int exchange_reset(lua_State *L) {
+  exchange *x = luaL_checkudata(L, 1, EXCHANGE_METATABLE);
+  request *r = x->req;
+  if (!r || r->response) return 0;
+  r->reset = 1;
+  resume_now(r);
   return 0;
 }
 
@@ -357,8 +375,8 @@ static int l_listen(lua_State *L) {
 static const luaL_Reg server_methods[] = {
     {"close", server_close}, {"port", server_port}, {NULL, NULL}};
 
-static const luaL_Reg exchange_methods[] = {{"respond", exchange_respond},
-                                            {NULL, NULL}};
+static const luaL_Reg exchange_methods[] = {
+    {"respond", exchange_respond}, {"reset", exchange_reset}, {NULL, NULL}};
 
 static void new_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
                           lua_CFunction gc) {

@@ -50,8 +50,14 @@ end
 local function serve_with(handler)
   return function(raw, exchange)
     local ok, status, headers, body = pcall(function()
-      return response_of(handler(request_of(raw)))
+      local res = handler(request_of(raw))
+      if type(res) == "table" and res.reset then return "reset" end
+      return response_of(res)
     end)
+    if ok and status == "reset" then
+      exchange:reset()
+      return
+    end
     if not ok then
       log.debug("server: handler failed: %s", errors.message(status))
       status, headers = 500, {"Content-Type", "application/json"}
@@ -94,7 +100,7 @@ doc.declare("kapi.server.listen", M.listen, [[
 kapi.server.listen{handler = fn, port = 0, host = "127.0.0.1", tls_cert, tls_key} -> server
 Serves HTTP on loopback (port 0: a free one; server.url tells). handler
 (request) runs as a task for each request and returns {status, headers,
-body | json}. request has method, path, query (decoded; query_list keeps
+body | json}, or {reset = true} to drop the connection unanswered. request has method, path, query (decoded; query_list keeps
 order and repeats), raw_query, headers, body and request.json().
 Example:
   local srv = kapi.server.listen{handler = function(req)

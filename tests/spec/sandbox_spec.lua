@@ -423,3 +423,53 @@ describe("conformance with the OpenAPI documents", function()
     assert_conforms(doc, "POST", path, 400, token_request({grant_type = "refresh_token", refresh_token = "x"}):json())
   end)
 end)
+
+describe("the sandbox's faults", function()
+  local faults = require "kapi.sandbox.faults"
+
+  it("parses --faults and names what is wrong", function()
+    local f = faults.parse("5xx=0.05,reset=0.01,slow=0.01:2s,malformed=0.01,expire=0.02")
+    assert.same({rate = 0.01, seconds = 2}, f.slow)
+    assert.equal(0.05, f["5xx"].rate)
+    assert.matches('unknown fault "boom=1"', select(2, faults.parse("boom=1")))
+    assert.matches("between 0 and 1", select(2, faults.parse("5xx=2")))
+  end)
+
+  it("forces one fault on one request with X-Sandbox-Fault", function()
+    local token = service_token()
+    local function with(fault)
+      return http.get(sb.url .. "/v1/chains", {headers = {Authorization = "Bearer " .. token,
+                                               ["X-Sandbox-Fault"] = fault}, retry = false, raise = false})
+    end
+    local res = with("5xx")
+    assert.equal(500, res.status)
+    assert.equal("PRODUCT-4011-500", res:json().errors.code)
+    assert.has_error(function() with("malformed"):json() end)
+    local start = kapi.now()
+    assert.equal(200, with("slow:0.2").status)
+    assert.is_true(kapi.now() - start >= 0.2)
+    local ok, err = pcall(with, "reset")
+    assert.is_false(ok)
+    assert.equal("network", err.kind)
+    assert.equal(401, with("expire").status)
+    assert.equal(401, get("/v1/chains", nil, token).status) -- the token stays expired
+  end)
+
+  it("draws faults from the seed: the same run twice gives the same answers", function()
+    local function statuses()
+      local s <close> = kapi.sandbox.start {products = 300, stores = 10, seed = 5, faults = "5xx=0.3,malformed=0.2"}
+      local token = http.post(s.url .. "/v1/connect/oauth2/token", {headers = {Authorization = basic()},
+        form = {grant_type = "client_credentials"}}):json().access_token
+      local out = {}
+      for i = 1, 40 do
+        local res = http.get(s.url .. "/v1/chains", {headers = bearer(token), retry = false, raise = false})
+        out[i] = res.status .. (pcall(kapi.json.decode, res.body) and "" or "!")
+      end
+      return table.concat(out, " ")
+    end
+    local first = statuses()
+    assert.matches("500", first)
+    assert.matches("200!", first)
+    assert.equal(first, statuses())
+  end)
+end)

@@ -9,6 +9,7 @@ function M.arguments(parser)
   parser:option("--items", "Number of Content1 items (cases and eaches)", "2000"):convert(math.tointeger)
   parser:option("--token-ttl", "Lifetime of access tokens, in seconds", "1800"):convert(tonumber)
   parser:option("--review-delay", "Seconds Kroger QA takes to review a publication", "2"):convert(tonumber)
+  parser:option("--faults", "Inject faults: 5xx=RATE,reset=RATE,slow=RATE:2s,malformed=RATE,expire=RATE")
   parser:option("--tls", "Serve HTTPS with CERT,KEY (PEM files)")
   parser:flag("--deny-consent", "The authorize endpoint answers access_denied")
   parser:flag("--verbose", "Log one line per request on stderr")
@@ -26,7 +27,7 @@ function M.run(args)
   end
   local sandbox = kapi.sandbox.start {
     port = args.port, seed = args.seed, products = args.products, stores = args.stores, items = args.items,
-    token_ttl = args.token_ttl, review_delay = args.review_delay, verbose = args.verbose,
+    token_ttl = args.token_ttl, review_delay = args.review_delay, verbose = args.verbose, faults = args.faults,
     deny_consent = args.deny_consent,
     tls_cert = cert, tls_key = key,
   }

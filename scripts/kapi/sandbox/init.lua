@@ -8,6 +8,7 @@ local oauth = require "kapi.sandbox.oauth"
 local kroger = require "kapi.sandbox.kroger"
 local content1 = require "kapi.sandbox.content1"
 local items = require "kapi.sandbox.items"
+local faults = require "kapi.sandbox.faults"
 local doc = require "kapi.doc"
 
 local M = {}
@@ -34,6 +35,7 @@ function M.new_state(opts)
   content1.init(state)
   state.items = items.new_state(opts)
   items.init(state)
+  faults.init(state, opts)
   return state
 end
 
@@ -101,17 +103,20 @@ end
 
 --- Starts a sandbox on loopback: start{port = 0, seed = 1, products =
 --- 20000, stores = 300, items = 2000, token_ttl = 1800, review_delay = 2,
---- verbose = false, tls_cert, tls_key} -> sandbox with .url, .state,
+--- faults = "5xx=0.05,...", verbose = false, tls_cert, tls_key} -> sandbox with .url, .state,
 --- .credentials and :close().
 function M.start(opts)
   opts = opts or {}
   local state = M.new_state(opts)
+  local function handle(req) return M.route(state, req) end
   local function handler(req)
     local started = opts.verbose and core.now()
-    local res = M.route(state, req)
+    local fault = faults.pick(state, req)
+    local res = fault and faults.apply(state, req, fault, handle) or handle(req)
     if opts.verbose then
-      io.stderr:write(("sandbox: %s %s -> %d (%.1f ms)\n"):format(req.method, req.path, res.status or 200,
-                                                                  (core.now() - started) * 1000))
+      io.stderr:write(("sandbox: %s %s -> %s (%.1f ms)%s\n"):format(req.method, req.path,
+        res.reset and "reset" or tostring(res.status or 200), (core.now() - started) * 1000,
+        fault and (" fault " .. fault.kind) or ""))
     end
     return res
   end
