@@ -473,3 +473,63 @@ describe("the sandbox's faults", function()
     assert.equal(first, statuses())
   end)
 end)
+
+describe("the sandbox's partner endpoints", function()
+  local function customer_with(scope)
+    local verifier = crypto.base64url(crypto.random(32))
+    local callback = authorize {scope = scope, code_challenge = crypto.base64url(crypto.sha256(verifier)),
+                                code_challenge_method = "S256"}
+    return token_request({grant_type = "authorization_code", code = callback.code,
+                          redirect_uri = "http://127.0.0.1:9999/callback", code_verifier = verifier}):json().access_token
+  end
+
+  it("lists coupons for a store and for products, paged", function()
+    local token = service_token("coupons.basic")
+    local at_store = get("/v1/coupons", {["filter.locationId"] = "01400376", ["filter.limit"] = 50}, token):json()
+    assert.is_true(at_store.meta.pagination.total > 0)
+    for _, c in ipairs(at_store.data) do assert.truthy(c.merchant == "ALL" or c.merchant == "KROGER") end
+    local c = at_store.data[1]
+    local for_product = get("/v1/coupons", {["filter.productId"] = c.productIds[1]}, token):json()
+    local found = false
+    for _, x in ipairs(for_product.data) do found = found or x.couponId == c.couponId end
+    assert.is_true(found)
+    assert.equal(c.couponId, get("/v1/coupons/" .. c.couponId, nil, token):json().data.couponId)
+    assert.equal(403, get("/v1/coupons", nil, service_token()).status)
+  end)
+
+  it("clips coupons to the customer's card with a customer token", function()
+    local token = customer_with("coupon.personalized:rw")
+    local id = get("/v1/coupons", {["filter.limit"] = 1}, token):json().data[1].couponId
+    local clip = function() return get("/v1/my_coupons", nil, token, {method = "POST", json = {couponId = id}}) end
+    assert.equal(201, clip().status)
+    assert.equal(200, clip().status)
+    assert.equal(id, get("/v1/my_coupons", nil, token):json().data[1].couponId)
+    assert.equal(204, get("/v1/my_coupons/" .. id, nil, token, {method = "DELETE"}).status)
+    assert.equal(0, #get("/v1/my_coupons", nil, token):json().data)
+    assert.equal(403, get("/v1/my_coupons", nil, service_token("coupons.basic"), {method = "POST", json = {couponId = id}}).status)
+  end)
+
+  it("keeps partner carts", function()
+    local token = customer_with("cart.basic:rw")
+    local cart = get("/v1/carts", nil, token, {method = "POST"}):json().data
+    local path = "/v1/carts/" .. cart.id .. "/items"
+    assert.equal(201, get(path, nil, token, {method = "POST", json = {upc = "0001111041700", quantity = 2}}).status)
+    assert.equal(200, get(path, nil, token, {method = "POST", json = {upc = "0001111041700", quantity = 1}}).status)
+    assert.equal(3, get("/v1/carts/" .. cart.id, nil, token):json().data.items[1].quantity)
+    assert.equal(204, get(path .. "/0001111041700", nil, token, {method = "PUT", json = {quantity = 5}}).status)
+    assert.equal(5, get("/v1/carts/" .. cart.id, nil, token):json().data.items[1].quantity)
+    assert.equal(204, get(path .. "/0001111041700", nil, token, {method = "DELETE"}).status)
+    assert.equal(400, get(path, nil, token, {method = "POST", json = {upc = "1"}}).status)
+  end)
+
+  it("lists collections and courier deliveries, and confirms a delivery", function()
+    local customer = customer_with("collection.basic")
+    assert.equal("Favorites", get("/v1/collections", {["filter.type"] = "favorites"}, customer):json().data[1].name)
+    local token = service_token("delivery.basic:rw")
+    local waiting = get("/v1/courier/deliveries", {["filter.followingAction"] = "CONFIRM"}, token):json().data
+    assert.equal(1, #waiting)
+    local res = get("/v1/courier/deliveries", nil, token, {method = "POST",
+                    json = {deliveryId = waiting[1].deliveryId, action = "CONFIRM"}})
+    assert.equal("CONFIRMED", res:json().data.status)
+  end)
+end)

@@ -9,6 +9,7 @@ local kroger = require "kapi.sandbox.kroger"
 local content1 = require "kapi.sandbox.content1"
 local items = require "kapi.sandbox.items"
 local faults = require "kapi.sandbox.faults"
+local partner = require "kapi.sandbox.partner"
 local doc = require "kapi.doc"
 
 local M = {}
@@ -35,6 +36,7 @@ function M.new_state(opts)
   content1.init(state)
   state.items = items.new_state(opts)
   items.init(state)
+  state.partner = partner.new_state(state.catalog, opts)
   faults.init(state, opts)
   return state
 end
@@ -59,7 +61,7 @@ local routes = {
   {"POST", "^/sandbox/consent$", admin.consent},
   {"POST", "^/sandbox/tokens/expire$", admin.expire},
 }
-for _, list in ipairs {kroger.routes, content1.routes} do
+for _, list in ipairs {kroger.routes, partner.routes, content1.routes} do
   for _, route in ipairs(list) do routes[#routes + 1] = route end
 end
 -- Item Management is 1WorldSync's too: signed as Content1 calls are.
