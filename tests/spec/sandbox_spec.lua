@@ -414,6 +414,27 @@ describe("conformance with the OpenAPI documents", function()
                     content1("/V1/product/fetch", {}, 5, {secret = "wrong"}):json())
   end)
 
+  it("identity and cart answers match identity-partner-1.2.2.json and cart-1.2.3.json", function()
+    local identity = openapi.load("kroger/identity-partner-1.2.2.json")
+    local verifier = crypto.base64url(crypto.random(32))
+    local callback = authorize {scope = "profile.full profile.loyalty cart.basic:write",
+                                code_challenge = crypto.base64url(crypto.sha256(verifier)), code_challenge_method = "S256"}
+    local token = token_request({grant_type = "authorization_code", code = callback.code,
+                                 redirect_uri = "http://127.0.0.1:9999/callback", code_verifier = verifier}):json().access_token
+    local profile = get("/v1/identity/profile", nil, token):json()
+    assert.equal("Sandy", profile.data.firstName)
+    assert_conforms(identity, "GET", "/v1/identity/profile", 200, profile)
+    local loyalty = get("/v1/identity/profile/loyalty", nil, token):json()
+    assert.equal(sb.state.customer.card, loyalty.data.loyalty.cardNumber)
+    assert_conforms(identity, "GET", "/v1/identity/profile/loyalty", 200, loyalty)
+    local exists = service_token("profile.exists")
+    assert.equal(204, get("/v1/identity/profile/invoke/exists", {["filter.email"] = "sandy.box@example.com"}, exists).status)
+    assert.equal(404, get("/v1/identity/profile/invoke/exists", {["filter.email"] = "nobody@example.com"}, exists).status)
+    local cart = openapi.load("kroger/cart-1.2.3.json")
+    assert_conforms(cart, "PUT", "/v1/cart/add", 400,
+                    get("/v1/cart/add", nil, token, {method = "PUT", json = {items = {{upc = "1", quantity = 1}}}}):json())
+  end)
+
   it("token answers match auth-1.0.13.json", function()
     local doc = openapi.load("kroger/auth-1.0.13.json")
     local path = "/v1/connect/oauth2/token"

@@ -149,10 +149,22 @@ local function decode_criteria(req)
   return criteria
 end
 
+local function unfiltered(criteria)
+  return not (criteria.ipGln or criteria.brandName or criteria.targetMarket
+              or (type(criteria.gtin) == "table" and #criteria.gtin > 0))
+end
+
 -- The positions matching the criteria, from `after` (exclusive), at most
 -- limit of them; and the total.
 local function select(state, criteria, after, limit)
   local out, total = {}, 0
+  if unfiltered(criteria) then -- every item: positions are the answer
+    total = 2 * state.content1.hierarchies
+    for p = after + 1, math.min(total - 1, after + (limit == math.huge and total or limit)) do
+      out[#out + 1] = p
+    end
+    return out, total
+  end
   if type(criteria.gtin) == "table" and #criteria.gtin > 0 then
     local positions = {}
     for _, g in ipairs(criteria.gtin) do
@@ -218,8 +230,9 @@ function M.fetch(state, req)
   for i, p in ipairs(positions) do items[i] = record(state, at(state, p)) end
   local last = items[#items].item
   local before = 0
-  if after >= 0 then
-    before = 0
+  if after >= 0 and unfiltered(criteria) then
+    before = after + 1
+  elseif after >= 0 then
     for _, p in ipairs(select(state, criteria, -1, math.huge)) do
       if p <= after then before = before + 1 end
     end

@@ -429,11 +429,24 @@ function M.cart_add(state, req)
   return {status = 204}
 end
 
-function M.profile(state, req)
-  local grant, denied = oauth.check(state, req, {"profile.compact", "profile.basic", "profile.name",
-                                                 "profile.full"}, true)
+-- HEAD /v1/identity/profile and GET .../invoke/exists: whether a customer
+-- exists, asked with a service token (profile.exists).
+local function profile_exists(state, req)
+  local grant, denied = oauth.check(state, req, {"profile.exists"})
   if not grant then return denied end
-  if req.method == "HEAD" then return {status = 204} end
+  local email = req.query["filter.email"] or req.query.email
+  if req.path:match("/exists$") and not email then
+    return api_error(state, 400, "IDENTITY-2001-400", "Field 'email' is required")
+  end
+  if email and email:lower() ~= state.customer.email then return {status = 404} end
+  return {status = 204}
+end
+
+function M.profile(state, req)
+  if req.method == "HEAD" then return profile_exists(state, req) end
+  local grant, denied = oauth.check(state, req, {"profile.compact", "profile.basic", "profile.name",
+                                                 "profile.full", "profile.loyalty"}, true)
+  if not grant then return denied end
   local c = state.customer
   local data = {id = c.id}
   for _, scope in ipairs(grant.scopes) do
@@ -449,8 +462,7 @@ function M.loyalty(state, req)
   local grant, denied = oauth.check(state, req, {"profile.loyalty", "profile.full"}, true)
   if not grant then return denied end
   if req.method == "HEAD" then return {status = 204} end
-  return {status = 200, json = {data = {id = state.customer.id, cardNumber = state.customer.card,
-                                         bannerName = "KROGER"}}}
+  return {status = 200, json = {data = {loyalty = {cardNumber = state.customer.card}}, meta = {}}}
 end
 
 --- The routes: {method (or a set), Lua pattern over the path, handler}.
@@ -466,6 +478,7 @@ M.routes = {
   {"PUT", "^/v1/cart/add$", M.cart_add},
   {{GET = true, HEAD = true}, "^/v1/identity/profile$", M.profile},
   {{GET = true, HEAD = true}, "^/v1/identity/profile/loyalty$", M.loyalty},
+  {"GET", "^/v1/identity/profile/invoke/exists$", profile_exists},
   {"POST", "^/v1/connect/oauth2/token$", oauth.token},
   {"GET", "^/v1/connect/oauth2/authorize$", oauth.authorize},
 }
