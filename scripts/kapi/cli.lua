@@ -12,7 +12,7 @@ local M = {}
 --- Settings given on the command line that every layer may read.
 M.options = require "kapi.log" -- .verbose: --verbose or KAPI_DEBUG
 
-M.commands = {"run", "repl", "recipes", "sandbox", "test", "version", "help"}
+M.commands = {"run", "repl", "recipes", "auth", "sandbox", "test", "version", "help"}
 
 local interpreter_usage = "Usage: kapi [options] [script [args]] | kapi COMMAND [args]"
 

@@ -70,6 +70,8 @@ local function query_pairs(query)
   return out
 end
 
+M.query_pairs = query_pairs
+
 --- The query string for a query table or list (no leading "?").
 function M.encode_query(query)
   local parts = {}
@@ -345,6 +347,9 @@ local function full_url(req)
   if query == "" then return req.url end
   return req.url .. (req.url:find("?", 1, true) and "&" or "?") .. query
 end
+
+--- The URL a request goes to, query included, exactly as it is sent.
+M.full_url = full_url
 
 local function body_of(req)
   if req.json ~= nil then return json.encode(req.json) end

@@ -110,6 +110,7 @@ end
 
 --- POST /v1/connect/oauth2/token
 function M.token(state, req)
+  state.token_requests = (state.token_requests or 0) + 1
   local client_id, client = basic_client(state, req)
   if not client_id then return auth_error("unauthorized", "invalid credentials") end
   local form = {}

@@ -1,0 +1,257 @@
+-- Authentication: Kroger OAuth2 (service tokens with client credentials,
+-- customer tokens from `kapi auth login` with rotating refresh tokens) and
+-- 1WorldSync's HMAC signatures. An authenticator has :authorize(request),
+-- called before each attempt, and may have :renew(response), called once
+-- when a token turns out to be expired (kapi/http.lua).
+local http = require "kapi.http"
+local json = require "kapi.json"
+local errors = require "kapi.errors"
+local task = require "kapi.task"
+local store = require "kapi.auth.store"
+local doc = require "kapi.doc"
+
+local M = {store = store}
+
+M.TOKEN_PATH = "/v1/connect/oauth2/token"
+M.RENEW_BEFORE = 60 -- seconds before expiry a token is renewed
+
+local function crypto() return require "kapi.core.crypto" end
+
+local function auth_error(message, fields)
+  return errors.new("auth", message, fields)
+end
+
+-- Headers with one more, whatever form they came in.
+local function with_header(headers, name, value)
+  local out = {}
+  if headers and headers[1] ~= nil then
+    for i, pair in ipairs(headers) do out[i] = pair end
+    out[#out + 1] = {name, value}
+    return out
+  end
+  for k, v in pairs(headers or {}) do out[k] = v end
+  out[name] = value
+  return out
+end
+M.with_header = with_header
+
+local function host_of(url) return url:match("^(%a+://[^/]+)") end
+
+local function basic(client_id, client_secret)
+  return "Basic " .. crypto().base64(client_id .. ":" .. client_secret)
+end
+
+-- POSTs a token request; the decoded answer, or raises an auth error in
+-- plain words.
+local function token_call(base_url, client_id, client_secret, form)
+  local res = http.post(base_url .. M.TOKEN_PATH, {headers = {Authorization = basic(client_id, client_secret)},
+                                                    form = form, raise = false, retry = 2})
+  local body = (res.status == 200 and pcall(json.decode, res.body)) and res:json() or nil
+  if body and body.access_token then return body end
+  local parsed = http.parse_error_body(res.body)
+  local code = parsed.code or tostring(res.status)
+  local words = {
+    unauthorized = "the client id or secret was refused",
+    invalid_scope = "the app is not registered for these scopes",
+    unsupported_grant_type = "the token endpoint refused the grant type",
+  }
+  error(auth_error(("token request failed: %s (%s%s)"):format(words[code] or parsed.reason or "no token in the answer",
+                                                               code, parsed.reason and (": " .. parsed.reason) or ""),
+                   {status = res.status, code = code, reason = parsed.reason}), 0)
+end
+
+local function expires_at(body)
+  return os.time() + (math.tointeger(body.expires_in) or 1800)
+end
+
+local function fresh(record)
+  return record and record.access_token and record.expires_at - M.RENEW_BEFORE > os.time()
+end
+
+-- Service tokens -------------------------------------------------------------------
+
+local Service = {}
+Service.__index = Service
+
+--- service{base_url, client_id, client_secret, scopes = {...}} -> authenticator
+function M.service(opts)
+  local self = setmetatable({base_url = opts.base_url, client_id = opts.client_id,
+                             client_secret = opts.client_secret, scopes = opts.scopes or {},
+                             persist = opts.persist ~= false}, Service)
+  self.key = store.key(host_of(self.base_url), self.client_id, "service", self.scopes)
+  return self
+end
+
+function Service:fetch()
+  local body = token_call(self.base_url, self.client_id, self.client_secret,
+                          {grant_type = "client_credentials", scope = table.concat(self.scopes, " ")})
+  local record = {kind = "service", host = host_of(self.base_url), client_id = self.client_id,
+                  scopes = self.scopes, access_token = body.access_token, expires_at = expires_at(body)}
+  if self.persist then store.write(self.key, record) end
+  self.cached = record
+  return record.access_token
+end
+
+--- The access token: cached, from the store, or fetched; concurrent callers
+--- share one fetch (single-flight).
+function Service:token()
+  if fresh(self.cached) then return self.cached.access_token end
+  if not self.inflight then
+    if self.persist then
+      local stored = store.read(self.key)
+      if fresh(stored) then
+        self.cached = stored
+        return stored.access_token
+      end
+    end
+    self.inflight = task.spawn(function() return self:fetch() end)
+  end
+  local inflight = self.inflight
+  local ok, token = pcall(inflight.wait, inflight)
+  if self.inflight == inflight then self.inflight = nil end
+  if not ok then error(token, 0) end
+  return token
+end
+
+function Service:authorize(req)
+  req.headers = with_header(req.headers, "Authorization", "Bearer " .. self:token())
+end
+
+--- Called on a 401 invalid_token: drop the token; the next attempt fetches.
+function Service:renew()
+  self.cached = nil
+  if self.persist then store.remove(self.key) end
+end
+
+-- Customer tokens ------------------------------------------------------------------
+
+local Customer = {}
+Customer.__index = Customer
+
+--- customer{base_url, client_id, client_secret} -> authenticator for the
+--- customer who logged in with `kapi auth login`.
+function M.customer(opts)
+  local self = setmetatable({base_url = opts.base_url, client_id = opts.client_id,
+                             client_secret = opts.client_secret, scopes = opts.scopes}, Customer)
+  self.key = store.key(host_of(self.base_url), self.client_id, "customer")
+  return self
+end
+
+local function login_hint(scopes)
+  return "run: kapi auth login" .. (scopes and #scopes > 0 and (" --scope " .. table.concat(scopes, " --scope ")) or "")
+end
+
+-- Refreshes under the store's lock: re-read first, since another process
+-- may have refreshed (and so spent the refresh token) meanwhile; write the
+-- new refresh token before the new access token is used.
+function Customer:refresh()
+  local lock <close> = store.lock(self.key)
+  local stored = store.read(self.key)
+  if not stored or not stored.refresh_token then
+    error(auth_error("no customer is logged in; " .. login_hint(self.scopes)), 0)
+  end
+  if fresh(stored) and not self.force then
+    self.cached = stored
+    return stored.access_token
+  end
+  self.force = false
+  local ok, body = pcall(token_call, self.base_url, self.client_id, self.client_secret,
+                         {grant_type = "refresh_token", refresh_token = stored.refresh_token})
+  if not ok then
+    if errors.is(body, "auth") and body.code == "invalid_request" then
+      error(auth_error("the customer login has expired or its refresh token was used elsewhere; "
+                       .. login_hint(stored.scopes), {code = body.code}), 0)
+    end
+    error(body, 0)
+  end
+  local record = {kind = "customer", host = stored.host, client_id = self.client_id, scopes = stored.scopes,
+                  access_token = body.access_token, expires_at = expires_at(body),
+                  refresh_token = body.refresh_token or stored.refresh_token}
+  store.write(self.key, record)
+  self.cached = record
+  return record.access_token
+end
+
+function Customer:token()
+  if fresh(self.cached) and not self.force then return self.cached.access_token end
+  if not self.inflight then
+    self.inflight = task.spawn(function() return self:refresh() end)
+  end
+  local inflight = self.inflight
+  local ok, token = pcall(inflight.wait, inflight)
+  if self.inflight == inflight then self.inflight = nil end
+  if not ok then error(token, 0) end
+  return token
+end
+
+function Customer:authorize(req)
+  req.headers = with_header(req.headers, "Authorization", "Bearer " .. self:token())
+end
+
+function Customer:renew()
+  self.cached = nil
+  self.force = true
+end
+
+--- Stores the tokens of a login (kapi auth login does this).
+function M.store_login(base_url, client_id, body)
+  local scopes = {}
+  for scope in (body.scope or ""):gmatch("%S+") do scopes[#scopes + 1] = scope end
+  local record = {kind = "customer", host = host_of(base_url), client_id = client_id, scopes = scopes,
+                  access_token = body.access_token, expires_at = expires_at(body), refresh_token = body.refresh_token}
+  store.write(store.key(record.host, client_id, "customer"), record)
+  return record
+end
+
+-- 1WorldSync HMAC -----------------------------------------------------------------
+
+local Signer = {}
+Signer.__index = Signer
+
+--- oneworldsync{app_id, secret, gln} -> authenticator that signs requests:
+--- timestamp in the query; appid, hashcode (and gln) in the headers.
+function M.oneworldsync(opts)
+  return setmetatable({app_id = opts.app_id, secret = opts.secret, gln = opts.gln}, Signer)
+end
+
+--- Base64(HMAC-SHA256(secret, path + "?" + query)) of a URL as it is sent.
+function M.hashcode(secret, url)
+  local c = crypto()
+  return c.base64(c.hmac_sha256(secret, url:match("^%a+://[^/]+(/.*)$") or url))
+end
+
+function Signer:authorize(req)
+  local query = {}
+  for _, pair in ipairs(http.query_pairs(req.query)) do
+    if pair[1] ~= "timestamp" then query[#query + 1] = pair end -- a retry signs anew
+  end
+  query[#query + 1] = {"timestamp", os.date("!%Y-%m-%dT%H:%M:%SZ")}
+  req.query = query
+  local headers = with_header(req.headers, "appid", self.app_id)
+  if self.gln then headers = with_header(headers, "gln", self.gln) end
+  req.headers = with_header(headers, "hashcode", M.hashcode(self.secret, http.full_url(req)))
+end
+
+doc.declare("kapi.auth.service", M.service, [[
+kapi.auth.service{base_url, client_id, client_secret, scopes = {...}} -> authenticator
+Kroger service tokens (client credentials): fetched once, kept in memory and
+in the token store, renewed a minute before they expire; concurrent requests
+share one token request. Pass it as `auth` to kapi.http.request.
+Example:
+  local auth = kapi.auth.service{base_url = url, client_id = id, client_secret = secret,
+                                 scopes = {"product.compact"}}
+  kapi.http.get(url .. "/v1/products", {auth = auth, query = {["filter.term"] = "milk"}})]])
+
+doc.declare("kapi.auth.customer", M.customer, [[
+kapi.auth.customer{base_url, client_id, client_secret} -> authenticator
+The customer who logged in with `kapi auth login`: refreshes the access
+token when needed, under a lock shared with other kapi processes, and stores
+the new single-use refresh token before using the new access token.]])
+
+doc.declare("kapi.auth.oneworldsync", M.oneworldsync, [[
+kapi.auth.oneworldsync{app_id, secret, gln} -> authenticator
+Signs 1WorldSync requests: adds `timestamp` to the query and sets `appid`,
+`hashcode` (Base64 HMAC-SHA256 of the path and query exactly as sent) and
+`gln` when given.]])
+
+return M

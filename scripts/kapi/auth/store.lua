@@ -1,0 +1,75 @@
+-- The token store: one JSON file per (environment host, client id, kind,
+-- scopes) under ~/.local/state/kapi/tokens/, mode 0600 in a 0700
+-- directory, written atomically, with an advisory lock per file so that two
+-- kapi processes never refresh with the same (single-use) refresh token.
+local fs = require "kapi.core.fs"
+local json = require "kapi.json"
+local paths = require "kapi.paths"
+local task = require "kapi.task"
+
+local M = {}
+
+--- The directory; tests point it elsewhere.
+function M.dir()
+  return M.directory or (paths.state_dir() .. "/tokens")
+end
+
+local function crypto() return require "kapi.core.crypto" end
+
+--- The file name for a token: never the token, only a digest of what it is for.
+function M.key(host, client_id, kind, scopes)
+  local sorted = {}
+  for i, s in ipairs(scopes or {}) do sorted[i] = s end
+  table.sort(sorted)
+  local c = crypto()
+  return c.hex(c.sha256(table.concat({host, client_id, kind, table.concat(sorted, " ")}, "\n"))):sub(1, 24)
+end
+
+local function path(key) return M.dir() .. "/" .. key .. ".json" end
+
+function M.read(key)
+  local f = io.open(path(key), "r")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  local ok, value = pcall(json.decode, text)
+  return ok and type(value) == "table" and value or nil
+end
+
+function M.write(key, record)
+  assert(fs.mkdirs(M.dir(), 448)) -- 0700
+  assert(fs.write_atomic(path(key), json.encode(record), 384)) -- 0600
+end
+
+function M.remove(key)
+  fs.remove(path(key))
+end
+
+--- Every stored record, with its key.
+function M.list()
+  local out = {}
+  for _, name in ipairs(fs.list(M.dir()) or {}) do
+    local key = name:match("^(.+)%.json$")
+    local record = key and M.read(key)
+    if record then record.key = key; out[#out + 1] = record end
+  end
+  return out
+end
+
+--- Takes the lock of a token file, waiting (without blocking other tasks)
+--- up to `timeout` seconds; use with <close>.
+function M.lock(key, timeout)
+  assert(fs.mkdirs(M.dir(), 448))
+  local deadline = task.now() + (timeout or 10)
+  while true do
+    local lock, err = fs.try_lock(path(key) .. ".lock")
+    if lock then return lock end
+    if lock == nil then error(err, 0) end
+    if task.now() > deadline then
+      error(require("kapi.errors").new("auth", "the token store is locked by another kapi process; try again"), 0)
+    end
+    task.sleep(0.01)
+  end
+end
+
+return M

@@ -1,0 +1,116 @@
+-- Environments and credentials. Secrets come from the environment
+-- (KROGER_CLIENT_ID, KROGER_CLIENT_SECRET, KROGER_REDIRECT_URI,
+-- ONEWORLDSYNC_APP_ID, ONEWORLDSYNC_SECRET, ONEWORLDSYNC_GLN) or from
+-- ~/.config/kapi/config.lua ($KAPI_CONFIG), never from the command line.
+-- With no credentials at all, kapi works against the sandbox.
+local paths = require "kapi.paths"
+local errors = require "kapi.errors"
+
+local M = {}
+
+M.KROGER = {prod = "https://api.kroger.com", ce = "https://api-ce.kroger.com"}
+M.CONTENT1 = {prod = "https://content1-api.1worldsync.com", preprod = "https://content1-api.preprod.1worldsync.com"}
+
+function M.path()
+  return os.getenv("KAPI_CONFIG") or (paths.config_dir() .. "/config.lua")
+end
+
+local loaded
+
+--- The config file's table ({} when there is none). It is data: it runs
+--- with no access to anything. A file holding a secret that others can
+--- read gets a warning.
+function M.load()
+  if loaded then return loaded end
+  local path = M.path()
+  local f = io.open(path, "r")
+  if not f then loaded = {}; return loaded end
+  local text = f:read("a")
+  f:close()
+  local chunk, err = load(text, "@" .. path, "t", {})
+  if not chunk then error(errors.new("usage", "config: " .. err), 0) end
+  local ok, value = pcall(chunk)
+  if not ok or type(value) ~= "table" then
+    error(errors.new("usage", ("config: %s must return a table"):format(path)), 0)
+  end
+  local has_secret = (value.kroger or {}).client_secret or (value.oneworldsync or {}).secret
+  local mode = require("kapi.core.fs").mode(path)
+  if has_secret and mode and mode & 63 ~= 0 then
+    io.stderr:write(("kapi: warning: %s holds a secret and others can read it; run: chmod 600 %s\n"):format(path, path))
+  end
+  loaded = value
+  return loaded
+end
+
+--- Forgets the loaded file (tests).
+function M.reset() loaded = nil end
+
+local function kroger_credentials()
+  local c = M.load().kroger or {}
+  local id, secret = os.getenv("KROGER_CLIENT_ID"), os.getenv("KROGER_CLIENT_SECRET")
+  if id and secret then return {client_id = id, client_secret = secret, redirect_uri = os.getenv("KROGER_REDIRECT_URI"),
+                                source = "environment"} end
+  if c.client_id and c.client_secret then
+    return {client_id = c.client_id, client_secret = c.client_secret, redirect_uri = c.redirect_uri, source = M.path()}
+  end
+end
+
+--- The environment: explicit, KAPI_ENV, the config's, or "sandbox" when
+--- there are no credentials (else "prod").
+function M.env(explicit)
+  local env = explicit or os.getenv("KAPI_ENV") or M.load().env
+  if not env then env = kroger_credentials() and "prod" or "sandbox" end
+  if env ~= "sandbox" and env ~= "ce" and env ~= "prod" then
+    error(errors.new("usage", ("unknown environment %q (sandbox, ce or prod)"):format(env)), 0)
+  end
+  return env
+end
+
+local sandbox
+
+--- The sandbox this process uses: KAPI_SANDBOX_URL, or one started here
+--- (once), saying so on stderr.
+function M.sandbox_url()
+  local url = os.getenv("KAPI_SANDBOX_URL")
+  if url and url ~= "" then return url end
+  if not sandbox then
+    sandbox = require("kapi.sandbox").start {}
+    io.stderr:write("kapi: using the built-in sandbox at ", sandbox.url, " (no credentials configured)\n")
+  end
+  return sandbox.url
+end
+
+--- Where and as whom to talk to Kroger: {env, base_url, client_id,
+--- client_secret, redirect_uri, source}.
+function M.kroger(explicit_env, base_url)
+  local env = M.env(explicit_env)
+  local creds = kroger_credentials()
+  if env == "sandbox" then
+    creds = creds and creds.client_id:match("^kapi%-sandbox") and creds
+            or {client_id = "kapi-sandbox", client_secret = "sandbox-secret", source = "the sandbox's test app"}
+  elseif not creds then
+    error(errors.new("auth", ("no Kroger credentials for %s: set KROGER_CLIENT_ID and KROGER_CLIENT_SECRET, "
+                             .. "or use --env sandbox"):format(env)), 0)
+  end
+  creds.env = env
+  creds.base_url = base_url or (env == "sandbox" and M.sandbox_url() or M.KROGER[env])
+  return creds
+end
+
+--- Where and as whom to talk to 1WorldSync: {env, base_url, app_id, secret, gln}.
+function M.oneworldsync(explicit_env, base_url)
+  local env = M.env(explicit_env)
+  local c = M.load().oneworldsync or {}
+  local id, secret = os.getenv("ONEWORLDSYNC_APP_ID") or c.app_id, os.getenv("ONEWORLDSYNC_SECRET") or c.secret
+  if env == "sandbox" then
+    return {env = env, base_url = base_url or M.sandbox_url(), app_id = id or "kapisbx1",
+            secret = secret or "sandbox-hmac-secret", gln = os.getenv("ONEWORLDSYNC_GLN") or c.gln}
+  end
+  if not (id and secret) then
+    error(errors.new("auth", "no 1WorldSync credentials: set ONEWORLDSYNC_APP_ID and ONEWORLDSYNC_SECRET"), 0)
+  end
+  return {env = env, base_url = base_url or M.CONTENT1[env == "prod" and "prod" or "preprod"], app_id = id,
+          secret = secret, gln = os.getenv("ONEWORLDSYNC_GLN") or c.gln}
+end
+
+return M
