@@ -1,0 +1,57 @@
+-- `kapi auth` as a user runs it, against a `kapi sandbox` in another
+-- process: login through the browser's redirect (curl plays the browser),
+-- two processes refreshing at once, and no secret or token in any output.
+local process = require "helpers.process"
+
+describe("kapi auth", function()
+  it("logs in, refreshes safely from two processes at once, and never prints secrets", function()
+    local dir = process.tempdir()
+    local script = ([[
+      set -e
+      export XDG_STATE_HOME=%s/state XDG_CONFIG_HOME=%s/config KAPI=%s
+      "$KAPI" sandbox --products 300 --stores 10 --token-ttl 61 > %s/sandbox.out 2>&1 &
+      sandbox=$!
+      trap 'kill $sandbox' EXIT
+      for i in $(seq 100); do grep -q "^kapi sandbox: http" %s/sandbox.out && break; sleep 0.05; done
+      export KAPI_SANDBOX_URL=$(sed -n 's/^kapi sandbox: //p' %s/sandbox.out)
+      "$KAPI" auth login --env sandbox --no-browser --scope cart.basic:write > %s/login.out 2>&1 &
+      login=$!
+      for i in $(seq 100); do grep -q authorize %s/login.out && break; sleep 0.05; done
+      url=$(grep -o 'http://[^ ]*authorize[^ ]*' %s/login.out)
+      callback=$(curl -s -o /dev/null -w '%%{redirect_url}' "$url")
+      curl -s "$callback" > %s/page.html
+      wait $login
+      sleep 1.2   # tokens live 61 s and are renewed 60 s early: now both must refresh
+      "$KAPI" --verbose auth token --env sandbox > %s/token1 2> %s/err1 &
+      a=$!
+      KAPI_TRACE=%s/trace.jsonl "$KAPI" --verbose auth token --env sandbox > %s/token2 2> %s/err2 &
+      b=$!
+      wait $a; wait $b
+      "$KAPI" auth token --env sandbox > %s/token3
+      "$KAPI" auth status > %s/status
+    ]]):format(dir, dir, process.quote(process.kapi), dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir,
+               dir, dir)
+    local r = process.sh(script)
+    local function read(name)
+      local f = io.open(dir .. "/" .. name)
+      local text = f and f:read("a") or ""
+      if f then f:close() end
+      return text
+    end
+    local t1, t2, t3, page = read("token1"), read("token2"), read("token3"), read("page.html")
+    local everything = table.concat({read("login.out"), read("err1"), read("err2"), read("trace.jsonl"),
+                                     read("status"), r.stdout, r.stderr}, "\n")
+    process.cleanup(dir)
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("You are logged in to kapi%. You can close this tab%.", page)
+    assert.matches("Logged in to http://127%.0%.0%.1:%d+ %(sandbox%) as a customer", everything)
+    -- One process refreshed; the other found the new token under the lock.
+    assert.equal(t1, t2)
+    assert.truthy(#t1 > 20)
+    assert.equal(t1, t3)
+    assert.matches("customer client kapi%-sandbox", everything)
+    for _, secret in ipairs {"sandbox-secret", "a2FwaS1zYW5kYm94OnNhbmRib3gtc2VjcmV0", (t1:gsub("%s+$", ""))} do
+      assert.is_nil(everything:find(secret, 1, true), "leaked: " .. secret)
+    end
+  end)
+end)
