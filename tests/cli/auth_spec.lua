@@ -55,3 +55,16 @@ describe("kapi auth", function()
     end
   end)
 end)
+
+describe("with no credentials", function()
+  it("uses a sandbox started in the same process, and says so once", function()
+    local dir = process.tempdir()
+    local r = process.sh(("unset KROGER_CLIENT_ID KROGER_CLIENT_SECRET KAPI_ENV KAPI_SANDBOX_URL; " ..
+                          "XDG_STATE_HOME=%s XDG_CONFIG_HOME=%s %s auth token --service --scope product.compact")
+                         :format(dir, dir, process.quote(process.kapi)))
+    process.cleanup(dir)
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("^[%w_-]+\n$", r.stdout)
+    assert.matches("^kapi: using the built%-in sandbox at http://127%.0%.0%.1:%d+ %(no credentials configured%)\n$", r.stderr)
+  end)
+end)
