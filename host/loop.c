@@ -284,8 +284,9 @@ static int wait_ms(kapi_loop *loop, int busy, uint64_t max_wait_ns) {
     uint64_t until = due > now ? due - now : 0;
     if (until < wait) wait = until;
   }
-  /* Round up: waking a little early would only spin until the deadline. */
-  uint64_t ms = (wait + 999999u) / 1000000u;
+  /* Round up (waking a little early would only spin until the deadline),
+   * capped at a day, without overflowing on "no deadline". */
+  uint64_t ms = wait / 1000000u + (wait % 1000000u != 0);
   return ms > 86400000u ? 86400000 : (int)ms;
 }
 

@@ -38,6 +38,7 @@ struct kapi_sched {
   kapi_task *ready_head, *ready_tail;
   kapi_task *running;
   kapi_task *foreground; /* receives Ctrl-C; NULL: the task run_until waits on */
+  kapi_task *until;      /* the task run_until waits on */
   kapi_task *live;       /* every unfinished task */
 };
 
@@ -297,7 +298,6 @@ static void run_task(kapi_sched *s, kapi_task *t) {
 /* Runs the tasks that were ready when the iteration began; tasks they wake
  * wait for the next one, so I/O is never starved. */
 static int run_ready(kapi_loop *loop, void *data) {
-  (void)loop;
   kapi_sched *s = data;
   kapi_task *last = s->ready_tail;
   while (last) {
@@ -305,7 +305,11 @@ static int run_ready(kapi_loop *loop, void *data) {
     run_task(s, t);
     if (t == last) break;
   }
-  return s->ready_head != NULL;
+  /* The loop must not sleep once the awaited task is done (nothing is left
+   * to wait for, however far away the next timer is), nor when nothing at
+   * all could wake it (run_until then reports the deadlock). */
+  return s->ready_head != NULL || (s->until && kapi_task_finished(s->until)) ||
+         kapi_loop_pending(loop) == 0;
 }
 
 void kapi_task_run_now(kapi_task *task) {
@@ -329,6 +333,7 @@ static void interrupt(kapi_sched *s, kapi_task *until) {
 }
 
 int kapi_sched_run_until(kapi_sched *s, kapi_task *task) {
+  s->until = task;
   while (!kapi_task_finished(task)) {
     kapi_loop_run_once(s->loop, UINT64_MAX);
     if (kapi_loop_take_interrupt(s->loop)) {
@@ -336,10 +341,11 @@ int kapi_sched_run_until(kapi_sched *s, kapi_task *task) {
     } else if (!s->ready_head && kapi_loop_pending(s->loop) == 0 &&
                !kapi_task_finished(task)) {
       kapi_task_cancel(task, "deadlock");
-      if (!s->ready_head) return -1;
+      if (!s->ready_head) break;
     }
   }
-  return 0;
+  s->until = NULL;
+  return kapi_task_finished(task) ? 0 : -1;
 }
 
 static void discard(kapi_sched *s, kapi_task *t) {

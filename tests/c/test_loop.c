@@ -1,9 +1,11 @@
 /* Unit tests of the event loop: timer order, stopping, descriptors. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -173,6 +175,32 @@ static void watches_freed_during_dispatch_are_skipped(void **state) {
   kapi_loop_free(loop);
 }
 
+/* "No deadline" must mean waiting for I/O, not returning at once (the
+ * rounding of the wait once overflowed to zero). */
+static void no_deadline_waits_for_io(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  int fds[2], seen = 0;
+  assert_int_equal(pipe(fds), 0);
+  kapi_watch w;
+  kapi_watch_start(loop, &w, fds[0], KAPI_READABLE, on_readable, &seen);
+  pid_t child = fork();
+  if (child == 0) {
+    usleep(80000);
+    if (write(fds[1], "z", 1) != 1) _exit(1);
+    _exit(0);
+  }
+  uint64_t start = kapi_loop_now_ns();
+  kapi_loop_run_once(loop, UINT64_MAX);
+  assert_true(kapi_loop_now_ns() - start >= 50 * MS);
+  assert_int_equal(seen, 'z');
+  waitpid(child, NULL, 0);
+  kapi_watch_stop(loop, &w);
+  close(fds[0]);
+  close(fds[1]);
+  kapi_loop_free(loop);
+}
+
 static int busy_prepare(kapi_loop *loop, void *data) {
   (void)loop;
   int *calls = data;
@@ -198,6 +226,7 @@ int main(void) {
       cmocka_unit_test(sleeps_until_the_deadline_not_longer),
       cmocka_unit_test(descriptors_wake_the_loop),
       cmocka_unit_test(watches_freed_during_dispatch_are_skipped),
+      cmocka_unit_test(no_deadline_waits_for_io),
       cmocka_unit_test(ready_work_keeps_the_loop_from_blocking),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -149,6 +149,15 @@ describe("kapi's errors and exit statuses", function()
     end
   end)
 
+  it("exits as soon as the script ends, even with a server still open", function()
+    local r = sh(("start=$(date +%%s%%N); %s -e %s; echo $(( ($(date +%%s%%N) - start) / 1000000 ))"):format(
+      quote(KAPI), quote("local k = require 'kapi'; local s = k.server.listen{handler = function() " ..
+                         "return {body = 'x'} end}; print(k.http.get(s.url).status)")))
+    local status, ms = r.stdout:match("^(%d+)\n(%d+)\n$")
+    assert.equal("200", status)
+    assert.is_true(tonumber(ms) < 2000, ms .. " ms")
+  end)
+
   it("warns about tasks still running at the end, and cancels them", function()
     local r = kapi {"-e", "local k = require 'kapi'; k.spawn(function() k.sleep(60) end)"}
     assert.equal(0, r.status)
