@@ -68,6 +68,19 @@ local function fresh(record)
   return record and record.access_token and record.expires_at - M.RENEW_BEFORE > os.time()
 end
 
+-- Runs fetch(self) in one task however many tasks ask at once: they all
+-- wait for it and get its token or its error (single-flight).
+local function single_flight(self, fetch)
+  if not self.inflight then
+    self.inflight = task.spawn(function() return fetch(self) end)
+  end
+  local inflight = self.inflight
+  local ok, token = pcall(inflight.wait, inflight)
+  if self.inflight == inflight then self.inflight = nil end
+  if not ok then error(token, 0) end
+  return token
+end
+
 -- Service tokens -------------------------------------------------------------------
 
 local Service = {}
@@ -96,21 +109,14 @@ end
 --- share one fetch (single-flight).
 function Service:token()
   if fresh(self.cached) then return self.cached.access_token end
-  if not self.inflight then
-    if self.persist then
-      local stored = store.read(self.key)
-      if fresh(stored) then
-        self.cached = stored
-        return stored.access_token
-      end
+  if not self.inflight and self.persist then
+    local stored = store.read(self.key)
+    if fresh(stored) then
+      self.cached = stored
+      return stored.access_token
     end
-    self.inflight = task.spawn(function() return self:fetch() end)
   end
-  local inflight = self.inflight
-  local ok, token = pcall(inflight.wait, inflight)
-  if self.inflight == inflight then self.inflight = nil end
-  if not ok then error(token, 0) end
-  return token
+  return single_flight(self, Service.fetch)
 end
 
 function Service:authorize(req)
@@ -174,14 +180,7 @@ end
 
 function Customer:token()
   if fresh(self.cached) and not self.force then return self.cached.access_token end
-  if not self.inflight then
-    self.inflight = task.spawn(function() return self:refresh() end)
-  end
-  local inflight = self.inflight
-  local ok, token = pcall(inflight.wait, inflight)
-  if self.inflight == inflight then self.inflight = nil end
-  if not ok then error(token, 0) end
-  return token
+  return single_flight(self, Customer.refresh)
 end
 
 function Customer:authorize(req)

@@ -203,26 +203,35 @@ local function page_size(req)
   return size
 end
 
+-- What every call checks first: the signature, the page size (when the
+-- call pages) and the criteria. Returns the criteria and page size, or nil
+-- and the reply.
+local function accept(state, req, paged)
+  local denied = M.verify(state, req)
+  if denied then return nil, denied end
+  local size = paged and page_size(req)
+  if paged and not size then
+    return nil, error_reply(400, "INVALID_PAGE_SIZE", ("pageSize must be between 1 and %d"):format(M.MAX_PAGE))
+  end
+  local criteria = decode_criteria(req)
+  if not criteria then
+    return nil, error_reply(400, "INVALID_REQUEST_BODY", "the search criteria are not valid JSON")
+  end
+  return criteria, size
+end
+
 --- POST /V1/product/count
 function M.count(state, req)
-  local denied = M.verify(state, req)
-  if denied then return denied end
-  local criteria = decode_criteria(req)
-  if not criteria then return error_reply(400, "INVALID_REQUEST_BODY", "the search criteria are not valid JSON") end
+  local criteria, reply = accept(state, req, false)
+  if not criteria then return reply end
   local _, total = select(state, criteria, math.huge, 0)
   return {status = 200, json = {count = total}}
 end
 
 --- POST /V1/product/fetch?timestamp&pageSize
 function M.fetch(state, req)
-  local denied = M.verify(state, req)
-  if denied then return denied end
-  local size = page_size(req)
-  if not size then
-    return error_reply(400, "INVALID_PAGE_SIZE", ("pageSize must be between 1 and %d"):format(M.MAX_PAGE))
-  end
-  local criteria = decode_criteria(req)
-  if not criteria then return error_reply(400, "INVALID_REQUEST_BODY", "the search criteria are not valid JSON") end
+  local criteria, size = accept(state, req, true)
+  if not criteria then return size end
   local after = after_position(state, criteria)
   local positions, total = select(state, criteria, after, size)
   if #positions == 0 then return {status = 204} end
@@ -246,14 +255,8 @@ end
 
 --- POST /V1/product/hierarchy?timestamp&pageSize
 function M.hierarchy(state, req)
-  local denied = M.verify(state, req)
-  if denied then return denied end
-  local size = page_size(req)
-  if not size then
-    return error_reply(400, "INVALID_PAGE_SIZE", ("pageSize must be between 1 and %d"):format(M.MAX_PAGE))
-  end
-  local criteria = decode_criteria(req)
-  if not criteria then return error_reply(400, "INVALID_REQUEST_BODY", "the search criteria are not valid JSON") end
+  local criteria, size = accept(state, req, true)
+  if not criteria then return size end
   local positions = select(state, criteria, after_position(state, criteria), size)
   local hierarchies, seen = {}, {}
   for _, p in ipairs(positions) do
