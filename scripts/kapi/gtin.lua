@@ -1,0 +1,119 @@
+-- GTINs and GLNs: validation with the wrong digit named, check digits,
+-- normalisation to GTIN-14, and Kroger's 13-digit product ids (the GTIN-14
+-- without its check digit).
+local doc = require "kapi.doc"
+local errors = require "kapi.errors"
+
+local M = {}
+
+local LENGTHS = {[8] = true, [12] = true, [13] = true, [14] = true}
+
+--- The GS1 check digit of the digits before it (weights 3, 1, 3, ...
+--- from the rightmost).
+function M.check_digit(body)
+  if type(body) ~= "string" or not body:match("^%d+$") then
+    error(errors.new("usage", "gtin.check_digit: expects a string of digits"), 2)
+  end
+  local sum, weight = 0, 3
+  for i = #body, 1, -1 do
+    sum = sum + (body:byte(i) - 48) * weight
+    weight = 4 - weight
+  end
+  return tostring((10 - sum % 10) % 10)
+end
+
+-- nil when the code is well formed, else why not.
+local function problem(code, lengths, what)
+  if type(code) ~= "string" then return ("%s must be a string of digits, got %s"):format(what, type(code)) end
+  local bad = code:find("%D")
+  if bad then return ("%s %q has a non-digit %q at position %d"):format(what, code, code:sub(bad, bad), bad) end
+  if not lengths[#code] then
+    local allowed = {}
+    for n in pairs(lengths) do allowed[#allowed + 1] = n end
+    table.sort(allowed)
+    return ("%s %q has %d digits; it must have %s"):format(what, code, #code, table.concat(allowed, ", "))
+  end
+  local expected = M.check_digit(code:sub(1, -2))
+  if code:sub(-1) ~= expected then
+    return ("%s %q has check digit %s; it should be %s (or another digit is wrong)"):format(
+      what, code, code:sub(-1), expected)
+  end
+end
+
+--- Whether code is a valid GTIN-8, -12, -13 or -14; and, when not, why.
+function M.valid(code)
+  local why = problem(code, LENGTHS, "GTIN")
+  return why == nil, why
+end
+
+--- The GTIN-14 of a valid GTIN (left-padded with zeros); raises a usage
+--- error naming the problem otherwise.
+function M.normalize(code)
+  local why = problem(code, LENGTHS, "GTIN")
+  if why then error(errors.new("usage", why), 2) end
+  return ("0"):rep(14 - #code) .. code
+end
+
+--- Whether code is a valid GLN (13 digits, GS1 check digit); and why not.
+function M.valid_gln(code)
+  local why = problem(code, {[13] = true}, "GLN")
+  return why == nil, why
+end
+
+--- Kroger's 13-digit product id (upc) of a GTIN: the GTIN-14 without its
+--- check digit.
+function M.to_product_id(code)
+  local why = problem(code, LENGTHS, "GTIN")
+  if why then error(errors.new("usage", why), 2) end
+  return (("0"):rep(14 - #code) .. code):sub(1, 13)
+end
+
+--- The GTIN-14 of a Kroger product id (13 digits): the check digit added.
+function M.from_product_id(id)
+  if type(id) ~= "string" or not id:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d$") then
+    error(errors.new("usage", ("product id %q must be 13 digits"):format(tostring(id))), 2)
+  end
+  return id .. M.check_digit(id)
+end
+
+doc.declare("kapi.gtin.valid", M.valid, [[
+kapi.gtin.valid(code) -> ok, why
+Whether code is a valid GTIN-8, -12, -13 or -14; when not, why in words,
+naming the wrong character, the length or the expected check digit.
+Example:
+  print(kapi.gtin.valid("00614141000012"))   --> true
+  print(kapi.gtin.valid("00614141000013"))   --> false  GTIN "00614141000013" has check digit 3; it should be 2 ...]])
+
+doc.declare("kapi.gtin.normalize", M.normalize, [[
+kapi.gtin.normalize(code) -> gtin14
+The GTIN-14 of a valid GTIN, left-padded with zeros; raises a usage error
+saying what is wrong otherwise.
+Example:
+  kapi.gtin.normalize("614141000012")  --> "00614141000012"]])
+
+doc.declare("kapi.gtin.check_digit", M.check_digit, [[
+kapi.gtin.check_digit(digits) -> digit
+The GS1 check digit for the digits that precede it.
+Example:
+  kapi.gtin.check_digit("0061414100001")  --> "2"]])
+
+doc.declare("kapi.gtin.valid_gln", M.valid_gln, [[
+kapi.gtin.valid_gln(code) -> ok, why
+Whether code is a valid 13-digit GLN.
+Example:
+  kapi.gtin.valid_gln("0838016000123")  --> true]])
+
+doc.declare("kapi.gtin.to_product_id", M.to_product_id, [[
+kapi.gtin.to_product_id(gtin) -> product id
+Kroger's 13-digit product id (upc) of a GTIN: the GTIN-14 without its check
+digit.
+Example:
+  kapi.gtin.to_product_id("011110417008")  --> "0001111041700"]])
+
+doc.declare("kapi.gtin.from_product_id", M.from_product_id, [[
+kapi.gtin.from_product_id(id) -> gtin14
+The GTIN-14 of a Kroger product id, its check digit added.
+Example:
+  kapi.gtin.from_product_id("0001111041700")  --> "00011110417008"]])
+
+return M

@@ -1,0 +1,50 @@
+-- kapi.gtin: GS1 check digits, normalisation, Kroger product ids, GLNs.
+local gtin = require("kapi").gtin
+
+describe("kapi.gtin", function()
+  it("computes GS1 check digits", function()
+    assert.equal("2", gtin.check_digit("0061414100001"))     -- shared/examples: 00614141000012
+    assert.equal("9", gtin.check_digit("1061414100001"))     -- 10614141000019
+    assert.equal("8", gtin.check_digit("01111041700"))       -- UPC-A 011110417008
+    assert.equal("3", gtin.check_digit("083801600012"))      -- GLN 0838016000123
+  end)
+
+  it("accepts GTIN-8, -12, -13 and -14", function()
+    for _, code in ipairs {"96385074", "011110417008", "0614141000012", "00614141000012", "10614141000019"} do
+      assert.is_true(gtin.valid(code), code)
+    end
+  end)
+
+  it("says which digit is wrong, or what else is", function()
+    local ok, why = gtin.valid("00614141000013")
+    assert.is_false(ok)
+    assert.equal('GTIN "00614141000013" has check digit 3; it should be 2 (or another digit is wrong)', why)
+    assert.equal('GTIN "0061414100001X" has a non-digit "X" at position 14', select(2, gtin.valid("0061414100001X")))
+    assert.equal('GTIN "12345" has 5 digits; it must have 8, 12, 13, 14', select(2, gtin.valid("12345")))
+    assert.equal("GTIN must be a string of digits, got number", select(2, gtin.valid(614141000012)))
+  end)
+
+  it("normalizes to GTIN-14, or raises a usage error naming the problem", function()
+    assert.equal("00011110417008", gtin.normalize("011110417008"))
+    assert.equal("00000096385074", gtin.normalize("96385074"))
+    local ok, err = pcall(gtin.normalize, "011110417005")
+    assert.is_false(ok)
+    assert.equal("usage", err.kind)
+    assert.matches("should be 8", tostring(err))
+  end)
+
+  it("converts to Kroger's 13-digit product id and back", function()
+    assert.equal("0001111041700", gtin.to_product_id("011110417008"))
+    assert.equal("00011110417008", gtin.from_product_id("0001111041700"))
+    assert.equal(gtin.normalize("0614141000012"), gtin.from_product_id(gtin.to_product_id("0614141000012")))
+    assert.has_error(function() gtin.from_product_id("123") end)
+  end)
+
+  it("validates GLNs, such as Kroger's", function()
+    for _, gln in ipairs {"0838016000123", "0838016000116", "0011110000019", "0614141000005"} do
+      assert.is_true(gtin.valid_gln(gln), gln)
+    end
+    assert.is_false(gtin.valid_gln("0838016000124"))
+    assert.is_false(gtin.valid_gln("083801600012"))
+  end)
+end)
