@@ -1,0 +1,247 @@
+-- Pagination: one iterator over the styles kapi meets. Pages arrive in
+-- order, without gaps or duplicates; the next page is already being
+-- fetched while the caller works on the current one, and when the total
+-- is known the remaining pages are fetched concurrently (bounded). An
+-- error on a later page raises, saying how far the iteration got.
+local task = require "kapi.task"
+local errors = require "kapi.errors"
+local doc = require "kapi.doc"
+
+local M = {}
+
+-- The iterator object: `for item in it do`, it:all(), it.count.
+local Iterator = {}
+Iterator.__index = Iterator
+Iterator.__call = function(self) return self:next() end
+
+local function failure(err, delivered, page)
+  local message = ("%s (after %d items, on page %d)"):format(errors.message(err), delivered, page)
+  if errors.is(err) then
+    local copy = {}
+    for k, v in pairs(err) do copy[k] = v end
+    copy.message, copy.delivered, copy.page = message, delivered, page
+    return setmetatable(copy, getmetatable(err))
+  end
+  return errors.new("pagination", message, {cause = err, delivered = delivered, page = page})
+end
+
+--- The next item, or nil at the end.
+function Iterator:next()
+  while true do
+    local items = self.items
+    if items and self.position < #items then
+      if self.max_items and self.count >= self.max_items then return self:finish() end
+      self.position = self.position + 1
+      self.count = self.count + 1
+      return items[self.position]
+    end
+    if self.done then return nil end
+    self:advance()
+  end
+end
+
+function Iterator:finish()
+  self.done = true
+  self.items = nil
+  self:cancel()
+  return nil
+end
+
+--- Every remaining item, in a list.
+function Iterator:all()
+  local out = {}
+  for item in self do out[#out + 1] = item end
+  return out
+end
+
+--- Stops fetching (the iterator is left early).
+function Iterator:cancel()
+  for _, t in pairs(self.pending or {}) do t:cancel() end
+  self.pending = {}
+end
+
+Iterator.__close = Iterator.cancel
+
+local function new_iterator(opts)
+  return setmetatable({count = 0, position = 0, pages = 0, max_items = opts.max_items,
+                       max_pages = opts.max_pages, progress = opts.progress, pending = {}}, Iterator)
+end
+
+local function report(self)
+  if self.progress then self.progress(self.count + #(self.items or {}) - self.position, self.total) end
+end
+
+-- Offset and page-number pagination ----------------------------------------------
+
+-- Pages are numbered from 1; fetch(n) gives the items of page n and, when
+-- known, the total number of items.
+local function numbered(opts, fetch_page, page_count)
+  local self = new_iterator(opts)
+  local window = opts.concurrency or 4
+  local prefetch = opts.prefetch ~= false
+  local function spawn(n)
+    if self.pending[n] or (self.last_page and n > self.last_page) then return end
+    if self.max_pages and n > self.max_pages then return end
+    self.pending[n] = task.spawn(fetch_page, n)
+  end
+  function self.advance()
+    local n = self.pages + 1
+    if (self.last_page and n > self.last_page) or (self.max_pages and n > self.max_pages) then
+      self.done = true
+      return
+    end
+    spawn(n)
+    local t = self.pending[n]
+    local ok, items, total = pcall(t.wait, t)
+    self.pending[n] = nil
+    if not ok then
+      self:cancel()
+      self.done = true
+      error(failure(items, self.count, n), 0)
+    end
+    self.pages = n
+    self.items, self.position = items, 0
+    if total and not self.total then
+      self.total = total
+      self.last_page = page_count(total)
+    end
+    if #items == 0 then self.done = true end
+    report(self)
+    if prefetch and not self.done then
+      -- The next page now; with the total known, a window of them.
+      local ahead = self.total and window or 1
+      for k = n + 1, n + ahead do spawn(k) end
+    end
+  end
+  return self
+end
+
+--- Offset pagination (Kroger's filter.start/filter.limit):
+--- offset{fetch = function(start, limit) return items, total end, limit = 50,
+--- max_offset = 250, max_items, max_pages, progress, prefetch = true,
+--- concurrency = 4, on_unreachable = function(n) ... end}
+function M.offset(opts)
+  local limit = opts.limit or 50
+  local max_offset = opts.max_offset
+  local warned = false
+  local self
+  local function reachable(total)
+    if max_offset and total > max_offset + limit then
+      if not warned then
+        warned = true
+        local hidden = total - (max_offset + limit)
+        if opts.on_unreachable then opts.on_unreachable(hidden, total)
+        else io.stderr:write(("kapi: %d results not reachable; narrow the search\n"):format(hidden)) end
+      end
+      return max_offset + limit
+    end
+    return total
+  end
+  local function fetch_page(n)
+    local start = (n - 1) * limit
+    if max_offset and start > max_offset then return {}, nil end
+    local items, total = opts.fetch(start, limit)
+    return items or {}, total
+  end
+  self = numbered(opts, fetch_page, function(total)
+    return math.max(1, (reachable(total) + limit - 1) // limit)
+  end)
+  return self
+end
+
+--- Page-number pagination: pages{fetch = function(n) return items, total_items end, limit, ...}
+function M.pages(opts)
+  local limit = opts.limit or 50
+  return numbered(opts, opts.fetch, function(total) return math.max(1, (total + limit - 1) // limit) end)
+end
+
+-- Cursor and link pagination ------------------------------------------------------
+
+--- Cursor pagination (Content1's searchAfter): cursor{fetch = function(cursor)
+--- return items, next_cursor, total end, ...}: the first call gets nil; a
+--- nil next cursor or an empty page ends it. The next page is fetched while
+--- the caller works on the current one.
+function M.cursor(opts)
+  local self = new_iterator(opts)
+  local prefetch = opts.prefetch ~= false
+  local function start(cursor)
+    return task.spawn(function() return opts.fetch(cursor) end)
+  end
+  local next_task = start(nil)
+  self.pending[1] = next_task
+  function self.advance()
+    local n = self.pages + 1
+    if not next_task or (self.max_pages and n > self.max_pages) then
+      self.done = true
+      return
+    end
+    local ok, items, cursor, total = pcall(next_task.wait, next_task)
+    self.pending = {}
+    if not ok then
+      self.done = true
+      error(failure(items, self.count, n), 0)
+    end
+    self.pages = n
+    self.items, self.position = items or {}, 0
+    self.total = total or self.total
+    next_task = nil
+    if cursor ~= nil and #self.items > 0 and not (self.max_pages and n >= self.max_pages) then
+      if prefetch then
+        next_task = start(cursor)
+        self.pending[1] = next_task
+      else
+        local c = cursor
+        next_task = {wait = function() return opts.fetch(c) end}
+      end
+    end
+    if #self.items == 0 then self.done = true end
+    report(self)
+  end
+  return self
+end
+
+--- Link pagination (a `Link: <url>; rel="next"` header): link{fetch =
+--- function(url) return items, response end, url = first}.
+function M.link(opts)
+  return M.cursor {
+    max_items = opts.max_items, max_pages = opts.max_pages, progress = opts.progress, prefetch = opts.prefetch,
+    fetch = function(url)
+      local items, response = opts.fetch(url or opts.url)
+      local next_url
+      for _, value in ipairs(response and response.headers and response.headers:all("link") or {}) do
+        for target, params in value:gmatch("<([^>]+)>([^,]*)") do
+          if params:match('rel="?next"?') then next_url = target end
+        end
+      end
+      return items, next_url
+    end,
+  }
+end
+
+doc.declare("kapi.paginate.offset", M.offset, [[
+kapi.paginate.offset{fetch = function(start, limit) return items, total end, limit = 50, ...} -> iterator
+Offset pagination. The next page is fetched while you work on the current
+one; once the total is known, up to `concurrency` pages (4) are fetched at
+once and still delivered in order. Options: max_items, max_pages,
+max_offset (the endpoint's limit: beyond it, says once how many results are
+not reachable), progress(done, total), prefetch = false.
+Example:
+  for p in kapi.paginate.offset{limit = 50, max_offset = 250, fetch = function(start, limit)
+    local page = kapi.http.get(url, {query = {["filter.start"] = start, ["filter.limit"] = limit}}):json()
+    return page.data, page.meta.pagination.total
+  end} do print(p.description) end]])
+
+doc.declare("kapi.paginate.cursor", M.cursor, [[
+kapi.paginate.cursor{fetch = function(cursor) return items, next_cursor, total end, ...} -> iterator
+Cursor pagination (Content1's searchAfter): the first fetch gets nil; a nil
+cursor or an empty page ends it; the next page is fetched ahead.]])
+
+doc.declare("kapi.paginate.pages", M.pages, [[
+kapi.paginate.pages{fetch = function(n) return items, total end, limit, ...} -> iterator
+Page-number pagination, pages numbered from 1.]])
+
+doc.declare("kapi.paginate.link", M.link, [[
+kapi.paginate.link{url = first, fetch = function(url) return items, response end} -> iterator
+Follows `Link: <...>; rel="next"` headers.]])
+
+return M
