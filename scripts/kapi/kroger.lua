@@ -1,0 +1,368 @@
+-- The Kroger API client: every endpoint of domain.md §2 as a method with
+-- Lua-friendly arguments, checked before anything is sent; products and
+-- coupons as iterators; service or customer tokens picked by the scope an
+-- endpoint needs; the wire's drift from the spec absorbed in one place.
+local http = require "kapi.http"
+local auth = require "kapi.auth"
+local config = require "kapi.config"
+local paginate = require "kapi.paginate"
+local gtin = require "kapi.gtin"
+local errors = require "kapi.errors"
+local json = require "kapi.json"
+local doc = require "kapi.doc"
+
+local M = {}
+
+local Client = {}
+Client.__index = Client
+
+local function usage(message) error(errors.new("usage", "kroger: " .. message), 3) end
+
+-- Argument checks, with the documented rules --------------------------------------
+
+local function check_location(id, name)
+  if id ~= nil and (type(id) ~= "string" or #id ~= 8) then
+    usage(("%s must be an 8-character location id (3-digit division + 5-digit store), got %s")
+          :format(name or "locationId", tostring(id)))
+  end
+  return id
+end
+
+local function check_product_id(id, name)
+  if type(id) ~= "string" or not id:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d$") then
+    usage(("%s must be a 13-digit product id (a UPC without its check digit), got %s"):format(name or "productId", tostring(id)))
+  end
+  return id
+end
+
+local function check_term(term)
+  if term == nil then return nil end
+  if type(term) ~= "string" or #term < 3 then usage("term must have at least 3 characters") end
+  local words = 0
+  for _ in term:gmatch("%S+") do words = words + 1 end
+  if words > 8 then usage("term must have 8 words or fewer") end
+  return term
+end
+
+local function check_range(value, name, low, high, default)
+  if value == nil then return default end
+  if math.type(value) ~= "integer" or value < low or value > high then
+    usage(("%s must be an integer from %d to %d, got %s"):format(name, low, high, tostring(value)))
+  end
+  return value
+end
+
+local function list_of(value)
+  if value == nil then return nil end
+  if type(value) == "table" then return value end
+  return {value}
+end
+
+local MODALITIES = {PICKUP = true, DELIVERY = true}
+local FULFILLMENT = {ais = true, csp = true, dth = true, sth = true}
+
+-- Drift between the spec and the wire, absorbed here ------------------------------
+
+local FULFILLMENT_KEYS = {instore = "inStore", shiptohome = "shipToHome", curbside = "curbside",
+                          delivery = "delivery"}
+
+--- One shape for a product, whichever the server sent: fulfillment keys in
+--- the live wire's camelCase (inStore, shipToHome), soldBy upper-case.
+function M.normalize_product(p)
+  for _, item in ipairs(p.items or {}) do
+    if item.fulfillment then
+      local f = {}
+      for k, v in pairs(item.fulfillment) do f[FULFILLMENT_KEYS[k:lower()] or k] = v end
+      item.fulfillment = f
+    end
+    if type(item.soldBy) == "string" then item.soldBy = item.soldBy:upper() end
+  end
+  return p
+end
+
+-- The client ------------------------------------------------------------------------
+
+--- client{env = "sandbox" | "ce" | "prod", base_url, client_id, client_secret,
+--- partner} -> Kroger client
+function M.client(opts)
+  opts = opts or {}
+  local c = config.kroger(opts.env, opts.base_url)
+  local self = setmetatable({
+    env = c.env, base_url = c.base_url, client_id = opts.client_id or c.client_id,
+    client_secret = opts.client_secret or c.client_secret, tokens = {},
+  }, Client)
+  local partner = opts.partner
+  if partner == nil then partner = c.env == "sandbox" and self.client_id == "kapi-sandbox" end
+  self.max_offset = opts.max_offset or (partner and 1000 or 250)
+  return self
+end
+
+function Client:service(scope)
+  local key = scope or ""
+  self.tokens[key] = self.tokens[key] or auth.service {base_url = self.base_url, client_id = self.client_id,
+    client_secret = self.client_secret, scopes = scope and {scope} or {}}
+  return self.tokens[key]
+end
+
+function Client:customer(scope)
+  local a = self.tokens.customer or auth.customer {base_url = self.base_url, client_id = self.client_id,
+    client_secret = self.client_secret, scopes = {scope}}
+  self.tokens.customer = a
+  a.scopes = {scope}
+  return a
+end
+
+function Client:get(path, query, authenticator, opts)
+  opts = opts or {}
+  return http.request {method = opts.method or "GET", url = self.base_url .. path, query = query,
+                       auth = authenticator, json = opts.json, retry = opts.retry, raise = opts.raise}
+end
+
+-- Products --------------------------------------------------------------------------
+
+local function product_query(args)
+  local ids = list_of(args.productId)
+  for i, id in ipairs(ids or {}) do check_product_id(id, ("productId[%d]"):format(i)) end
+  if ids and #ids > 50 then usage("productId takes at most 50 ids") end
+  local fulfillment = list_of(args.fulfillment)
+  for _, f in ipairs(fulfillment or {}) do
+    if not FULFILLMENT[f] then usage(("fulfillment must be among ais, csp, dth, sth, got %s"):format(tostring(f))) end
+  end
+  local query = {
+    ["filter.term"] = check_term(args.term), ["filter.locationId"] = check_location(args.locationId),
+    ["filter.productId"] = ids and table.concat(ids, ","),
+    ["filter.brand"] = args.brand and table.concat(list_of(args.brand), "|"),
+    ["filter.fulfillment"] = fulfillment and table.concat(fulfillment, ","),
+  }
+  if not (query["filter.term"] or query["filter.productId"] or query["filter.brand"]) then
+    usage("products needs term, productId or brand")
+  end
+  return query
+end
+
+--- products{term, locationId, productId, brand, fulfillment, limit = 50,
+--- max_items} -> iterator over products (normalized)
+function Client:products(args)
+  args = args or {}
+  local query = product_query(args)
+  local limit = check_range(args.limit, "limit", 1, 50, 50)
+  local authenticator = self:service("product.compact")
+  return paginate.offset {
+    limit = limit, max_offset = self.max_offset, max_items = args.max_items, progress = args.progress,
+    fetch = function(start, page_size)
+      local q = {}
+      for k, v in pairs(query) do q[k] = v end
+      q["filter.start"], q["filter.limit"] = start, page_size
+      local page = self:get("/v1/products", q, authenticator):json()
+      local items = page.data or {}
+      for _, p in ipairs(items) do M.normalize_product(p) end
+      local pagination = page.meta and page.meta.pagination or {}
+      return items, pagination.total
+    end,
+  }
+end
+
+--- product(id, {locationId}) -> product
+function Client:product(id, args)
+  check_product_id(id, "id")
+  args = args or {}
+  local page = self:get("/v1/products/" .. id, {["filter.locationId"] = check_location(args.locationId)},
+                        self:service("product.compact")):json()
+  return M.normalize_product(page.data)
+end
+
+--- product_for_gtin(gtin, {locationId}) -> product: GTIN or UPC to Kroger's product.
+function Client:product_for_gtin(code, args)
+  return self:product(gtin.to_product_id(code), args)
+end
+
+--- product_url(product, chain_name = "KROGER") -> the product page's address.
+function Client:product_url(product, chain_name)
+  local chain = self:chain(chain_name or "KROGER")
+  return "https://www." .. chain.domain .. product.productPageURI
+end
+
+-- Locations, chains, departments ----------------------------------------------------
+
+--- locations{zip | latlong | lat, lon | locationId, radius = 10, limit = 10,
+--- chain, department} -> list of stores, nearest first
+function Client:locations(args)
+  args = args or {}
+  if args.zip ~= nil and (type(args.zip) ~= "string" or not args.zip:match("^%d%d%d%d%d$")) then
+    usage(("zip must be 5 digits, got %s"):format(tostring(args.zip)))
+  end
+  local ids = list_of(args.locationId)
+  for i, id in ipairs(ids or {}) do check_location(id, ("locationId[%d]"):format(i)) end
+  local departments = list_of(args.department)
+  for _, d in ipairs(departments or {}) do
+    if type(d) ~= "string" or #d ~= 2 then usage(("department must be a 2-character id, got %s"):format(tostring(d))) end
+  end
+  local latlong = args.latlong or (args.lat and args.lon and ("%s,%s"):format(args.lat, args.lon))
+  if not (args.zip or latlong or ids or args.chain) then usage("locations needs zip, latlong, lat and lon, locationId or chain") end
+  local page = self:get("/v1/locations", {
+    ["filter.zipCode.near"] = args.zip, ["filter.latLong.near"] = latlong,
+    ["filter.locationId"] = ids and table.concat(ids, ","), ["filter.chain"] = args.chain,
+    ["filter.department"] = departments and table.concat(departments, ","),
+    ["filter.radiusInMiles"] = check_range(args.radius, "radius", 1, 100, nil),
+    ["filter.limit"] = check_range(args.limit, "limit", 1, 200, nil),
+  }, self:service("product.compact")):json()
+  return page.data or {}
+end
+
+--- nearest_stores(zip, n = 5) -> the n stores nearest to a ZIP code
+function Client:nearest_stores(zip, n)
+  return self:locations {zip = zip, limit = n or 5, radius = 100}
+end
+
+function Client:location(id)
+  check_location(id, "id")
+  return self:get("/v1/locations/" .. id, nil, self:service("product.compact")):json().data
+end
+
+function Client:chains()
+  return self:get("/v1/chains", nil, self:service("product.compact")):json().data
+end
+
+function Client:chain(name)
+  if type(name) ~= "string" or name == "" then usage("chain needs a name") end
+  self.chain_cache = self.chain_cache or {}
+  local key = name:upper()
+  if not self.chain_cache[key] then
+    self.chain_cache[key] = self:get("/v1/chains/" .. http.escape(key), nil, self:service("product.compact")):json().data
+  end
+  return self.chain_cache[key]
+end
+
+function Client:departments()
+  return self:get("/v1/departments", nil, self:service("product.compact")):json().data
+end
+
+function Client:department(id)
+  if type(id) ~= "string" or #id ~= 2 then usage(("department id must have 2 characters, got %s"):format(tostring(id))) end
+  return self:get("/v1/departments/" .. id, nil, self:service("product.compact")):json().data
+end
+
+-- Coupons -----------------------------------------------------------------------------
+
+--- coupons{locationId, productId, merchant, channels, limit = 50, max_items} -> iterator
+function Client:coupons(args)
+  args = args or {}
+  local ids = list_of(args.productId)
+  for i, id in ipairs(ids or {}) do check_product_id(id, ("productId[%d]"):format(i)) end
+  local query = {["filter.locationId"] = check_location(args.locationId),
+                 ["filter.productId"] = ids and table.concat(ids, ","), ["filter.merchant"] = args.merchant,
+                 ["filter.channels"] = args.channels}
+  local limit = check_range(args.limit, "limit", 1, 50, 50)
+  local authenticator = self:service("coupons.basic")
+  return paginate.offset {limit = limit, max_items = args.max_items, fetch = function(start, page_size)
+    local q = {}
+    for k, v in pairs(query) do q[k] = v end
+    q["filter.start"], q["filter.limit"] = start, page_size
+    local page = self:get("/v1/coupons", q, authenticator):json()
+    return page.data or {}, page.meta.pagination.total
+  end}
+end
+
+--- clip_coupon(id): puts a coupon on the customer's card (customer login).
+function Client:clip_coupon(id)
+  if type(id) ~= "string" or id == "" then usage("clip_coupon needs a coupon id") end
+  return self:get("/v1/my_coupons", nil, self:customer("coupon.personalized:rw"),
+                  {method = "POST", json = {couponId = id}}):json().data
+end
+
+function Client:unclip_coupon(id)
+  self:get("/v1/my_coupons/" .. http.escape(id), nil, self:customer("coupon.personalized:rw"), {method = "DELETE"})
+end
+
+function Client:my_coupons()
+  return self:get("/v1/my_coupons", nil, self:customer("coupon.personalized:rw")):json().data
+end
+
+-- Cart and identity -------------------------------------------------------------------
+
+--- cart_add{items = {{upc, quantity = 1, modality = "PICKUP"}, ...}}: never
+--- retried, since a repeat adds again.
+function Client:cart_add(args)
+  if type(args) ~= "table" or type(args.items) ~= "table" or #args.items == 0 then
+    usage("cart_add needs items = {{upc = ..., quantity = ...}, ...}")
+  end
+  local items = json.array()
+  for i, item in ipairs(args.items) do
+    local upc = item.upc
+    if type(upc) == "string" and #upc ~= 13 and gtin.valid(upc) then upc = gtin.to_product_id(upc) end
+    if type(upc) ~= "string" or not upc:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d$") then
+      usage(("items[%d].upc must be 13 digits (or a valid GTIN), got %s"):format(i, tostring(item.upc)))
+    end
+    local quantity = item.quantity or 1
+    if math.type(quantity) ~= "integer" or quantity < 1 then
+      usage(("items[%d].quantity must be a positive integer, got %s"):format(i, tostring(quantity)))
+    end
+    local modality = item.modality or "PICKUP"
+    if not MODALITIES[modality] then
+      usage(("items[%d].modality must be PICKUP or DELIVERY, got %s"):format(i, tostring(modality)))
+    end
+    items[i] = {upc = upc, quantity = quantity, modality = modality}
+  end
+  self:get("/v1/cart/add", nil, self:customer("cart.basic:write"), {method = "PUT", json = {items = items}, retry = false})
+  return #items
+end
+
+function Client:profile()
+  return self:get("/v1/identity/profile", nil, self:customer("profile.compact")):json().data
+end
+
+function Client:loyalty()
+  return self:get("/v1/identity/profile/loyalty", nil, self:customer("profile.loyalty")):json().data.loyalty
+end
+
+Client.__tostring = function(self)
+  return ("kroger client (%s, %s)"):format(self.env, self.base_url)
+end
+
+doc.declare("kapi.kroger.client", M.client, [[
+kapi.kroger.client{env = "sandbox" | "ce" | "prod", base_url, client_id, client_secret} -> kroger
+A Kroger API client. Credentials come from the environment or the config
+file (never arguments you type); with none, the built-in sandbox.
+Example:
+  local kroger = kapi.kroger.client{env = "sandbox"}
+  for p in kroger:products{term = "milk", locationId = "01400376", max_items = 5} do
+    print(p.description, p.items[1].price.regular)
+  end]])
+
+doc.declare("kroger:products", Client.products, [[
+kroger:products{term, locationId, productId, brand, fulfillment, limit = 50, max_items} -> iterator
+Searches products (one of term, productId or brand is needed). With a
+locationId, prices, stock and aisles are included. Pages are fetched ahead;
+past the endpoint's offset limit (250 public, 1000 partner) kapi says how
+many results cannot be reached. Arguments are checked first: an 8-character
+locationId, 13-digit productIds, a term of 3+ characters and at most 8 words.]])
+
+doc.declare("kroger:product", Client.product, [[
+kroger:product(id, {locationId}) -> product
+One product by its 13-digit id; kroger:product_for_gtin(gtin) takes a GTIN
+or UPC, and kroger:product_url(product) gives its page on the chain's site.]])
+
+doc.declare("kroger:locations", Client.locations, [[
+kroger:locations{zip | latlong | lat, lon | locationId, radius, limit, chain, department} -> stores
+Stores near a place, nearest first; kroger:nearest_stores(zip, n) is a
+shortcut. Also kroger:location(id), kroger:chains(), kroger:chain(name),
+kroger:departments(), kroger:department(id).
+Example:
+  for _, s in ipairs(kroger:locations{zip = "45202", radius = 10}) do print(s.locationId, s.name) end]])
+
+doc.declare("kroger:coupons", Client.coupons, [[
+kroger:coupons{locationId, productId, merchant, channels, limit, max_items} -> iterator
+Coupons (partner scope coupons.basic). kroger:clip_coupon(id) and
+kroger:unclip_coupon(id) change the customer's card; kroger:my_coupons()
+lists it. Clipping needs `kapi auth login --scope coupon.personalized:rw`.]])
+
+doc.declare("kroger:cart_add", Client.cart_add, [[
+kroger:cart_add{items = {{upc, quantity = 1, modality = "PICKUP"}}} -> count
+Adds to the customer's cart (login with cart.basic:write). Never retried:
+a repeat adds again.]])
+
+doc.declare("kroger:profile", Client.profile, [[
+kroger:profile() -> profile
+The logged-in customer's profile; kroger:loyalty() their loyalty card.]])
+
+return M
