@@ -23,7 +23,7 @@ function kapi.submodule(name)
   submodules[name] = true
 end
 
-for _, name in ipairs {"http", "json", "server", "sandbox", "auth", "gtin", "paginate", "kroger"} do kapi.submodule(name) end
+for _, name in ipairs {"http", "json", "server", "sandbox", "auth", "gtin", "paginate", "kroger", "content1", "items"} do kapi.submodule(name) end
 
 setmetatable(kapi, {
   __index = function(t, name)

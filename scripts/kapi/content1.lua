@@ -1,0 +1,161 @@
+-- The 1WorldSync Content1 Read API 2.0 client: count, fetch (an iterator
+-- over the searchAfter cursor), hierarchies. Items come out in the
+-- item-hierarchy format of item-format.md, so that rules and recipes never
+-- see the wire's GDSN attribute names.
+local http = require "kapi.http"
+local auth = require "kapi.auth"
+local config = require "kapi.config"
+local paginate = require "kapi.paginate"
+local errors = require "kapi.errors"
+local json = require "kapi.json"
+local doc = require "kapi.doc"
+
+local M = {}
+
+local Client = {}
+Client.__index = Client
+
+-- wire name -> item-format name
+local FIELDS = {
+  gtin = "gtin", tradeItemUnitDescriptorCode = "level", isTradeItemAConsumerUnit = "isConsumerUnit",
+  informationProviderGLN = "informationProviderGln", brandName = "brandName",
+  tradeItemDescription = "description", productActivityTypeCode = "productActivityTypeCode",
+  descriptiveSize = "customerFacingSize", tradeItemMarketingMessage = "marketingMessage",
+  featureBenefit = "featureBenefits", quantityOfNextLowerLevelTradeItem = "quantityOfChildren",
+  gtinPalletTi = "gtinPalletTi", gtinPalletHi = "gtinPalletHi", nonGTINPalletTi = "nonGTINPalletTi",
+  nonGTINPalletHi = "nonGTINPalletHi", nonGTINPalletQuantity = "nonGTINPalletQuantity",
+  modelGtinExists = "modelGtinExists", modelGtin = "modelGtin",
+  krogerSubmissionReasonCode = "krogerSubmissionReasonCode", imfNumber = "imfNumber",
+  isHazardousMaterial = "requiresWercs", wercsRegistered = "wercsRegistered", publishToGln = "recipients",
+  lastModifiedDate = "lastModified",
+}
+
+--- One trade item from Content1's wire shape to the item format (children
+--- referenced by GTIN in `childGtins` until assembled).
+function M.to_item(wire)
+  local item = {}
+  for from, to in pairs(FIELDS) do
+    local v = wire[from]
+    if v ~= nil and v ~= json.null then item[to] = v end
+  end
+  if wire.referencedFileDetailInformation then
+    local images = {}
+    for i, f in ipairs(wire.referencedFileDetailInformation) do
+      images[i] = {url = f.uniformResourceIdentifier, facing = f.productImageFacingCode,
+                   typeOfInformation = f.typeOfInformation, source = f.fileSource}
+    end
+    item.images = images
+  end
+  if wire.childTradeItem then
+    item.childGtins = {}
+    for i, child in ipairs(wire.childTradeItem) do item.childGtins[i] = child.gtin end
+  end
+  return item
+end
+
+--- client{env = "sandbox" | "preprod" | "prod", base_url, app_id, secret, gln}
+function M.client(opts)
+  opts = opts or {}
+  local c = config.oneworldsync(opts.env ~= "preprod" and opts.env or nil, opts.base_url)
+  if opts.env == "preprod" and not opts.base_url then c.base_url = config.CONTENT1.preprod end
+  return setmetatable({
+    env = c.env, base_url = c.base_url,
+    signer = auth.oneworldsync {app_id = opts.app_id or c.app_id, secret = opts.secret or c.secret,
+                                gln = opts.gln or c.gln},
+  }, Client)
+end
+
+local function criteria_of(criteria)
+  if criteria == nil then return {} end
+  if type(criteria) ~= "table" then errors.usage("content1: criteria must be a table", 3) end
+  local out = {}
+  for k, v in pairs(criteria) do out[k] = v end
+  if type(out.gtin) == "string" then out.gtin = {out.gtin} end
+  return out
+end
+
+function Client:post(path, criteria, page_size)
+  return http.post(self.base_url .. path, {auth = self.signer, json = criteria, retry = true,
+                                           query = page_size and {{"pageSize", tostring(page_size)}} or nil})
+end
+
+--- count{criteria} -> how many items match
+function Client:count(criteria)
+  return self:post("/V1/product/count", criteria_of(criteria)):json().count
+end
+
+--- fetch(criteria, {page_size = 1000, max_items, raw = false}) -> iterator
+--- over items in the item format (raw = true: the wire records)
+function Client:fetch(criteria, opts)
+  opts = opts or {}
+  local size = opts.page_size or 1000
+  if math.type(size) ~= "integer" or size < 1 or size > 1000 then
+    errors.usage("content1: page_size must be an integer from 1 to 1000", 2)
+  end
+  local base = criteria_of(criteria)
+  return paginate.cursor {max_items = opts.max_items, progress = opts.progress, fetch = function(cursor)
+    local body = {}
+    for k, v in pairs(base) do body[k] = v end
+    body.searchAfter = cursor
+    local res = self:post("/V1/product/fetch", body, size)
+    if res.status == 204 then return {}, nil end
+    local page = res:json()
+    local items = page.items or {}
+    if not opts.raw then
+      for i, record in ipairs(items) do items[i] = M.to_item(record.item) end
+    end
+    return items, page.searchAfter, page.totalCount
+  end}
+end
+
+-- Nests children under their parents, following childGtins.
+local function assemble(node, by_gtin, depth)
+  if depth > 10 then return node end
+  if node.childGtins then
+    node.children = {}
+    for _, g in ipairs(node.childGtins) do
+      local child = by_gtin[g]
+      if child then node.children[#node.children + 1] = assemble(child, by_gtin, depth + 1) end
+    end
+    node.childGtins = nil
+  end
+  return node
+end
+
+--- hierarchy(gtin) -> the whole hierarchy in the item format, from its top
+--- level (found with the hierarchy endpoint), or nil when unknown
+function Client:hierarchy(gtin)
+  local res = self:post("/V1/product/hierarchy", {gtin = {gtin}}, 10)
+  if res.status == 204 then return nil end
+  local found = res:json().hierarchies or {}
+  if #found == 0 then return nil end
+  local gtins, top = {}, found[1].gtin
+  local function collect(nodes)
+    for _, n in ipairs(nodes or {}) do
+      gtins[#gtins + 1] = n.gtin
+      collect(n.children)
+    end
+  end
+  collect(found[1].hierarchy)
+  local by_gtin = {}
+  for item in self:fetch({gtin = gtins}) do by_gtin[item.gtin] = item end
+  return by_gtin[top] and assemble(by_gtin[top], by_gtin, 0)
+end
+
+doc.declare("kapi.content1.client", M.client, [[
+kapi.content1.client{env = "sandbox" | "preprod" | "prod", base_url, app_id, secret, gln} -> content1
+A 1WorldSync Content1 client; requests are HMAC-signed. Credentials come
+from ONEWORLDSYNC_APP_ID / ONEWORLDSYNC_SECRET or the config file.
+Example:
+  local c1 = kapi.content1.client{env = "sandbox"}
+  print(c1:count{ipGln = "0614141000005"})
+  for item in c1:fetch({ipGln = "0614141000005"}, {max_items = 5}) do print(item.gtin, item.level) end
+  local case = c1:hierarchy("10614141000019")]])
+
+doc.declare("content1:fetch", Client.fetch, [[
+content1:fetch(criteria, {page_size = 1000, max_items, raw}) -> iterator
+Items matching the criteria (gtin, ipGln, targetMarket, brandName, ...),
+paged with searchAfter, converted to the item format. content1:count(criteria)
+counts them; content1:hierarchy(gtin) assembles a whole hierarchy.]])
+
+return M

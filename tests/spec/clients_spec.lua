@@ -1,0 +1,93 @@
+-- kapi.content1 and kapi.items against the sandbox, and report files.
+local kapi = require "kapi"
+local process = require "helpers.process"
+
+local sb, c1, im
+setup(function()
+  sb = kapi.sandbox.start {products = 300, stores = 10, items = 900, review_delay = 0.05}
+  c1 = kapi.content1.client {env = "sandbox", base_url = sb.url}
+  im = kapi.items.client {env = "sandbox", base_url = sb.url}
+end)
+teardown(function() sb:close() end)
+
+local function without(t, keys)
+  local out = {}
+  for k, v in pairs(t) do if not keys[k] then out[k] = v end end
+  return out
+end
+
+describe("kapi.content1", function()
+  it("counts and fetches items in the item format, paging with the cursor", function()
+    assert.equal(900, c1:count())
+    local n, levels = 0, {}
+    for item in c1:fetch(nil, {page_size = 100}) do
+      n = n + 1
+      levels[item.level] = (levels[item.level] or 0) + 1
+      assert.is_string(item.informationProviderGln)
+      assert.is_nil(item.tradeItemUnitDescriptorCode)
+    end
+    assert.equal(900, n)
+    assert.equal(450, levels.CASE)
+    assert.equal(450, levels.BASE_UNIT_OR_EACH)
+  end)
+
+  it("assembles a whole hierarchy that matches Item Management's", function()
+    local from_content1 = c1:hierarchy("10614141000019")
+    local from_im = im:item("10614141000019")
+    local ignore = {lastModified = true, children = true}
+    assert.same(without(from_im, ignore), without(from_content1, ignore))
+    assert.same(without(from_im.children[1], ignore), without(from_content1.children[1], ignore))
+    assert.is_nil(c1:hierarchy("19999999999999"))
+  end)
+
+  it("checks its arguments", function()
+    assert.has_error(function() c1:fetch(nil, {page_size = 1001}) end)
+    assert.has_error(function() c1:count("gtin") end)
+  end)
+end)
+
+describe("kapi.items", function()
+  it("lists publications in the publication-record format", function()
+    local pubs = im:publications {recipientGln = "0838016000123"}
+    assert.is_true(#pubs >= 10)
+    for _, p in ipairs(pubs) do
+      for _, field in ipairs(kapi.items.FIELDS) do assert.is_not_nil(p[field], field) end
+    end
+  end)
+
+  it("republishes and sees the review's outcome", function()
+    im:republish("10845678000023", "0838016000123") -- fixed since its rejection
+    kapi.sleep(0.25)
+    local p = im:publications {gtin = "10845678000023", recipientGln = "0838016000123"}[1]
+    assert.equal("SYNCHRONISED", p.cicState)
+  end)
+
+  it("reads exported reports by column name or the report's labels, naming bad rows", function()
+    local dir = process.tempdir()
+    local path = process.write(dir .. "/sync.csv", table.concat({
+      'GTIN,Recipient GLN,Publication Type,Sync Status,CIC Status,CIC Reason Code,CIC Message',
+      '10614141000026,0838016000123,NEW,Synchronised,REJECTED,CIC999,"This item does not meet Kroger PDP Guidelines, see ""size"""',
+      'not-a-gtin,0838016000123,NEW,Pending,,,',
+      '614141000033,0838016000123,NEW,failed to send,,,"productActivityTypeCode MADE_IN is invalid."',
+      '',
+    }, "\r\n"))
+    local records, problems = kapi.items.read_report(path)
+    process.cleanup(dir)
+    assert.equal(2, #records)
+    assert.equal("10614141000026", records[1].gtin)
+    assert.equal("REJECTED", records[1].cicState)
+    assert.equal('This item does not meet Kroger PDP Guidelines, see "size"', records[1].message)
+    assert.equal("00614141000033", records[2].gtin)
+    assert.equal("FAILED_TO_SEND", records[2].syncStatus)
+    assert.equal(1, #problems)
+    assert.matches("sync%.csv:3: no valid GTIN", problems[1])
+  end)
+
+  it("names a missing report and one without a GTIN column", function()
+    assert.error_matches(function() kapi.items.read_report("/nonexistent/report.csv") end, "report: /nonexistent/report.csv")
+    local dir = process.tempdir()
+    local path = process.write(dir .. "/x.csv", "Name,Value\na,b\n")
+    assert.error_matches(function() kapi.items.read_report(path) end, "has no GTIN column")
+    process.cleanup(dir)
+  end)
+end)
