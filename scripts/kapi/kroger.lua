@@ -307,6 +307,78 @@ function Client:cart_add(args)
   return #items
 end
 
+-- Partner carts, collections, courier deliveries ----------------------------------
+
+local function check_item(item, where)
+  if type(item) ~= "table" then usage(where .. " must be a table {upc, quantity, modality}") end
+  local upc = item.upc
+  if type(upc) == "string" and #upc ~= 13 and gtin.valid(upc) then upc = gtin.to_product_id(upc) end
+  if type(upc) ~= "string" or not upc:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d$") then
+    usage(("%s.upc must be 13 digits (or a valid GTIN), got %s"):format(where, tostring(item.upc)))
+  end
+  local quantity = item.quantity or 1
+  if math.type(quantity) ~= "integer" or quantity < 1 then
+    usage(("%s.quantity must be a positive integer, got %s"):format(where, tostring(quantity)))
+  end
+  local modality = item.modality or "PICKUP"
+  if not MODALITIES[modality] then
+    usage(("%s.modality must be PICKUP or DELIVERY, got %s"):format(where, tostring(modality)))
+  end
+  return {upc = upc, quantity = quantity, modality = modality}
+end
+
+--- carts() -> the customer's partner carts; create_cart() -> a new one
+function Client:carts()
+  return self:get("/v1/carts", nil, self:customer("cart.basic")):json().data
+end
+
+function Client:create_cart()
+  return self:get("/v1/carts", nil, self:customer("cart.basic:rw"), {method = "POST", retry = false}):json().data
+end
+
+function Client:cart(id)
+  return self:get("/v1/carts/" .. http.escape(id), nil, self:customer("cart.basic")):json().data
+end
+
+--- cart_add_item(cart_id, {upc, quantity, modality}) -> the cart; not retried
+function Client:cart_add_item(id, item)
+  local body = check_item(item, "item")
+  return self:get("/v1/carts/" .. http.escape(id) .. "/items", nil, self:customer("cart.basic:rw"),
+                  {method = "POST", json = body, retry = false}):json().data
+end
+
+function Client:cart_set_quantity(id, upc, quantity)
+  local item = check_item({upc = upc, quantity = quantity}, "item")
+  self:get(("/v1/carts/%s/items/%s"):format(http.escape(id), item.upc), nil, self:customer("cart.basic:rw"),
+           {method = "PUT", json = {quantity = item.quantity}})
+end
+
+function Client:cart_remove_item(id, upc)
+  local item = check_item({upc = upc}, "item")
+  self:get(("/v1/carts/%s/items/%s"):format(http.escape(id), item.upc), nil, self:customer("cart.basic:rw"),
+           {method = "DELETE"})
+end
+
+--- collections{name, type} -> the customer's collections
+function Client:collections(args)
+  args = args or {}
+  return self:get("/v1/collections", {["filter.name"] = args.name, ["filter.type"] = args.type},
+                  self:customer("collection.basic")):json().data
+end
+
+--- deliveries{followingAction} -> courier deliveries; confirm_delivery(id)
+function Client:deliveries(args)
+  args = args or {}
+  return self:get("/v1/courier/deliveries", {["filter.followingAction"] = args.followingAction},
+                  self:service("delivery.basic")):json().data
+end
+
+function Client:confirm_delivery(id)
+  if type(id) ~= "string" or id == "" then usage("confirm_delivery needs a delivery id") end
+  return self:get("/v1/courier/deliveries", nil, self:service("delivery.basic:rw"),
+                  {method = "POST", json = {deliveryId = id, action = "CONFIRM"}}):json().data
+end
+
 function Client:profile()
   return self:get("/v1/identity/profile", nil, self:customer("profile.compact")):json().data
 end
@@ -360,6 +432,14 @@ doc.declare("kroger:cart_add", Client.cart_add, [[
 kroger:cart_add{items = {{upc, quantity = 1, modality = "PICKUP"}}} -> count
 Adds to the customer's cart (login with cart.basic:write). Never retried:
 a repeat adds again.]])
+
+doc.declare("kroger:carts", Client.carts, [[
+kroger:carts() -> carts
+The customer's partner carts: kroger:create_cart(), kroger:cart(id),
+kroger:cart_add_item(id, {upc, quantity, modality}) (never retried),
+kroger:cart_set_quantity(id, upc, n), kroger:cart_remove_item(id, upc).
+Also kroger:collections{name, type}, kroger:deliveries{followingAction}
+and kroger:confirm_delivery(id).]])
 
 doc.declare("kroger:profile", Client.profile, [[
 kroger:profile() -> profile

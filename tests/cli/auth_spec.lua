@@ -57,6 +57,21 @@ describe("kapi auth", function()
 end)
 
 describe("with no credentials", function()
+  it("gives API clients a sandbox started in the same process", function()
+    local dir = process.tempdir()
+    local code = "local k = require('kapi'); local kroger = k.kroger.client{}; " ..
+                 "print(kroger.env, kroger:products{term = 'milk', max_items = 2}:all()[1].productId); " ..
+                 "print(k.content1.client{}:count{})"
+    local r = process.sh(("unset KROGER_CLIENT_ID KROGER_CLIENT_SECRET KAPI_ENV KAPI_SANDBOX_URL ONEWORLDSYNC_APP_ID; " ..
+                          "XDG_STATE_HOME=%s XDG_CONFIG_HOME=%s %s -e %s"):format(dir, dir,
+                          process.quote(process.kapi), process.quote(code)))
+    process.cleanup(dir)
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("^sandbox\t%d+\n%d+\n$", r.stdout)
+    local _, announcements = r.stderr:gsub("using the built%-in sandbox", "")
+    assert.equal(1, announcements)
+  end)
+
   it("uses a sandbox started in the same process, and says so once", function()
     local dir = process.tempdir()
     local r = process.sh(("unset KROGER_CLIENT_ID KROGER_CLIENT_SECRET KAPI_ENV KAPI_SANDBOX_URL; " ..

@@ -109,4 +109,18 @@ describe("kapi.kroger", function()
     assert.equal(id, kroger:my_coupons()[1].couponId)
     assert.equal(sb.state.customer.id, kroger:profile().id)
   end)
+
+  it("keeps partner carts and reads collections and deliveries", function()
+    log_in {"cart.basic:rw", "cart.basic", "collection.basic"}
+    local kroger = kapi.kroger.client {env = "sandbox", base_url = sb.url} -- logged in before it starts
+    local cart = kroger:create_cart()
+    kroger:cart_add_item(cart.id, {upc = "0001111041700", quantity = 2})
+    kroger:cart_set_quantity(cart.id, "0001111041700", 4)
+    assert.equal(4, kroger:cart(cart.id).items[1].quantity)
+    kroger:cart_remove_item(cart.id, "0001111041700")
+    assert.equal(0, #kroger:cart(cart.id).items)
+    assert.equal("Favorites", kroger:collections {type = "FAVORITES"}[1].name)
+    local waiting = kroger:deliveries {followingAction = "CONFIRM"}
+    assert.equal("CONFIRMED", kroger:confirm_delivery(waiting[1].deliveryId).status)
+  end)
 end)
