@@ -8,7 +8,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Exactly what building and testing kapi needs, as Debian packages.
 DEB_PACKAGES := build-essential cmake pkg-config \
 	lua5.4 liblua5.4-dev lua-cjson-dev libedit-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev \
-	lua-argparse lua-busted libcmocka-dev tmux openssl curl
+	lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind
 
 .PHONY: all deps build test test-asan bench docs install clean
 
@@ -34,8 +34,11 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+# LeakSanitizer stays off here: its tracer crashes now and then ("Tracer
+# caught signal 11") after every test has passed, which would make CI
+# flaky; leaks are checked with valgrind in `make test` (leaks/valgrind).
 test-asan: deps
-	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DKAPI_SANITIZE=ON -DKAPI_WERROR=ON"
+	ASAN_OPTIONS=detect_leaks=0 $(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DKAPI_SANITIZE=ON -DKAPI_WERROR=ON"
 
 docs: build
 	$(BUILD)/kapi -e 'require "kapi"; require "kapi.repl"; print(require("kapi.doc").markdown())' > docs/api.md

@@ -1,0 +1,24 @@
+-- Run under valgrind by ctest (tests/CMakeLists.txt): exercises the C
+-- bindings (loop, tasks, HTTP, server, crypto, fs, JSON) so that a leak in
+-- any of them fails the suite.
+local kapi = require "kapi"
+local store = require "kapi.auth.store"
+local dir = os.tmpname()
+os.remove(dir)
+store.directory = dir
+local sb <close> = kapi.sandbox.start {products = 200, stores = 5, items = 100, review_delay = 0.01}
+local kroger = kapi.kroger.client {env = "sandbox", base_url = sb.url}
+local results = kapi.map({"milk", "dairy", "organic"}, function(term)
+  return #kroger:products {term = term, max_items = 20}:all()
+end, {concurrency = 3})
+assert(results.n == 3)
+local c1 = kapi.content1.client {env = "sandbox", base_url = sb.url}
+assert(#c1:fetch(nil, {page_size = 30}):all() == 100)
+local stream <close> = kapi.http.open {url = sb.url .. "/v1/chains", raise = false}
+for _ in stream:chunks() do end
+pcall(kapi.http.get, "http://127.0.0.1:1/", {retry = false})
+local t = kapi.spawn(function() kapi.sleep(10) end)
+t:cancel()
+pcall(t.wait, t)
+os.execute("rm -rf " .. dir)
+print("ok")
