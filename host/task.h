@@ -43,7 +43,8 @@ void kapi_task_run_now(kapi_task *task);
  * ever wake the remaining tasks (the task then fails with a deadlock
  * error). */
 int kapi_sched_run_until(kapi_sched *sched, kapi_task *task);
-/* Cancels every unfinished task; returns how many there were. */
+/* Cancels every unfinished task; returns how many there were that nobody
+ * had already asked to stop. */
 int kapi_sched_cancel_all(kapi_sched *sched);
 
 /* The task whose code is running; raises a clear error when the caller is

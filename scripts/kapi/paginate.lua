@@ -146,13 +146,16 @@ function M.offset(opts)
   self = numbered(opts, fetch_page, function(total)
     return math.max(1, (reachable(total) + limit - 1) // limit)
   end)
-  return self
+  -- The iterator is also the generic for's closing value: leaving the loop
+  -- early (break, error) stops the pages being fetched ahead.
+  return self, nil, nil, self
 end
 
 --- Page-number pagination: pages{fetch = function(n) return items, total_items end, limit, ...}
 function M.pages(opts)
   local limit = opts.limit or 50
-  return numbered(opts, opts.fetch, function(total) return math.max(1, (total + limit - 1) // limit) end)
+  local self = numbered(opts, opts.fetch, function(total) return math.max(1, (total + limit - 1) // limit) end)
+  return self, nil, nil, self
 end
 
 -- Cursor and link pagination ------------------------------------------------------
@@ -197,7 +200,7 @@ function M.cursor(opts)
     if #self.items == 0 then self.done = true end
     report(self)
   end
-  return self
+  return self, nil, nil, self
 end
 
 --- Link pagination (a `Link: <url>; rel="next"` header): link{fetch =

@@ -104,6 +104,21 @@ describe("kapi.paginate", function()
     assert.is_true(peak <= 3 and peak >= 2, "peak " .. peak)
   end)
 
+  it("stops fetching ahead when the loop is left early", function()
+    local fetched = 0
+    for x in kapi.paginate.offset {limit = 5, concurrency = 4, fetch = function(start, limit)
+      fetched = fetched + 1
+      kapi.sleep(0.02)
+      local items = {}
+      for i = 1, limit do items[i] = start + i end
+      return items, 1000
+    end} do
+      if x == 3 then break end
+    end
+    kapi.sleep(0.1)
+    assert.is_true(fetched <= 3, fetched .. " pages fetched")
+  end)
+
   it("follows Link headers", function()
     local srv <close> = kapi.server.listen {handler = function(req)
       local page = tonumber(req.query.page or "1")
