@@ -280,35 +280,6 @@ end
 
 -- Cart and identity -------------------------------------------------------------------
 
---- cart_add{items = {{upc, quantity = 1, modality = "PICKUP"}, ...}}: never
---- retried, since a repeat adds again.
-function Client:cart_add(args)
-  if type(args) ~= "table" or type(args.items) ~= "table" or #args.items == 0 then
-    usage("cart_add needs items = {{upc = ..., quantity = ...}, ...}")
-  end
-  local items = json.array()
-  for i, item in ipairs(args.items) do
-    local upc = item.upc
-    if type(upc) == "string" and #upc ~= 13 and gtin.valid(upc) then upc = gtin.to_product_id(upc) end
-    if type(upc) ~= "string" or not upc:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d$") then
-      usage(("items[%d].upc must be 13 digits (or a valid GTIN), got %s"):format(i, tostring(item.upc)))
-    end
-    local quantity = item.quantity or 1
-    if math.type(quantity) ~= "integer" or quantity < 1 then
-      usage(("items[%d].quantity must be a positive integer, got %s"):format(i, tostring(quantity)))
-    end
-    local modality = item.modality or "PICKUP"
-    if not MODALITIES[modality] then
-      usage(("items[%d].modality must be PICKUP or DELIVERY, got %s"):format(i, tostring(modality)))
-    end
-    items[i] = {upc = upc, quantity = quantity, modality = modality}
-  end
-  self:get("/v1/cart/add", nil, self:customer("cart.basic:write"), {method = "PUT", json = {items = items}, retry = false})
-  return #items
-end
-
--- Partner carts, collections, courier deliveries ----------------------------------
-
 local function check_item(item, where)
   if type(item) ~= "table" then usage(where .. " must be a table {upc, quantity, modality}") end
   local upc = item.upc
@@ -326,6 +297,21 @@ local function check_item(item, where)
   end
   return {upc = upc, quantity = quantity, modality = modality}
 end
+
+
+--- cart_add{items = {{upc, quantity = 1, modality = "PICKUP"}, ...}}: never
+--- retried, since a repeat adds again.
+function Client:cart_add(args)
+  if type(args) ~= "table" or type(args.items) ~= "table" or #args.items == 0 then
+    usage("cart_add needs items = {{upc = ..., quantity = ...}, ...}")
+  end
+  local items = json.array()
+  for i, item in ipairs(args.items) do items[i] = check_item(item, ("items[%d]"):format(i)) end
+  self:get("/v1/cart/add", nil, self:customer("cart.basic:write"), {method = "PUT", json = {items = items}, retry = false})
+  return #items
+end
+
+-- Partner carts, collections, courier deliveries ----------------------------------
 
 --- carts() -> the customer's partner carts; create_cart() -> a new one
 function Client:carts()
