@@ -19,6 +19,20 @@ teardown(function()
   for k, v in pairs(saved) do http.defaults[k] = v end
 end)
 
+-- A server whose handler takes `delay` seconds; peak() is the most
+-- requests it ever had in hand at once.
+local function counting_server(delay)
+  local in_flight, peak = 0, 0
+  local srv = with_server(function()
+    in_flight = in_flight + 1
+    peak = math.max(peak, in_flight)
+    kapi.sleep(delay)
+    in_flight = in_flight - 1
+    return {body = "done"}
+  end)
+  return srv, function() return peak end
+end
+
 describe("kapi.http requests", function()
   it("sends method, query (RFC 3986, order kept, repeats) and body", function()
     local srv <close> = with_server(function(req)
@@ -55,14 +69,7 @@ describe("kapi.http requests", function()
   end)
 
   it("runs requests concurrently: 200 requests of 200 ms at 50 take about 1 s", function()
-    local in_flight, peak = 0, 0
-    local srv <close> = with_server(function()
-      in_flight = in_flight + 1
-      peak = math.max(peak, in_flight)
-      kapi.sleep(0.2)
-      in_flight = in_flight - 1
-      return {body = "done"}
-    end)
+    local srv <close>, peak = counting_server(0.2)
     local list = {}
     for i = 1, 200 do list[i] = i end
     local start = kapi.now()
@@ -71,26 +78,19 @@ describe("kapi.http requests", function()
     local elapsed = kapi.now() - start
     assert.is_nil(errors)
     assert.equal(200, results[200])
-    assert.equal(50, peak)
+    assert.equal(50, peak())
     assert.is_true(elapsed >= 0.8 and elapsed < 1.6, "took " .. elapsed .. " s")
   end)
 
   it("honours the per-host connection limit", function()
-    local in_flight, peak = 0, 0
-    local srv <close> = with_server(function()
-      in_flight = in_flight + 1
-      peak = math.max(peak, in_flight)
-      kapi.sleep(0.05)
-      in_flight = in_flight - 1
-      return {body = "x"}
-    end)
+    local srv <close>, peak = counting_server(0.05)
     http.configure {max_host_connections = 5}
     local list = {}
     for i = 1, 30 do list[i] = i end
     local _, errors = kapi.map(list, function() return http.get(srv.url) end, {concurrency = 30})
     http.configure {max_host_connections = 64}
     assert.is_nil(errors)
-    assert.equal(5, peak)
+    assert.equal(5, peak())
   end)
 
   it("times out", function()

@@ -165,23 +165,19 @@ local function select(state, criteria, after, limit)
     end
     return out, total
   end
+  -- The candidates: the listed GTINs' positions, in order, or every position.
+  local candidates
   if type(criteria.gtin) == "table" and #criteria.gtin > 0 then
-    local positions = {}
+    candidates = {}
     for _, g in ipairs(criteria.gtin) do
       local p = position_of(state, g)
-      if p then positions[#positions + 1] = p end
+      if p then candidates[#candidates + 1] = p end
     end
-    table.sort(positions)
-    for _, p in ipairs(positions) do
-      local k, is_case = at(state, p)
-      if matches(criteria, k, is_case) then
-        total = total + 1
-        if p > after and #out < limit then out[#out + 1] = p end
-      end
-    end
-    return out, total
+    table.sort(candidates)
   end
-  for p = 0, 2 * state.content1.hierarchies - 1 do
+  local last = candidates and #candidates or 2 * state.content1.hierarchies
+  for i = 1, last do
+    local p = candidates and candidates[i] or i - 1
     local k, is_case = at(state, p)
     if matches(criteria, k, is_case) then
       total = total + 1

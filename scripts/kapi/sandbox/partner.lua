@@ -22,6 +22,11 @@ local function page(list, q)
   return {data = #data > 0 and data or json.array(), meta = {pagination = {start = start, limit = limit, total = #list}}}
 end
 
+-- {data = list}, an empty list still encoded as [].
+local function list_reply(list)
+  return {status = 200, json = {data = #list > 0 and list or json.array()}}
+end
+
 local function body_of(req)
   local ok, body = pcall(json.decode, req.body)
   if ok and type(body) == "table" then return body end
@@ -113,7 +118,7 @@ function M.my_coupons(state, req)
   local out = {}
   for id in pairs(state.partner.clipped) do out[#out + 1] = state.partner.coupon_by_id[id] end
   table.sort(out, function(a, b) return a.couponId < b.couponId end)
-  return {status = 200, json = {data = #out > 0 and out or json.array()}}
+  return list_reply(out)
 end
 
 --- POST /v1/my_coupons {"couponId"}: clips a coupon (201; 200 when it was already)
@@ -171,8 +176,7 @@ function M.carts(state, req)
     state.partner.carts[#state.partner.carts + 1] = cart
     return {status = 201, json = {data = cart}}
   end
-  local carts = state.partner.carts
-  return {status = 200, json = {data = #carts > 0 and carts or json.array()}}
+  return list_reply(state.partner.carts)
 end
 
 function M.cart(state, req, id)
@@ -236,7 +240,7 @@ function M.collections(state, req)
       out[#out + 1] = c
     end
   end
-  return {status = 200, json = {data = #out > 0 and out or json.array()}}
+  return list_reply(out)
 end
 
 --- GET /v1/courier/deliveries?filter.followingAction=CONFIRM; POST
@@ -265,7 +269,7 @@ function M.deliveries(state, req)
       out[#out + 1] = d
     end
   end
-  return {status = 200, json = {data = #out > 0 and out or json.array()}}
+  return list_reply(out)
 end
 
 function M.new_state(catalog, opts)
