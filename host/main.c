@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +81,15 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* Columns and rows of the terminal on fd; nothing when fd is not one. */
+static int l_terminal_size(lua_State *L) {
+  struct winsize size;
+  if (ioctl((int)luaL_checkinteger(L, 1), TIOCGWINSZ, &size) != 0 || size.ws_col == 0) return 0;
+  lua_pushinteger(L, size.ws_col);
+  lua_pushinteger(L, size.ws_row);
+  return 2;
+}
+
 void kapi_host_open(lua_State *L) {
   lua_pushliteral(L, KAPI_VERSION);
   lua_setfield(L, -2, "version");
@@ -93,6 +103,8 @@ void kapi_host_open(lua_State *L) {
   lua_setfield(L, -2, "executable");
   lua_pushcfunction(L, l_isatty);
   lua_setfield(L, -2, "isatty");
+  lua_pushcfunction(L, l_terminal_size);
+  lua_setfield(L, -2, "terminal_size");
 }
 
 static int open_core(lua_State *L) {
