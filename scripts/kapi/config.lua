@@ -8,11 +8,18 @@ local errors = require "kapi.errors"
 
 local M = {}
 
+-- An environment variable, with an empty one counting as unset (as
+-- `VAR= kapi ...` means to the person typing it).
+local function getenv(name)
+  local value = os.getenv(name)
+  if value ~= "" then return value end
+end
+
 M.KROGER = {prod = "https://api.kroger.com", ce = "https://api-ce.kroger.com"}
 M.CONTENT1 = {prod = "https://content1-api.1worldsync.com", preprod = "https://content1-api.preprod.1worldsync.com"}
 
 function M.path()
-  return os.getenv("KAPI_CONFIG") or (paths.config_dir() .. "/config.lua")
+  return getenv("KAPI_CONFIG") or (paths.config_dir() .. "/config.lua")
 end
 
 local loaded
@@ -47,8 +54,8 @@ function M.reset() loaded = nil end
 
 local function kroger_credentials()
   local c = M.load().kroger or {}
-  local id, secret = os.getenv("KROGER_CLIENT_ID"), os.getenv("KROGER_CLIENT_SECRET")
-  if id and secret then return {client_id = id, client_secret = secret, redirect_uri = os.getenv("KROGER_REDIRECT_URI"),
+  local id, secret = getenv("KROGER_CLIENT_ID"), getenv("KROGER_CLIENT_SECRET")
+  if id and secret then return {client_id = id, client_secret = secret, redirect_uri = getenv("KROGER_REDIRECT_URI"),
                                 source = "environment"} end
   if c.client_id and c.client_secret then
     return {client_id = c.client_id, client_secret = c.client_secret, redirect_uri = c.redirect_uri, source = M.path()}
@@ -58,7 +65,7 @@ end
 --- The environment: explicit, KAPI_ENV, the config's, or "sandbox" when
 --- there are no credentials (else "prod").
 function M.env(explicit)
-  local env = explicit or os.getenv("KAPI_ENV") or M.load().env
+  local env = explicit or getenv("KAPI_ENV") or M.load().env
   if not env then env = kroger_credentials() and "prod" or "sandbox" end
   if env ~= "sandbox" and env ~= "ce" and env ~= "prod" then
     error(errors.new("usage", ("unknown environment %q (sandbox, ce or prod)"):format(env)), 0)
@@ -71,7 +78,7 @@ local sandbox
 --- The sandbox this process uses: KAPI_SANDBOX_URL, or one started here
 --- (once), saying so on stderr.
 function M.sandbox_url()
-  local url = os.getenv("KAPI_SANDBOX_URL")
+  local url = getenv("KAPI_SANDBOX_URL")
   if url and url ~= "" then return url end
   if not sandbox then
     sandbox = require("kapi.sandbox").start {}
@@ -101,16 +108,33 @@ end
 function M.oneworldsync(explicit_env, base_url)
   local env = M.env(explicit_env)
   local c = M.load().oneworldsync or {}
-  local id, secret = os.getenv("ONEWORLDSYNC_APP_ID") or c.app_id, os.getenv("ONEWORLDSYNC_SECRET") or c.secret
+  local id, secret = getenv("ONEWORLDSYNC_APP_ID") or c.app_id, getenv("ONEWORLDSYNC_SECRET") or c.secret
   if env == "sandbox" then
     return {env = env, base_url = base_url or M.sandbox_url(), app_id = id or "kapisbx1",
-            secret = secret or "sandbox-hmac-secret", gln = os.getenv("ONEWORLDSYNC_GLN") or c.gln}
+            secret = secret or "sandbox-hmac-secret", gln = getenv("ONEWORLDSYNC_GLN") or c.gln}
   end
   if not (id and secret) then
     error(errors.new("auth", "no 1WorldSync credentials: set ONEWORLDSYNC_APP_ID and ONEWORLDSYNC_SECRET"), 0)
   end
   return {env = env, base_url = base_url or M.CONTENT1[env == "prod" and "prod" or "preprod"], app_id = id,
-          secret = secret, gln = os.getenv("ONEWORLDSYNC_GLN") or c.gln}
+          secret = secret, gln = getenv("ONEWORLDSYNC_GLN") or c.gln}
+end
+
+--- Where Item Management's publication API is: the sandbox's, or the
+--- service named by ONEWORLDSYNC_ITEMS_URL / oneworldsync.items_url.
+--- 1WorldSync publishes no such API, so elsewhere there may be none:
+--- recipes then read exported reports.
+function M.items(explicit_env, base_url)
+  local c = M.oneworldsync(explicit_env, base_url)
+  if base_url or c.env == "sandbox" then return c end
+  local url = getenv("ONEWORLDSYNC_ITEMS_URL") or (M.load().oneworldsync or {}).items_url
+  if not url or url == "" then
+    error(errors.new("usage", "1WorldSync has no public API for publications in " .. c.env .. ": pass "
+                     .. "--report FILE (an exported Sync Status or Recipient Responses report), "
+                     .. "or set ONEWORLDSYNC_ITEMS_URL"), 0)
+  end
+  c.base_url = url
+  return c
 end
 
 return M

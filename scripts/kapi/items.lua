@@ -98,7 +98,7 @@ end
 --- client{env, base_url, app_id, secret}: the Item Management API.
 function M.client(opts)
   opts = opts or {}
-  local c = config.oneworldsync(opts.env, opts.base_url)
+  local c = config.items(opts.env, opts.base_url)
   return setmetatable({base_url = c.base_url,
     signer = auth.oneworldsync {app_id = opts.app_id or c.app_id, secret = opts.secret or c.secret}}, Client)
 end
