@@ -142,6 +142,24 @@ function Client:hierarchy(gtin)
   return by_gtin[top] and assemble(by_gtin[top], by_gtin, 0)
 end
 
+--- hierarchies(criteria, {page_size, max_items, progress}) -> every
+--- matching hierarchy, assembled from the items fetched, top levels in GTIN
+--- order (a level whose parent did not match stands as a top level)
+function Client:hierarchies(criteria, opts)
+  local by_gtin, is_child = {}, {}
+  for item in self:fetch(criteria, opts) do
+    by_gtin[item.gtin] = item
+    for _, g in ipairs(item.childGtins or {}) do is_child[g] = true end
+  end
+  local tops = {}
+  for gtin, item in pairs(by_gtin) do
+    if not is_child[gtin] then tops[#tops + 1] = item end
+  end
+  table.sort(tops, function(a, b) return a.gtin < b.gtin end)
+  for i, top in ipairs(tops) do tops[i] = assemble(top, by_gtin, 0) end
+  return tops
+end
+
 doc.declare("kapi.content1.client", M.client, [[
 kapi.content1.client{env = "sandbox" | "preprod" | "prod", base_url, app_id, secret, gln} -> content1
 A 1WorldSync Content1 client; requests are HMAC-signed. Credentials come
@@ -156,6 +174,7 @@ doc.declare("content1:fetch", Client.fetch, [[
 content1:fetch(criteria, {page_size = 1000, max_items, raw}) -> iterator
 Items matching the criteria (gtin, ipGln, targetMarket, brandName, ...),
 paged with searchAfter, converted to the item format. content1:count(criteria)
-counts them; content1:hierarchy(gtin) assembles a whole hierarchy.]])
+counts them; content1:hierarchy(gtin) assembles a whole hierarchy, and
+content1:hierarchies(criteria) every hierarchy among the matching items.]])
 
 return M
