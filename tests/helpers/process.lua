@@ -60,4 +60,36 @@ function M.write(path, text)
   return path
 end
 
+--- Starts `kapi sandbox ARGS...` in the background: {url, stop = fn}.
+--- The sandbox keeps its state between the commands a test runs.
+function M.sandbox(args)
+  local dir = M.tempdir()
+  local words = {M.quote(M.kapi), "sandbox"}
+  for _, a in ipairs(args or {}) do words[#words + 1] = M.quote(a) end
+  os.execute(("%s > %s/out 2> %s/err & echo $! > %s/pid"):format(table.concat(words, " "), dir, dir, dir))
+  local url
+  for _ = 1, 200 do
+    local f = io.open(dir .. "/out")
+    url = f and f:read("a"):match("kapi sandbox: (http%S+)")
+    if f then f:close() end
+    if url then break end
+    os.execute("sleep 0.05")
+  end
+  local pid = io.open(dir .. "/pid"):read("l")
+  local function stop()
+    os.execute("kill " .. pid .. " 2>/dev/null; wait " .. pid .. " 2>/dev/null")
+    M.cleanup(dir)
+  end
+  if not url then stop(); error("kapi sandbox did not start", 2) end
+  return {url = url, stop = stop}
+end
+
+--- The environment of a user with no credentials, on the sandbox at url
+--- (nil: the one kapi starts in its own process).
+function M.sandbox_env(url)
+  return {KAPI_SANDBOX_URL = url or "", KAPI_CONFIG = "/nonexistent/kapi-config.lua", NO_COLOR = "1",
+          KROGER_CLIENT_ID = "", KROGER_CLIENT_SECRET = "", KAPI_ENV = "",
+          ONEWORLDSYNC_APP_ID = "", ONEWORLDSYNC_SECRET = "", ONEWORLDSYNC_ITEMS_URL = ""}
+end
+
 return M
