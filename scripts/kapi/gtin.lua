@@ -31,7 +31,7 @@ local function problem(code, lengths, what)
     local allowed = {}
     for n in pairs(lengths) do allowed[#allowed + 1] = n end
     table.sort(allowed)
-    return ("%s %q has %d digits; it must have %s"):format(what, code, #code, table.concat(allowed, ", "))
+    return ("%s %q has %d digits; it must have %s"):format(what, code, #code, table.concat(allowed, ", ", 1, #allowed - 1) .. " or " .. allowed[#allowed])
   end
   local expected = M.check_digit(code:sub(1, -2))
   if code:sub(-1) ~= expected then

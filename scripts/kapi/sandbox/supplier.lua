@@ -37,12 +37,14 @@ end
 
 -- A marketing message of 300 to 400 characters in three sentences, unique
 -- to the item (its recipe code), numbers below ten spelled out.
-local function marketing_message(rand, brand, name, flavour, size, code)
+local function marketing_message(rand, brand, name, flavour, code)
   local first = ("%s %s %s from %s brings real flavor to your table."):format(
     openers[rand(#openers)], flavour:lower(), name:lower(), brand)
   local second = middles[rand(#middles)] .. "."
-  local third = ("Look for recipe code %d on the %s package, made to order in %s batches."):format(
-    code, size, spell(rand(9)))
+  -- The size stays out of the copy: "the 2 lb package" would break the
+  -- rule that numbers below ten are spelled out.
+  local third = ("Look for recipe code %d on the package, made to order in %s batches."):format(
+    code, spell(rand(9)))
   local text = first .. " " .. second .. " " .. third
   while #text < 300 do
     third = third:gsub("%.$", ", and enjoy it any time of day.")
@@ -96,7 +98,7 @@ function M.hierarchy(seed, k)
     informationProviderGln = supplier.gln, brandName = supplier.name,
     description = ("%s %s %s %s"):format(supplier.name, flavour, name, size),
     productActivityTypeCode = "LAST_PROCESSING", customerFacingSize = size,
-    marketingMessage = marketing_message(rand, supplier.name, name, flavour, size, 10000 + k),
+    marketingMessage = marketing_message(rand, supplier.name, name, flavour, 10000 + k),
     featureBenefits = bullets(rand, name), images = images(each_gtin, true),
     modelGtinExists = false, requiresWercs = false, recipients = {"ALL"},
   }

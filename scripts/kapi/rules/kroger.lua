@@ -1,0 +1,419 @@
+-- Kroger's rules for item hierarchies (shared/docs/item-format.md, "Kroger
+-- rule ids"), checked before an item is sent, so that a supplier learns in
+-- seconds what Kroger QA would reject a day later. A rule is one entry of
+-- `list`: its data and a small check; the walk, the shape of a finding and
+-- the words for what is needed after a fix are shared.
+local doc = require "kapi.doc"
+local errors = require "kapi.errors"
+local gtin = require "kapi.gtin"
+
+local M = {PRODUCT_INTRO = "0011110000019", QUEUE = "0838016000123", CERTIFIED = "0838016000116"}
+
+-- What an item already sent needs once fixed (domain.md §4).
+local AFTER = {
+  nothing = "then save; the publication goes out by itself, no republish needed",
+  republish = "then Republish as New to the Certification Queue " .. M.QUEUE,
+  resend = "then Resend the publication",
+  withdraw = "then withdraw the Product Introduction publication, so the item is not sent twice",
+}
+local LEVELS = {BASE_UNIT_OR_EACH = "Each", PACK_OR_INNER_PACK = "Pack", CASE = "Case",
+                DISPLAY_SHIPPER = "Display Shipper", PALLET = "Pallet"}
+local NUMBERS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+
+-- Readers accept anything, so fields are read through these.
+local function text(v)                     -- trimmed; nil when blank or not a string
+  return type(v) == "string" and v:match("^%s*(.*%S)") or nil
+end
+local function array(v) return type(v) == "table" and v or {} end
+local function whole(v)                    -- a positive integer, or nil
+  local n = (type(v) == "number" or type(v) == "string") and math.tointeger(tonumber(v))
+  return n and n > 0 and n or nil
+end
+local function given(v) return v ~= nil and type(v) ~= "userdata" end -- JSON null: userdata
+local function show(v) return given(v) and tostring(v) or "empty" end
+local function spell(n) return n == 0 and "no" or NUMBERS[n] or tostring(n) end
+local function the(node) return "the " .. (LEVELS[node.level] or text(node.level) or "item") end
+local function gtin14(code) return gtin.valid(code) and gtin.normalize(code) or code end
+local function plain(s) return s:lower():gsub("[%p%s]+", " "):match("^ ?(.*%S)") or "" end
+
+local function facing(image) return (text(image.facing) or ""):upper() end
+local function is_product(image) return text(image.typeOfInformation) == "PRODUCT_IMAGE" end
+local function product_images(node, only)  -- only: a facing
+  local out = {}
+  for _, image in ipairs(array(node.images)) do
+    if type(image) == "table" and is_product(image) and (not only or facing(image) == only) then
+      out[#out + 1] = image
+    end
+  end
+  return out
+end
+local function names(images, with_source)  -- file names (and DAM or EXTERNAL)
+  local out = {}
+  for i, image in ipairs(images) do
+    local url = text(image.url)
+    out[i] = (url and (url:gsub("[?#].*", ""):match("[^/]+$") or url) or "an image without url")
+      .. (with_source and text(image.source) and " from " .. image.source or "")
+  end
+  return table.concat(out, ", ")
+end
+
+-- Sentences end at . ! ? before a capital, so "16 fl. oz of" stays one
+-- sentence; a few titles ("Dr. Smith") do not end one either.
+local TITLES = {mr = true, mrs = true, ms = true, dr = true, st = true, no = true, vs = true}
+local function sentences(s)
+  local out, start = {}, 1
+  for stop, next_start in s:gmatch("()[.!?]+[\"')]*%s+()") do
+    local word = s:sub(math.max(1, stop - 4), stop - 1):match("%a*$"):lower() -- titles are short
+    if s:find("^[%u\"']", next_start) and not TITLES[word] then
+      out[#out + 1], start = s:sub(start, next_start - 1), next_start
+    end
+  end
+  if s:find("%S", start) then out[#out + 1] = s:sub(start) end
+  return out
+end
+
+-- Digits standing alone, not part of 32, 1.5, 2,000, 24/7 or a code like B6.
+local function lone_digits(s)
+  local found = {}
+  for from, number in s:gmatch("()(%d[%d.,/]*)") do
+    if #number:gsub("[.,]+$", "") == 1 and not s:sub(from - 1, from - 1):find("%w")
+       and not s:find("^%a", from + 1) then
+      found[#found + 1] = ("%q"):format((s:sub(1, from - 1):match("%S+%s+$") or "")
+        .. s:match("^%d%s*%S*", from))
+    end
+  end
+  return found
+end
+
+-- Price and promotion words, whole words. "free" may describe the item, as
+-- in "gluten-free" or "free of artificial colors".
+local PROMOTION = {}
+for word in ("price prices priced sale save savings discount discounted deal deals free coupon"
+             .. " coupons bogo clearance"):gmatch("%a+") do PROMOTION[word] = true end
+local function promotion(bullet)
+  local lower = bullet:lower()
+  if lower:find("$", 1, true) then return "$" end
+  if lower:find("%%%s*off%f[%A]") then return "% off" end
+  for from, word, to in lower:gmatch("()(%a+)()") do
+    local describes = word == "free" and (lower:sub(from - 1, from - 1) == "-"
+      or lower:find("^%s+of%f[%A]", to) or lower:find("^%s+from%f[%A]", to))
+    if PROMOTION[word] and not describes then return word end
+  end
+end
+
+local function bullet_problems(bullets)
+  local problems = {}
+  local function say(...) problems[#problems + 1] = (...):format(select(2, ...)) end
+  if #bullets < 5 or #bullets > 7 then
+    say("%s feature bullet%s, not 5 to 7", spell(#bullets), #bullets == 1 and "" or "s")
+  end
+  for i, bullet in ipairs(bullets) do
+    local b = text(bullet)
+    if not b then say("bullet %d is %s", i, type(bullet) == "string" and "empty" or "not text") end
+    -- Only a lowercase letter or punctuation first is wrong: digits and
+    -- non-ASCII letters cannot be judged for case here.
+    if b and b:find("^[%l%p]") then say("bullet %d %q does not start with a capital", i, b) end
+    if b and b:find("[.!?;:]$") then say("bullet %d %q ends with %q", i, b, b:sub(-1)) end
+    local word = b and promotion(b)
+    if word then say("bullet %d %q has the promotion word %q", i, b, word) end
+  end
+  return problems[1] and table.concat(problems, "; ")
+end
+
+-- The rules, in item-format.md's order. `on`: "every" node, the "consumer"
+-- unit or the "top" level. check(node, ctx) returns nil when the node
+-- passes, else the message and, where they are not the rule's, the fix and
+-- the attribute. In a fix "%s" is the level ("the Each"); the `after` words
+-- follow. ctx: top, pallet (a PALLET node, if any), seen (the run's messages).
+M.list = {
+  {id = "KR-GTIN-CHECK", severity = "error", after = "republish", on = "every",
+   attribute = "gtin", summary = "every GTIN has a valid length and check digit",
+   fix = "enter the GTIN of %s as on its barcode (a GTIN cannot be edited: recreate the item)",
+   check = function(node)
+     local ok, why = gtin.valid(node.gtin)
+     local own = not given(node.gtin) and the(node) .. " has no GTIN" or not ok and why or nil
+     ok, why = gtin.valid(text(node.modelGtin))
+     local model = text(node.modelGtin) and not ok and "Model GTIN: " .. why or nil
+     if own then return own .. (model and "; " .. model or "") end
+     if model then return model, "correct Model GTIN on %s, or clear it", "modelGtin" end
+   end},
+  {id = "KR-IMG-FRONT", severity = "error", after = "republish", on = "consumer",
+   attribute = "images", summary = "the consumer unit has exactly one FRONT product image",
+   fix = "have exactly one product image facing Front on %s (in the DAM or external, not both)",
+   check = function(node)
+     local fronts = product_images(node, "FRONT")
+     if #fronts == 0 then return the(node) .. " (the consumer unit) has no FRONT product image" end
+     if #fronts > 1 then
+       return ("%s product images use the facing FRONT (%s)"):format(
+         spell(#fronts), names(fronts, true))
+     end
+   end},
+  {id = "KR-IMG-FACING-DUP", severity = "error", after = "republish", on = "consumer",
+   attribute = "images", summary = "no facing is used twice among product images",
+   fix = "give each product image of %s its own facing (Front, Back, Left, Right, Top, Bottom)",
+   check = function(node)
+     local doubled, done = {}, {FRONT = true, [""] = true} -- a doubled FRONT: KR-IMG-FRONT's
+     for _, image in ipairs(product_images(node)) do
+       local same = product_images(node, facing(image))
+       if #same > 1 and not done[facing(image)] then
+         doubled[#doubled + 1] = ("%s product images use the facing %s (%s)"):format(
+           spell(#same), facing(image), names(same))
+       end
+       done[facing(image)] = true
+     end
+     return doubled[1] and table.concat(doubled, "; ")
+   end},
+  {id = "KR-IMG-COUNT", severity = "error", after = "republish", on = "consumer",
+   attribute = "images", summary = "at most 6 product images",
+   fix = "keep at most 6 product images on %s: one Front, the others each a different facing",
+   check = function(node)
+     local n = #product_images(node)
+     if n > 6 then
+       return ("%s has %d product images; Kroger takes 6 at most"):format(the(node), n)
+     end
+   end},
+  {id = "KR-IMG-TYPE", severity = "error", after = "republish", on = "every",
+   attribute = "images", summary = "every image sent to Kroger is PRODUCT_IMAGE",
+   fix = "remove these images from %s or exclude them for Kroger (Share With - Exclude)",
+   check = function(node)                   -- any level: all images go to Kroger
+     local wrong = {}
+     for i, image in ipairs(array(node.images)) do
+       if type(image) ~= "table" then wrong[#wrong + 1] = "image " .. i .. " (not an image)"
+       elseif not is_product(image) then
+         local kind = text(image.typeOfInformation) or "no type"
+         wrong[#wrong + 1] = names {image} .. " (" .. kind .. ")"
+       end
+     end
+     if #wrong > 0 then
+       return ("images of %s that are not product images: %s"):format(
+         the(node), table.concat(wrong, ", "))
+     end
+   end},
+  {id = "KR-TIHI-NONGTIN", severity = "warning", after = "republish", on = "top",
+   attribute = "nonGTINPalletTi", summary = "no pallet GTIN: Non-GTIN Ti/Hi on the top level",
+   fix = "on %s (the highest level) enter Non-GTIN Pallet Ti and Hi, not GTIN Pallet Ti/Hi",
+   check = function(node, ctx)
+     local as_gtin = given(node.gtinPalletTi) or given(node.gtinPalletHi)
+     local both = whole(node.nonGTINPalletTi) and whole(node.nonGTINPalletHi)
+     if ctx.pallet or both and not as_gtin then return end
+     return ("the hierarchy has no pallet GTIN, and %s has Non-GTIN Pallet Ti %s, Hi %s%s"):format(
+       the(node), show(node.nonGTINPalletTi), show(node.nonGTINPalletHi), not as_gtin and "" or
+       (", GTIN Pallet Ti %s, Hi %s"):format(show(node.gtinPalletTi), show(node.gtinPalletHi)))
+   end},
+  {id = "KR-TIHI-QUANTITY", severity = "error", after = "republish", on = "top",
+   attribute = "nonGTINPalletQuantity", summary = "pallet quantity = Ti × Hi",
+   fix = "set Non-GTIN Pallet Quantity on %s to Ti × Hi, or correct Ti or Hi",
+   check = function(node, ctx)
+     if not ctx.pallet then                 -- Ti or Hi missing is KR-TIHI-NONGTIN's finding
+       local ti, hi = whole(node.nonGTINPalletTi), whole(node.nonGTINPalletHi)
+       if not (ti and hi) or whole(node.nonGTINPalletQuantity) == ti * hi then return end
+       return ("Non-GTIN Pallet Quantity of %s is %s, but Ti × Hi is %d × %d = %d"):format(
+         the(node), show(node.nonGTINPalletQuantity), ti, hi, ti * hi)
+     end
+     -- GTIN Pallet Ti/Hi sit on the top level, the pallet or the level the pallet holds.
+     for _, holder in ipairs {node, ctx.pallet, table.unpack(array(ctx.pallet.children))} do
+       local ti = type(holder) == "table" and whole(holder.gtinPalletTi)
+       local hi, quantity = ti and whole(holder.gtinPalletHi), whole(ctx.pallet.quantityOfChildren)
+       if hi and quantity == ti * hi then return end
+       if hi then
+         return ("the pallet %s holds %s items, but GTIN Pallet Ti × Hi on %s is %d × %d = %d")
+           :format(show(ctx.pallet.gtin), show(ctx.pallet.quantityOfChildren), the(holder), ti, hi,
+                   ti * hi),
+           "make GTIN Pallet Ti × Hi equal the pallet's Quantity of Next Lower Level Items",
+           "gtinPalletTi"
+       end
+     end
+   end},
+  {id = "KR-ACTIVITY-CODE", severity = "error", after = "nothing", on = "every",
+   attribute = "productActivityTypeCode", summary = "productActivityTypeCode is not MADE_IN",
+   fix = "set Product Activity Type Code on %s to LAST_PROCESSING (on every level with MADE_IN)",
+   check = function(node)
+     if text(node.productActivityTypeCode) == "MADE_IN" then
+       return ("Product Activity Type Code of %s is MADE_IN (Made in Country), which 1WorldSync"
+         .. " does not send to Kroger"):format(the(node))
+     end
+   end},
+  {id = "KR-MODEL-SELF", severity = "error", after = "republish", on = "every",
+   attribute = "modelGtin", summary = "no item is its own model; no model GTIN if none exists",
+   fix = "on %s set Model GTIN Exists to No and clear Model GTIN, unless another, already"
+     .. " synchronised item is the model",
+   check = function(node)
+     local model = text(node.modelGtin)
+     if model and gtin14(model) == gtin14(text(node.gtin) or "") then
+       return ("%s names itself (%s) as its Model GTIN"):format(the(node), model)
+     elseif model and node.modelGtinExists == false then
+       return ("Model GTIN Exists is No on %s, but Model GTIN is %s"):format(the(node), model)
+     end
+   end},
+  {id = "KR-SIZE", severity = "error", after = "republish", on = "consumer",
+   attribute = "customerFacingSize", summary = "the consumer unit has a customer facing size",
+   fix = 'enter Customer Facing Size on %s as the package states it (e.g. "16 fl oz")',
+   check = function(node)
+     if not text(node.customerFacingSize) then
+       return the(node) .. " (the consumer unit) has no Customer Facing Size"
+     end
+   end},
+  -- Content rules judge the consumer unit. A missing message is reported once,
+  -- by KR-MSG-LENGTH (it has no characters); missing bullets by KR-FEATURES.
+  {id = "KR-MSG-LENGTH", severity = "warning", after = "republish", on = "consumer",
+   attribute = "marketingMessage", summary = "marketing message 1–3 sentences, 300–400 characters",
+   fix = "write the Marketing Message of %s in 1–3 sentences and 300–400 characters",
+   check = function(node)
+     local message = text(node.marketingMessage)
+     if not message then return the(node) .. " (the consumer unit) has no marketing message" end
+     local chars, count = utf8.len(message) or #message, #sentences(message)
+     if chars < 300 or chars > 400 or count > 3 then
+       return ("the marketing message of %s has %d characters in %s sentence%s"):format(
+         the(node), chars, spell(count), count == 1 and "" or "s")
+     end
+   end},
+  {id = "KR-MSG-NUMBERS", severity = "warning", after = "republish", on = "consumer",
+   attribute = "marketingMessage", summary = "numbers nine and below are spelled out",
+   fix = 'spell out numbers nine and below ("two", not "2") in the Marketing Message of %s',
+   check = function(node)
+     local digits = lone_digits(text(node.marketingMessage) or "")
+     if #digits > 0 then
+       return "the marketing message has figures for numbers below ten: "
+         .. table.concat(digits, ", ")
+     end
+   end},
+  {id = "KR-MSG-REUSED", severity = "error", after = "republish", on = "consumer",
+   attribute = "marketingMessage", summary = "the message is not another item's, nor a bullet",
+   fix = "write a Marketing Message for %s of its own, copied neither from another item nor from"
+     .. " its Feature Benefits",
+   check = function(node, ctx)
+     local message = text(node.marketingMessage)
+     if not message then return end
+     local problems, key, own = {}, plain(message), gtin14(text(node.gtin) or "")
+     local first = ctx.seen[key]            -- one item in two hierarchies is no copy
+     if first and first ~= own then
+       problems[1] = "the marketing message is the same as that of " .. first
+     end
+     ctx.seen[key] = first or own
+     local pieces                           -- the message's sentences, when a bullet is in it
+     for i, bullet in ipairs(array(node.featureBenefits)) do
+       local b = text(bullet) and plain(bullet)
+       if b and not pieces and key:find(b, 1, true) then
+         pieces = {[key] = true}
+         for _, sentence in ipairs(sentences(message)) do pieces[plain(sentence)] = true end
+       end
+       if b and pieces and pieces[b] then
+         problems[#problems + 1] = ("bullet %d %q repeats the marketing message"):format(i, bullet)
+       end
+     end
+     return problems[1] and table.concat(problems, "; ")
+   end},
+  {id = "KR-FEATURES", severity = "warning", after = "republish", on = "consumer",
+   attribute = "featureBenefits", summary = "5–7 bullets: capital first, no end stop, no promotion",
+   fix = "write 5–7 Feature Benefits on %s, each starting with a capital, without end punctuation,"
+     .. " prices or promotion",
+   check = function(node) return bullet_problems(array(node.featureBenefits)) end},
+  {id = "KR-REASON-CODE", severity = "warning", after = "republish", on = "every",
+   attribute = "krogerSubmissionReasonCode", summary = "no reason code when an IMF exists",
+   fix = "leave Kroger Item Submission Reason Code blank on %s unless a new IMF is needed",
+   check = function(node)
+     local imf, code = text(node.imfNumber), text(node.krogerSubmissionReasonCode)
+     if imf and code then
+       return ("Kroger Item Submission Reason Code of %s is %q, but it has IMF %s already: the"
+         .. " update asks for a new IMF"):format(the(node), code, imf)
+     end
+   end},
+  {id = "KR-WERCS", severity = "error", after = "resend", on = "every",
+   attribute = "wercsRegistered", summary = "an item that requires WERCS is registered",
+   fix = "finish the WERCS registration of %s in WERCS",
+   check = function(node)
+     if node.requiresWercs == true and node.wercsRegistered ~= true then
+       return the(node) .. " requires WERCS (hazardous material) but is not registered in WERCS"
+     end
+   end},
+  {id = "KR-RECIPIENT", severity = "error", after = "withdraw", on = "every",
+   attribute = "recipients", summary = "no level lists Product Introduction 0011110000019",
+   fix = "publish %s to the Certification Queue " .. M.QUEUE .. " instead",
+   check = function(node, ctx)
+     for _, recipient in ipairs(array(node.recipients)) do
+       if text(recipient) == M.PRODUCT_INTRO then
+         local lower = node ~= ctx.top and "set the Recipients of %s to ALL and publish the top"
+           .. " level only (Republish it as New if rejected)"
+         return ("%s lists Kroger Product Introduction %s as a recipient"):format(
+           the(node), M.PRODUCT_INTRO), lower or nil
+       end
+     end
+   end},
+}
+
+M.by_id = {}
+for _, rule in ipairs(M.list) do M.by_id[rule.id] = rule end
+
+local function chosen(ids)
+  if ids == nil then return M.list end
+  if type(ids) ~= "table" then errors.usage("rules.check: opts.rules must list rule ids", 3) end
+  local wanted, out = {}, {}
+  for k, v in pairs(ids) do
+    local id = type(k) == "string" and k or v    -- a set {[id] = true} or an array {id, ...}
+    if not M.by_id[id] then errors.usage("rules.check: unknown rule id " .. tostring(id), 3) end
+    wanted[id] = v ~= false
+  end
+  for _, rule in ipairs(M.list) do if wanted[rule.id] then out[#out + 1] = rule end end
+  return out
+end
+
+-- A hierarchy's nodes, depth-first; non-tables and cycles are skipped.
+local function nodes_of(node, out, seen)
+  if type(node) ~= "table" or seen[node] then return out end
+  seen[node], out[#out + 1] = true, node
+  for _, child in ipairs(array(node.children)) do nodes_of(child, out, seen) end
+  return out
+end
+
+local function finding(rule, node, message, fix, attribute)
+  local code, where = node.gtin, the(node)
+  return {rule = rule.id, severity = rule.severity, level = text(node.level) or "",
+          gtin = (type(code) == "string" or type(code) == "number") and gtin14(code .. "") or "",
+          attribute = attribute or rule.attribute, message = message,
+          fix = (fix or rule.fix):gsub("%%s", function() return where end)
+            .. "; " .. AFTER[rule.after]}
+end
+
+function M.check(hierarchies, opts)
+  if type(hierarchies) ~= "table" then errors.usage("rules.check: expects hierarchies, a table") end
+  if opts ~= nil and type(opts) ~= "table" then errors.usage("rules.check: opts is not a table") end
+  local rules, findings, seen = chosen(opts and opts.rules), {}, {}
+  local run = (hierarchies[1] ~= nil or next(hierarchies) == nil) and hierarchies or {hierarchies}
+  for _, top in ipairs(run) do
+    local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen}
+    for _, node in ipairs(nodes) do
+      if node.level == "PALLET" then ctx.pallet = ctx.pallet or node end
+    end
+    for _, node in ipairs(nodes) do
+      for _, rule in ipairs(rules) do
+        if rule.on == "every" or (rule.on == "top" and node == top)
+           or (rule.on == "consumer" and node.isConsumerUnit == true) then
+          local message, fix, attribute = rule.check(node, ctx)
+          if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
+        end
+      end
+    end
+  end
+  return findings
+end
+
+function M.count(findings)
+  local errors_found, warnings = 0, 0
+  for _, f in ipairs(findings) do
+    if f.severity == "error" then errors_found = errors_found + 1 else warnings = warnings + 1 end
+  end
+  return errors_found, warnings
+end
+
+doc.declare("kapi.rules.kroger.check", M.check, [[
+kapi.rules.kroger.check(hierarchies [, {rules = ids}]) -> findings
+Checks item hierarchies (one, or an array of them: a run) against Kroger's
+rules before they are sent. Each finding is {rule, severity, gtin, level,
+attribute, message, fix}: message names the values found, fix says what to
+change where and whether a Republish, a Resend or nothing is needed after.
+rules.count(findings) gives the numbers of errors and warnings.
+Example:
+  local h = kapi.json.decode(io.open("case.json"):read("a"))
+  for _, f in ipairs(kapi.rules.kroger.check(h)) do print(f.rule, f.gtin, f.message) end]])
+
+return M
