@@ -1,0 +1,279 @@
+-- Where an item stands in Kroger's certification, in plain words: one
+-- verdict per publication (item-format.md, "Republish-check verdicts"),
+-- its cause and the next step. The knowledge is domain.md §4: what each
+-- CIC or failure text means, and which button (Republish, Resend, none)
+-- moves the item on. Rules re-check the item as it is now.
+local rules = require "kapi.rules.kroger"
+local doc = require "kapi.doc"
+
+local M = {}
+
+M.QUEUE, M.CERTIFIED, M.PRODUCT_INTRO = rules.QUEUE, rules.CERTIFIED, rules.PRODUCT_INTRO
+
+M.GLN_NAMES = {
+  [M.QUEUE] = "Kroger API Certification Queue",
+  [M.CERTIFIED] = "Certified Items for Kroger API",
+  [M.PRODUCT_INTRO] = "Kroger Product Introduction",
+}
+
+--- Every verdict, in the order summaries list them.
+M.VERDICTS = {"DONE", "WAITING", "OVERDUE", "FIX_THEN_REPUBLISH", "READY_TO_REPUBLISH", "RESEND",
+              "FAILED_TO_SEND", "WRONG_RECIPIENT", "BLOCKED"}
+
+local REVIEW_HOURS = 24
+
+-- Time ---------------------------------------------------------------------------
+
+-- Days since 1970-01-01 of a proleptic Gregorian date (no time zone games
+-- with os.time, which reads local time).
+local function days_from_civil(y, m, d)
+  y = m <= 2 and y - 1 or y
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Seconds since the epoch of an ISO 8601 time (UTC unless it says
+--- otherwise), or nil when text is empty or not a time.
+function M.parse_time(text)
+  if type(text) ~= "string" then return nil end
+  local y, mo, d, rest = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
+  if not y then return nil end
+  local h, mi, s, zone = rest:match("^[T ](%d%d):(%d%d):?(%d*)[%.%d]*(.*)$")
+  local t = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
+            + (tonumber(h) or 0) * 3600 + (tonumber(mi) or 0) * 60 + (tonumber(s) or 0)
+  local sign, zh, zm = (zone or ""):match("^([+-])(%d%d):?(%d%d)$")
+  if sign then t = t - (sign == "+" and 1 or -1) * (tonumber(zh) * 3600 + tonumber(zm) * 60) end
+  return t
+end
+
+local function hours_since(text, now)
+  local t = M.parse_time(text)
+  return t and (now - t) / 3600
+end
+
+local function ago(hours)
+  if not hours then return "at an unknown time" end
+  if hours < 1 then return ("%d min ago"):format(math.max(0, math.floor(hours * 60))) end
+  if hours < 48 then return ("%.0f h ago"):format(hours) end
+  return ("%.0f days ago"):format(hours / 24)
+end
+
+-- What Kroger's texts mean ------------------------------------------------------
+
+-- CIC and failure texts -> cause in plain words, and the fix when the
+-- item itself cannot show it (the rules find the rest).
+local DIAGNOSES = {
+  {pattern = "pi9001", cause = "it was sent to Kroger Product Introduction (0011110000019, the old VIP path), "
+     .. "which does not take API data (PI9001)"},
+  {pattern = "made_in", cause = "its Product Activity Type Code is \"Made in Country\" (MADE_IN), which "
+     .. "1WorldSync will not send to Kroger"},
+  {pattern = "r02063", cause = "its images break Kroger's image rule (R02063): exactly one primary front and "
+     .. "up to five more unique facings, all of type Product Image"},
+  {pattern = "wercs", cause = "Kroger QA rejected it because the item is not registered in WERCS "
+     .. "(hazardous materials)", fix = "finish the WERCS registration, then Resend"},
+  {pattern = "2802", cause = "Kroger QA rejected it: Ti/Hi were entered as GTIN Pallet Ti/Hi although the "
+     .. "hierarchy has no pallet GTIN (warning 2802)"},
+  {pattern = "pdp guidelines", cause = "Kroger QA rejected it: the consumer unit does not meet Kroger's PDP "
+     .. "guidelines"},
+  {pattern = "model gtin", cause = "Kroger QA rejected it: the item names itself as its model GTIN"},
+  {pattern = "submitted status", cause = "Kroger QA rejected it: the item is still in progress in VIP (\"item "
+     .. "found in submitted status\") after the migration to the API path",
+   fix = "withdraw the Product Introduction (0011110000019) publication; do not ask for a new IMF; "
+     .. "then Republish as New to 0838016000123"},
+  {pattern = "new imf", cause = "Kroger QA rejected it: a Kroger Item Submission Reason Code on an update of "
+     .. "an item that already has an IMF asked for a new IMF"},
+  {pattern = "product introduction gln", cause = "Kroger QA rejected it: the consumer unit lists Kroger "
+     .. "Product Introduction (0011110000019) as a recipient"},
+}
+
+local function first_line(text)
+  return (text or ""):match("^%s*([^\r\n]*)")
+end
+
+--- What a CIC or failure text means: {cause, fix}; a text kapi does not
+--- know is quoted.
+function M.diagnose(message)
+  local lower = (message or ""):lower()
+  for _, d in ipairs(DIAGNOSES) do
+    if lower:find(d.pattern, 1, true) then return d end
+  end
+  local line = first_line(message)
+  return {cause = line ~= "" and ("Kroger said: " .. line) or "no reason was given"}
+end
+
+-- Verdicts ----------------------------------------------------------------------
+
+local REPUBLISH = "Republish as New to the Certification Queue 0838016000123"
+
+-- The fixes the findings call for, one sentence each, errors first.
+local function fixes(findings)
+  local out, seen = {}, {}
+  for _, severity in ipairs {"error", "warning"} do
+    for _, f in ipairs(findings) do
+      if f.severity == severity and not seen[f.fix] then
+        seen[f.fix] = true
+        out[#out + 1] = ("%s (%s %s on %s %s)"):format(f.fix, f.rule, f.severity, f.level, f.gtin)
+      end
+    end
+  end
+  return out
+end
+
+local function summary_of(findings)
+  local list = fixes(findings)
+  if #list <= 2 then return table.concat(list, "; ") end
+  return table.concat(list, "; ", 1, 2) .. ("; and %d more (kapi run preflight)"):format(#list - 2)
+end
+
+local function verdict(name, cause, next_step)
+  return {verdict = name, cause = cause, next = next_step}
+end
+
+local function rejected(pub, ctx)
+  local why = M.diagnose(pub.message)
+  local findings = ctx.findings
+  if not findings then
+    return verdict("FIX_THEN_REPUBLISH", why.cause .. "; kapi could not read the item to check it again",
+                   (why.fix or "fix what the CIC says") .. ", then " .. REPUBLISH)
+  end
+  if why.pattern == "wercs" and #findings == 0 then
+    return verdict("RESEND", why.cause .. "; it is registered now", "Resend the publication "
+                   .. "(kapi run republish-check --apply does it)")
+  end
+  if #findings > 0 then
+    return verdict("FIX_THEN_REPUBLISH", why.cause .. "; the item still fails " .. #findings
+                   .. (#findings == 1 and " rule" or " rules"), summary_of(findings))
+  end
+  local published, changed = M.parse_time(pub.publishedAt), ctx.changed
+  if published and changed and changed > published then
+    return verdict("READY_TO_REPUBLISH", why.cause .. "; the item was changed since and now passes every rule",
+                   REPUBLISH .. " (kapi run republish-check --apply does it)")
+  end
+  return verdict("FIX_THEN_REPUBLISH", why.cause .. "; the item has not changed since it was sent",
+                 (why.fix or "fix what the CIC says, save") .. (why.fix and "" or ", then " .. REPUBLISH))
+end
+
+local function waiting(pub, ctx, hours)
+  local where = pub.cicState == "REVIEW" and "Kroger QA is reviewing it" or "sent, no CIC yet"
+  if hours and hours >= REVIEW_HOURS then
+    return verdict("OVERDUE", ("%s, %s (review takes about 24 h)"):format(where, ago(hours)),
+                   "check it in Item Management's Sync Status report; if it did reach 0838016000123, "
+                   .. "ask Kroger's item team (a republish restarts the wait)")
+  end
+  return verdict("WAITING", ("%s, %s"):format(where, ago(hours)),
+                 "wait for Kroger's review (about 24 h after sending); nothing to do")
+end
+
+local function blocked(pub, ctx)
+  local queue = ctx.queue
+  if not queue then
+    return verdict("BLOCKED", "pending at the certified GLN, but the item was never published to the "
+                   .. "Certification Queue", "publish the top level to 0838016000123 as New")
+  end
+  local upstream = M.verdict(queue, {findings = ctx.findings, changed = ctx.changed, now = ctx.now})
+  local state = queue.cicState ~= "" and queue.cicState or (queue.syncStatus or ""):lower():gsub("_", " ")
+  return verdict("BLOCKED", ("pending at the certified GLN because the queue publication is %s (%s): %s")
+                 :format(state ~= "" and state or "not synchronised", upstream.verdict, upstream.cause),
+                 "first the queue publication: " .. upstream.next)
+end
+
+--- The verdict for one publication record: {verdict, cause, next}.
+--- ctx: findings (rules.check of the item as it is now; nil when it could
+--- not be read), changed (when the item last changed, seconds), queue (the
+--- record at the Certification Queue, for the certified GLN), now.
+function M.verdict(pub, ctx)
+  ctx = ctx or {}
+  local now = ctx.now or os.time()
+  local state, sync = pub.cicState or "", pub.syncStatus or ""
+  if pub.recipientGln == M.PRODUCT_INTRO then
+    local cause = M.diagnose(pub.message ~= "" and pub.message or "PI9001").cause
+    if ctx.queue then
+      return verdict("WRONG_RECIPIENT", cause, "withdraw this publication to avoid a double submission; the "
+                     .. "item is also published to the Certification Queue, which is the one that counts")
+    end
+    return verdict("WRONG_RECIPIENT", cause, "publish the top level to the Certification Queue "
+                   .. "0838016000123 as New, and withdraw this publication to avoid a double submission")
+  end
+  if sync == "FAILED_TO_SEND" then
+    local why = M.diagnose(pub.message)
+    local findings = ctx.findings or {}
+    local next_step = #findings > 0 and summary_of(findings)
+                      or "the item now passes the rules: save it again in Item Management, or Resend"
+    return verdict("FAILED_TO_SEND", "the publication never left 1WorldSync: " .. why.cause, next_step)
+  end
+  if state == "SYNCHRONISED" or state == "ACCEPTED" then
+    local certified = pub.recipientGln == M.CERTIFIED
+    return verdict("DONE", certified and "certified: synchronised at Certified Items for Kroger API"
+                   or "passed Kroger QA: synchronised at the Certification Queue",
+                   certified and "nothing; later updates flow without a republish"
+                   or "nothing; the certified publication (0838016000116) follows by itself")
+  end
+  if state == "REJECTED" then return rejected(pub, ctx) end
+  if pub.recipientGln == M.CERTIFIED then return blocked(pub, ctx) end
+  return waiting(pub, ctx, hours_since(pub.publishedAt, now))
+end
+
+-- Many publications ------------------------------------------------------------
+
+local function by_gtin(records)
+  local out = {}
+  for _, pub in ipairs(records) do
+    out[pub.gtin] = out[pub.gtin] or {}
+    out[pub.gtin][pub.recipientGln or ""] = pub
+  end
+  return out
+end
+
+--- Verdicts for publication records: reads each item once (concurrently,
+--- through items:item when an items client is given), re-checks it with
+--- the rules, and returns one row per record in input order:
+--- {gtin, recipientGln, verdict, cause, next, publication, findings}.
+--- opts.progress(n) is called as items are read. Second result: the
+--- errors of items that could not be read, by GTIN (their rows say so).
+function M.assess(records, items, opts)
+  opts = opts or {}
+  local gtins, seen = {}, {}
+  for _, pub in ipairs(records) do
+    if not seen[pub.gtin] then seen[pub.gtin] = true; gtins[#gtins + 1] = pub.gtin end
+  end
+  local state, unread = {}, {}
+  if items then
+    local task = require "kapi.task"
+    local read, failures = task.map(gtins, function(gtin)
+      local item, changed = items:item(gtin)
+      if opts.progress then opts.progress(1) end
+      return {findings = rules.check(item), changed = M.parse_time(changed)}
+    end, {concurrency = opts.concurrency or 8})
+    for i, gtin in ipairs(gtins) do
+      state[gtin] = read[i]
+      if failures and failures[i] then unread[gtin] = failures[i] end
+    end
+  end
+  local publications, now, out = by_gtin(records), opts.now or os.time(), {}
+  for i, pub in ipairs(records) do
+    local known = state[pub.gtin] or {}
+    local v = M.verdict(pub, {findings = known.findings, changed = known.changed, now = now,
+                              queue = publications[pub.gtin][M.QUEUE]})
+    out[i] = {gtin = pub.gtin, recipientGln = pub.recipientGln, verdict = v.verdict, cause = v.cause,
+              next = v.next, publication = pub, findings = known.findings}
+  end
+  return out, unread
+end
+
+doc.declare("kapi.certification.verdict", M.verdict, [[
+kapi.certification.verdict(publication, {findings, changed, queue, now}) -> {verdict, cause, next}
+Where a publication stands in Kroger's certification: DONE, WAITING,
+OVERDUE, FIX_THEN_REPUBLISH, READY_TO_REPUBLISH, RESEND, FAILED_TO_SEND,
+WRONG_RECIPIENT or BLOCKED, with the cause and the next step in plain words.
+findings are kapi.rules.kroger.check of the item as it is now; changed is
+when it last changed (seconds since the epoch).
+Example:
+  local v = kapi.certification.verdict({gtin = "10614141000019",
+    recipientGln = "0838016000123", syncStatus = "SYNCHRONISED",
+    publishedAt = "2026-11-23T08:00:00Z", cicState = ""}, {findings = {}})
+  print(v.verdict, v.next)]])
+
+return M

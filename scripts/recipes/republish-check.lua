@@ -1,0 +1,182 @@
+-- republish-check: where each publication stands in Kroger's certification,
+-- why, and what to do next; with --apply, republish what is ready and
+-- resend what only needs a resend. Everything else needs a person: the
+-- plan says who should change what.
+local kapi = require "kapi"
+local recipe = require "kapi.recipe"
+local certification = require "kapi.certification"
+local errors = require "kapi.errors"
+
+local KROGER_GLNS = {[certification.QUEUE] = true, [certification.CERTIFIED] = true,
+                     [certification.PRODUCT_INTRO] = true}
+
+local SHORT_GLN = {[certification.QUEUE] = "queue", [certification.CERTIFIED] = "certified",
+                   [certification.PRODUCT_INTRO] = "product intro"}
+
+local STYLE = {DONE = "green", WAITING = "blue", READY_TO_REPUBLISH = "yellow", RESEND = "yellow"}
+
+local COLUMNS = {
+  {key = "gtin", title = "GTIN"},
+  {key = "to", title = "TO"},
+  {key = "verdict", title = "VERDICT", style = function(v) return STYLE[v] or "red" end},
+  {key = "explained", title = "CAUSE AND NEXT STEP", wrap = true},
+}
+local KEYS = {"gtin", "recipientGln", "verdict", "cause", "next"}
+
+-- Publication records -------------------------------------------------------------
+
+local function kroger_only(records)
+  local out = {}
+  for _, r in ipairs(records) do
+    if KROGER_GLNS[r.recipientGln] then out[#out + 1] = r end
+  end
+  return out
+end
+
+local function from_api(args, items, problems)
+  if args.all then return items:publications() end
+  if args.gln then return items:publications {ipGln = args.gln} end
+  local gtins = recipe.gtins(args.gtin, args.file, problems)
+  local found, failures = kapi.map(gtins, function(g) return items:publications {gtin = g} end)
+  local out = {}
+  for i, g in ipairs(gtins) do
+    if failures and failures[i] then
+      problems:add(g, errors.message(failures[i]))
+    elseif #kroger_only(found[i]) == 0 then
+      problems:add(g, "has no publication to a Kroger GLN (publish the top level to 0838016000123)")
+    else
+      table.move(found[i], 1, #found[i], #out + 1, out)
+    end
+  end
+  return out
+end
+
+local function from_report(args, problems)
+  local records, bad = kapi.items.read_report(args.report)
+  for _, why in ipairs(bad) do
+    local where, what = why:match("^(.-:%d+): (.*)$")
+    problems:add(where or args.report, what or why)
+  end
+  return records
+end
+
+-- The Item Management API, or nil when there is none here (a report was
+-- given, so verdicts come from the report alone).
+local function items_client(args)
+  local ok, client = pcall(kapi.items.client, {env = args.env})
+  if ok then return client end
+  if not args.report then error(client, 0) end
+  recipe.note(args, "kapi: no Item Management API here: verdicts come from the report, "
+              .. "without re-checking the items")
+end
+
+-- Output --------------------------------------------------------------------------
+
+local function summary(rows)
+  local counts, parts = {}, {}
+  for _, r in ipairs(rows) do counts[r.verdict] = (counts[r.verdict] or 0) + 1 end
+  for _, v in ipairs(certification.VERDICTS) do
+    if counts[v] then parts[#parts + 1] = ("%d %s"):format(counts[v], v) end
+  end
+  return ("%d %s: %s."):format(#rows, #rows == 1 and "publication" or "publications", table.concat(parts, ", "))
+end
+
+local function show(args, rows)
+  for _, r in ipairs(rows) do
+    r.to = (SHORT_GLN[r.recipientGln] or r.recipientGln)
+    r.explained = r.cause .. ". Next: " .. r.next .. "."
+  end
+  recipe.print(args, rows, COLUMNS, KEYS)
+  local say = recipe.format(args) == "table" and print or function(text) recipe.note(args, "%s", text) end
+  if #rows > 0 then say((recipe.format(args) == "table" and "\n" or "") .. summary(rows)) end
+  return say
+end
+
+-- Acting ----------------------------------------------------------------------------
+
+local ACTIONS = {
+  READY_TO_REPUBLISH = {word = "republish as New", run = function(items, r)
+    return items:republish(r.gtin, r.recipientGln, {publicationType = "NEW"})
+  end},
+  RESEND = {word = "resend", run = function(items, r)
+    return items:resend(r.gtin, r.recipientGln, {reason = "kapi republish-check: " .. r.cause})
+  end},
+}
+
+local function plan_of(rows)
+  local plan = {}
+  for _, r in ipairs(rows) do
+    if ACTIONS[r.verdict] then plan[#plan + 1] = r end
+  end
+  return plan
+end
+
+-- Never retried and never in parallel: each is a button press at 1WorldSync.
+local function apply(plan, items, say, problems)
+  for _, r in ipairs(plan) do
+    local action = ACTIONS[r.verdict]
+    local ok, result = pcall(action.run, items, r)
+    if ok then
+      say(("done: %s %s to %s (now %s%s)"):format(action.word, r.gtin, r.recipientGln,
+          result.syncStatus, result.cicState ~= "" and (", CIC " .. result.cicState) or ", review pending"))
+    else
+      problems:add(r.gtin, ("could not %s: %s"):format(action.word, errors.message(result)))
+    end
+  end
+end
+
+return {
+  summary = "Where each publication stands with Kroger, why, and what to do next",
+  description = [[
+Reads publications (for the GTINs given, from --file, from an exported
+report with --report, for a supplier with --gln, or --all), re-checks each
+item with Kroger's rules and gives one verdict per publication: DONE,
+WAITING, OVERDUE, FIX_THEN_REPUBLISH, READY_TO_REPUBLISH, RESEND,
+FAILED_TO_SEND, WRONG_RECIPIENT or BLOCKED, with the cause and the next
+step. Without --apply it prints the plan; with --apply it republishes as
+New only the READY_TO_REPUBLISH publications and resends only the RESEND
+ones. Exit status: 0, or 1 when an input could not be read or an action
+failed; 2 on a usage error.]],
+
+  arguments = function(parser)
+    parser:argument("gtin", "GTINs of published (top-level) items"):args("*")
+    parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*")
+    parser:option("--report", "Read the publications from an exported report (CSV)")
+    parser:option("--gln", "Every publication of this supplier (information provider GLN)")
+    parser:flag("--all", "Every publication the account can see")
+    recipe.options(parser)
+  end,
+
+  run = function(args)
+    local sources = (#args.gtin + #args.file > 0 and 1 or 0) + (args.report and 1 or 0)
+                    + (args.gln and 1 or 0) + (args.all and 1 or 0)
+    if sources ~= 1 then
+      errors.usage("give one source: GTINs (or --file), --report FILE, --gln GLN or --all", 0)
+    end
+    local problems = recipe.problems()
+    local items = items_client(args)
+    local records = args.report and from_report(args, problems) or from_api(args, items, problems)
+    records = recipe.shard(args, kroger_only(records), function(r) return r.gtin end)
+
+    local bar = recipe.progress(args, {label = "checking", unit = "items"})
+    local rows, unread = certification.assess(records, items, {progress = function(n) bar:step(n) end})
+    bar:finish()
+    for gtin, err in pairs(unread) do problems:add(gtin, "could not read the item: " .. errors.message(err)) end
+
+    local say = show(args, rows)
+    local plan = plan_of(rows)
+    if #plan == 0 then return recipe.status(problems) end
+    if not args.apply then
+      say("\nPlan (dry run; --apply does it):")
+      for _, r in ipairs(plan) do say(("  %s %s to %s"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln)) end
+      return recipe.status(problems)
+    end
+    if not items then
+      errors.usage("--apply needs the Item Management API; do the plan above in Item Management", 0)
+    end
+    say("")
+    apply(plan, items, say, problems)
+    say("Run it again to see the new state (Kroger reviews a republished item within about 24 h).")
+    return recipe.status(problems)
+  end,
+}

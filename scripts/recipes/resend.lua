@@ -1,0 +1,122 @@
+-- resend: send existing publications again after an outside fix (WERCS
+-- registration, a corrected item that failed to send), with the reason
+-- recorded. A resend that cannot help is refused with what to do instead:
+-- after a rejection only a Republish brings a new review.
+local kapi = require "kapi"
+local recipe = require "kapi.recipe"
+local certification = require "kapi.certification"
+local gtin = require "kapi.gtin"
+local errors = require "kapi.errors"
+
+-- Verdicts a resend helps with; the others say what helps instead.
+local ALLOWED = {RESEND = true, DONE = true, OVERDUE = true}
+
+local INSTEAD = {
+  FIX_THEN_REPUBLISH = "a rejected publication is reviewed again only after a Republish; fix first: %s",
+  READY_TO_REPUBLISH = "a rejected publication needs a Republish, not a Resend: kapi run republish-check %s --apply",
+  WAITING = "it is waiting for Kroger's review; a resend would not speed it up (%s)",
+  FAILED_TO_SEND = "it never left 1WorldSync; %s",
+  WRONG_RECIPIENT = "resending to Product Introduction only gets PI9001 again; %s",
+  BLOCKED = "the certified publication waits for the queue, a resend does not help; %s",
+}
+
+local COLUMNS = {
+  {key = "gtin", title = "GTIN"},
+  {key = "recipientGln", title = "TO"},
+  {key = "verdict", title = "VERDICT"},
+  {key = "action", title = "ACTION", style = function(v) return v == "refused" and "red" or "green" end},
+  {key = "why", title = "WHY", wrap = true},
+}
+local KEYS = {"gtin", "recipientGln", "verdict", "action", "why"}
+
+-- "GTIN" or "GTIN@GLN" -> gtin, recipient (the Certification Queue by default).
+local function targets(args, problems)
+  local out = {}
+  for i, spec in ipairs(args.publication) do
+    local code, gln = spec:match("^([^@]+)@?(.*)$")
+    gln = gln ~= "" and gln or certification.QUEUE
+    local ok, why = gtin.valid(code or "")
+    local gln_ok, gln_why = gtin.valid_gln(gln)
+    if not ok then problems:add(("argument %d"):format(i), why)
+    elseif not gln_ok then problems:add(("argument %d"):format(i), gln_why)
+    else out[#out + 1] = {gtin = gtin.normalize(code), recipientGln = gln} end
+  end
+  for _, g in ipairs(recipe.gtins(nil, args.file, problems)) do
+    out[#out + 1] = {gtin = g, recipientGln = certification.QUEUE}
+  end
+  return out
+end
+
+local function decide(row)
+  if ALLOWED[row.verdict] or (row.verdict == "FAILED_TO_SEND" and row.findings and #row.findings == 0) then
+    row.action, row.why = "resend", row.cause
+  else
+    local instead = INSTEAD[row.verdict] or "%s"
+    row.action, row.why = "refused", instead:format(row.verdict == "READY_TO_REPUBLISH" and row.gtin or row.next)
+  end
+  return row
+end
+
+return {
+  summary = "Resend publications after an outside fix, with the reason recorded",
+  description = [[
+Resends existing publications (GTIN, or GTIN@RECIPIENT_GLN; the
+Certification Queue 0838016000123 by default) with --reason. Each is checked
+first: a resend that cannot help (a rejection that needs a Republish, an
+item still failing a rule, a publication waiting for review, a wrong
+recipient) is refused with what to do instead. Without --apply it prints the
+plan. Exit status: 0 when every publication was resent (or would be), 1 when
+one was refused, unknown or failed; 2 on a usage error.]],
+
+  arguments = function(parser)
+    parser:argument("publication", "GTIN or GTIN@RECIPIENT_GLN"):args("*")
+    parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*")
+    parser:option("--reason", "Why it is resent (recorded with the resend; required)")
+    recipe.options(parser, {"output", "quiet", "env", "shard", "apply"})
+  end,
+
+  run = function(args)
+    if not args.reason or args.reason:match("^%s*$") then
+      errors.usage("--reason is required: say why the publication is resent (it is recorded)", 0)
+    end
+    if #args.publication == 0 and #args.file == 0 then
+      errors.usage("which publications? give GTIN or GTIN@GLN, or --file FILE", 0)
+    end
+    local problems = recipe.problems()
+    local wanted = recipe.shard(args, targets(args, problems), function(t) return t.gtin end)
+    local items = kapi.items.client {env = args.env}
+
+    local records = {}
+    local found = kapi.map(wanted, function(t) return items:publications {gtin = t.gtin} end)
+    for i, t in ipairs(wanted) do
+      local match
+      for _, r in ipairs(found[i] or {}) do
+        records[#records + 1] = r -- every publication of the GTIN: the queue's decides the certified one's
+        if r.recipientGln == t.recipientGln then match = r end
+      end
+      if not match then problems:add(t.gtin, "is not published to " .. t.recipientGln .. "; nothing to resend") end
+      t.found = match ~= nil
+    end
+    local rows = {}
+    for _, row in ipairs(certification.assess(records, items)) do
+      for _, t in ipairs(wanted) do
+        if t.found and t.gtin == row.gtin and t.recipientGln == row.recipientGln then rows[#rows + 1] = decide(row) end
+      end
+    end
+
+    local refused = 0
+    for _, row in ipairs(rows) do
+      if row.action == "resend" and args.apply then
+        local ok, err = pcall(items.resend, items, row.gtin, row.recipientGln, {reason = args.reason})
+        row.action = ok and "resent" or "failed"
+        if not ok then row.why = errors.message(err) end
+      end
+      if row.action ~= "resend" and row.action ~= "resent" then refused = refused + 1 end
+    end
+    recipe.print(args, rows, COLUMNS, KEYS)
+    if not args.apply and #rows > refused then
+      recipe.note(args, "\nDry run: nothing was resent; --apply resends the %d marked resend.", #rows - refused)
+    end
+    return recipe.status(problems, refused > 0)
+  end,
+}

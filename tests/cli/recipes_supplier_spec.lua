@@ -1,0 +1,290 @@
+-- The supplier recipes as a user runs them: preflight, republish-check and
+-- resend, in subprocesses against the sandbox (its own in-process one, or
+-- a `kapi sandbox` that keeps state between commands). Every failure
+-- pattern of the seeds is planted in the sandbox and must get its verdict.
+local process = require "helpers.process"
+local json = require "kapi.json"
+
+local EXAMPLES = process.source_dir .. "/examples/items/"
+local QUEUE, CERTIFIED, PRODUCT_INTRO = "0838016000123", "0838016000116", "0011110000019"
+
+local function kapi(args, url)
+  return process.kapi_run(args, {env = process.sandbox_env(url)})
+end
+
+local function by_publication(rows)
+  local out = {}
+  for _, r in ipairs(rows) do out[r.gtin .. "@" .. r.recipientGln] = r end
+  return out
+end
+
+local function verdicts(args, url)
+  local r = kapi(args, url)
+  assert.equal(0, r.status, r.stderr)
+  return by_publication(json.decode(r.stdout)), r
+end
+
+describe("kapi run preflight", function()
+  it("passes the clean example and exits 0", function()
+    local r = kapi {"run", "preflight", EXAMPLES .. "clean-case.json"}
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("1 hierarchy pass every Kroger rule.\n", r.stdout)
+  end)
+
+  it("finds exactly the two defects of the defective example, with the documented keys", function()
+    local r = kapi {"run", "preflight", "--json", EXAMPLES .. "duplicate-facing-and-made-in.json"}
+    assert.equal(1, r.status)
+    local findings = json.decode(r.stdout)
+    assert.equal(2, #findings)
+    local rules = {findings[1].rule, findings[2].rule}
+    table.sort(rules)
+    assert.same({"KR-ACTIVITY-CODE", "KR-IMG-FACING-DUP"}, rules)
+    for _, f in ipairs(findings) do
+      local keys = {}
+      for k in pairs(f) do keys[#keys + 1] = k end
+      table.sort(keys)
+      assert.same({"attribute", "fix", "gtin", "level", "message", "rule", "severity"}, keys)
+    end
+    assert.matches('^%[\n  {"rule":"KR%-', r.stdout) -- keys in the documented order
+  end)
+
+  it("prints CSV and a table with the fix", function()
+    local csv = kapi {"run", "preflight", "--csv", EXAMPLES .. "duplicate-facing-and-made-in.json"}
+    assert.matches("^rule,severity,gtin,level,attribute,message,fix\r\n", csv.stdout)
+    local _, rows = csv.stdout:gsub("\r\n", "")
+    assert.equal(3, rows)
+    local table_run = kapi {"run", "preflight", EXAMPLES .. "duplicate-facing-and-made-in.json"}
+    assert.matches("SEV%s+RULE%s+GTIN%s+LEVEL%s+PROBLEM AND FIX", table_run.stdout)
+    assert.matches("LAST_PROCESSING", table_run.stdout)
+    assert.matches("1 hierarchy checked: 2 errors, 0 warnings", table_run.stdout)
+  end)
+
+  it("names a missing or malformed file, still checks the others, and exits 1", function()
+    local dir = process.tempdir()
+    process.write(dir .. "/bad.json", "{not json")
+    local r = kapi {"run", "preflight", dir .. "/missing.json", dir .. "/bad.json", EXAMPLES .. "clean-case.json"}
+    process.cleanup(dir)
+    assert.equal(1, r.status)
+    assert.matches("missing%.json: No such file or directory", r.stderr)
+    assert.matches("bad%.json: not an item hierarchy in JSON", r.stderr)
+    assert.matches("1 hierarchy pass every Kroger rule", r.stdout)
+  end)
+
+  it("exits 2 with nothing to check or an unknown option", function()
+    assert.equal(2, kapi({"run", "preflight"}).status)
+    local r = kapi {"run", "preflight", "--colour"}
+    assert.equal(2, r.status)
+    assert.matches("unknown option '%-%-colour'", r.stderr)
+  end)
+
+  it("checks hierarchies read from 1WorldSync by GTIN and by supplier GLN", function()
+    local r = kapi {"run", "preflight", "--json", "--gtin", "10614141000026", "--gtin", "00614141000043"}
+    assert.equal(1, r.status, r.stderr)
+    local findings = json.decode(r.stdout)
+    local seen = {}
+    for _, f in ipairs(findings) do seen[f.rule .. " " .. f.gtin] = true end
+    assert.is_true(seen["KR-SIZE 00614141000029"])       -- the PDP rejection, unfixed
+    assert.is_true(seen["KR-IMG-FRONT 00614141000043"])  -- two front images, found from the each
+    local gln = kapi {"run", "preflight", "--json", "--gln", "0860001000008", "--quiet"}
+    assert.equal(0, gln.status) -- warnings only
+    local rules = {}
+    for _, f in ipairs(json.decode(gln.stdout)) do rules[f.rule] = true end
+    assert.same({["KR-TIHI-NONGTIN"] = true, ["KR-REASON-CODE"] = true}, rules)
+  end)
+
+  it("finds a GTIN pallet whose Ti x Hi is not its quantity of cases", function()
+    local f = io.open(EXAMPLES .. "clean-case.json")
+    local case = json.decode(f:read("a"))
+    f:close()
+    case.nonGTINPalletTi, case.nonGTINPalletHi, case.nonGTINPalletQuantity = nil, nil, nil
+    local pallet = {gtin = "30614141000013", level = "PALLET", isConsumerUnit = false,
+                    informationProviderGln = case.informationProviderGln, productActivityTypeCode = "LAST_PROCESSING",
+                    quantityOfChildren = 48, gtinPalletTi = 10, gtinPalletHi = 5, modelGtinExists = false,
+                    recipients = {QUEUE}, children = {case}}
+    local dir = process.tempdir()
+    process.write(dir .. "/pallet.json", json.encode(pallet))
+    local r = kapi {"run", "preflight", "--json", dir .. "/pallet.json"}
+    process.cleanup(dir)
+    local findings = json.decode(r.stdout)
+    assert.equal(1, r.status)
+    assert.equal(1, #findings)
+    assert.equal("KR-TIHI-QUANTITY", findings[1].rule)
+  end)
+end)
+
+describe("kapi run republish-check", function()
+  local rows
+  setup(function() rows = verdicts {"run", "republish-check", "--all", "--json"} end)
+
+  local function check(publication, verdict, next_pattern, cause_pattern)
+    local row = rows[publication]
+    assert.is_not_nil(row, publication)
+    assert.equal(verdict, row.verdict, publication .. ": " .. tostring(row.cause))
+    if next_pattern then assert.matches(next_pattern, row.next) end
+    if cause_pattern then assert.matches(cause_pattern, row.cause) end
+  end
+
+  it("gives each publication exactly one verdict with the documented keys", function()
+    local n = 0
+    for _, row in pairs(rows) do
+      n = n + 1
+      local keys = {}
+      for k in pairs(row) do keys[#keys + 1] = k end
+      table.sort(keys)
+      assert.same({"cause", "gtin", "next", "recipientGln", "verdict"}, keys)
+    end
+    assert.equal(16, n)
+  end)
+
+  it("knows certified, waiting and overdue publications", function()
+    check("10614141000019@" .. QUEUE, "DONE")
+    check("10614141000019@" .. CERTIFIED, "DONE", "nothing")
+    check("10845678000016@" .. QUEUE, "WAITING", "wait", "3 h ago")
+    check("10860001000013@" .. QUEUE, "OVERDUE", "Kroger's item team", "30 h ago")
+  end)
+
+  -- domain.md §4, "Failure patterns from the seeds", row by row.
+  it("diagnoses PI9001: sent to Product Introduction instead of the queue", function()
+    check("10845678000030@" .. PRODUCT_INTRO, "WRONG_RECIPIENT", "0838016000123.*withdraw", "PI9001")
+  end)
+  it("diagnoses MADE_IN: failed to send; fix the code, no republish", function()
+    check("10614141000033@" .. QUEUE, "FAILED_TO_SEND", "LAST_PROCESSING.*no republish", "Made in Country")
+  end)
+  it("diagnoses pending at the certified GLN: the queue publication was rejected", function()
+    check("10860001000037@" .. CERTIFIED, "BLOCKED", "first the queue publication.*Republish", "queue publication is REJECTED")
+  end)
+  it("diagnoses a WERCS rejection fixed since: resend", function()
+    check("10860001000020@" .. QUEUE, "RESEND", "Resend", "WERCS")
+  end)
+  it("diagnoses R02063 image errors: one front image", function()
+    check("10614141000040@" .. QUEUE, "FAILED_TO_SEND", "Front", "R02063")
+  end)
+  it("diagnoses warning 2802: Ti/Hi entered as GTIN pallet Ti/Hi", function()
+    check("10860001000037@" .. QUEUE, "FIX_THEN_REPUBLISH", "Non%-GTIN Pallet.*Republish as New", "2802")
+  end)
+  it("diagnoses a PDP rejection for a missing customer facing size", function()
+    check("10614141000026@" .. QUEUE, "FIX_THEN_REPUBLISH", "Customer Facing Size.*Republish", "PDP")
+  end)
+  it("diagnoses a model GTIN rejection fixed since: ready to republish", function()
+    check("10845678000023@" .. QUEUE, "READY_TO_REPUBLISH", "Republish as New", "model GTIN.*changed since")
+  end)
+  it("diagnoses an each whose recipient is Product Introduction", function()
+    check("10614141000057@" .. QUEUE, "FIX_THEN_REPUBLISH", "ALL", "Product Introduction")
+  end)
+  it("diagnoses an update that asks for a new IMF", function()
+    check("10860001000044@" .. QUEUE, "FIX_THEN_REPUBLISH", "Reason Code blank", "IMF")
+  end)
+  it("diagnoses CIC999 'item found in submitted status' after the VIP migration", function()
+    check("10845678000047@" .. QUEUE, "FIX_THEN_REPUBLISH", "withdraw the Product Introduction", "VIP")
+    check("10845678000047@" .. PRODUCT_INTRO, "WRONG_RECIPIENT", "withdraw this publication")
+  end)
+
+  it("checks GTINs given or read from a file, naming a bad one by its line", function()
+    local dir = process.tempdir()
+    process.write(dir .. "/gtins.txt", "# the week's items\n10845678000023\n1084567800002\n\n10860001000020\n")
+    local r = kapi {"run", "republish-check", "--json", "--file", dir .. "/gtins.txt"}
+    process.cleanup(dir)
+    assert.equal(1, r.status)
+    assert.matches("gtins%.txt:3: GTIN \"1084567800002\"", r.stderr)
+    local got = by_publication(json.decode(r.stdout))
+    assert.equal("READY_TO_REPUBLISH", got["10845678000023@" .. QUEUE].verdict)
+    assert.equal("RESEND", got["10860001000020@" .. QUEUE].verdict)
+  end)
+
+  it("reads an exported report by its own column labels, naming a bad row", function()
+    local dir = process.tempdir()
+    process.write(dir .. "/export.csv", table.concat({
+      "Published GTIN,Recipient,Publication Type,Publish Date,Synchronization Status,CIC Status,CIC Date,Reason Code,CIC Message",
+      "10860001000020,0838016000123,NEW,2026-11-20T10:00:00Z,SYNCHRONISED,REJECTED,2026-11-21T10:00:00Z,CIC999,"
+        .. '"The product hierarchy was rejected because it is not registered in WERCS, please resubmit"',
+      "not-a-gtin,0838016000123,NEW,,,,,,",
+      "10614141000033,0838016000123,NEW,2026-11-22T10:00:00Z,Failed to send,,,,productActivityTypeCode MADE_IN is invalid.",
+    }, "\n") .. "\n")
+    local r = kapi {"run", "republish-check", "--json", "--report", dir .. "/export.csv"}
+    process.cleanup(dir)
+    assert.equal(1, r.status)
+    assert.matches("export%.csv:3: no valid GTIN", r.stderr)
+    local got = by_publication(json.decode(r.stdout))
+    assert.equal("RESEND", got["10860001000020@" .. QUEUE].verdict)
+    assert.equal("FAILED_TO_SEND", got["10614141000033@" .. QUEUE].verdict)
+  end)
+
+  it("splits the work with --shard: the shards are disjoint and cover everything", function()
+    local union, total = {}, 0
+    for i = 1, 3 do
+      local part = verdicts {"run", "republish-check", "--all", "--json", "--shard", i .. "/3"}
+      for key in pairs(part) do
+        assert.is_nil(union[key], key .. " in two shards")
+        union[key] = true
+        total = total + 1
+      end
+    end
+    assert.equal(16, total)
+    local bad = kapi {"run", "republish-check", "--all", "--shard", "4/3"}
+    assert.equal(2, bad.status)
+    assert.matches("%-%-shard 4/3: expected I/N", bad.stderr)
+  end)
+
+  it("prints the plan without --apply, acts with it, and shows the new state on the next run", function()
+    local sandbox = process.sandbox {"--review-delay", "0.3"}
+    local dry = kapi({"run", "republish-check", "--all"}, sandbox.url)
+    assert.matches("Plan %(dry run; %-%-apply does it%):\n  republish as New 10845678000023 to 0838016000123\n"
+                   .. "  resend 10860001000020 to 0838016000123\n", dry.stdout)
+    assert.matches("READY_TO_REPUBLISH", kapi({"run", "republish-check", "10845678000023"}, sandbox.url).stdout)
+    local applied = kapi({"run", "republish-check", "--all", "--apply"}, sandbox.url)
+    assert.equal(0, applied.status, applied.stderr)
+    assert.matches("done: republish as New 10845678000023", applied.stdout)
+    assert.matches("done: resend 10860001000020", applied.stdout)
+    local waiting = verdicts({"run", "republish-check", "--json", "10845678000023", "10860001000020"}, sandbox.url)
+    assert.equal("WAITING", waiting["10845678000023@" .. QUEUE].verdict)
+    os.execute("sleep 0.5")
+    local after = verdicts({"run", "republish-check", "--json", "10845678000023", "10860001000020"}, sandbox.url)
+    sandbox.stop()
+    for _, key in ipairs {"10845678000023@" .. QUEUE, "10845678000023@" .. CERTIFIED,
+                          "10860001000020@" .. QUEUE, "10860001000020@" .. CERTIFIED} do
+      assert.equal("DONE", after[key] and after[key].verdict, key)
+    end
+  end)
+
+  it("gives the same verdicts when the sandbox injects faults", function()
+    local sandbox = process.sandbox {"--faults", "5xx=0.2,reset=0.05,slow=0.05:0.1s"}
+    local faulty = verdicts({"run", "republish-check", "--all", "--json"}, sandbox.url)
+    sandbox.stop()
+    for key, row in pairs(rows) do
+      assert.equal(row.verdict, faulty[key] and faulty[key].verdict, key)
+    end
+  end)
+end)
+
+describe("kapi run resend", function()
+  it("refuses a resend that cannot help and says what to do instead", function()
+    local r = kapi {"run", "resend", "--json", "--reason", "WERCS registration done",
+                    "10860001000020", "10845678000023", "10614141000026", "10845678000030@" .. PRODUCT_INTRO}
+    assert.equal(1, r.status)
+    local got = by_publication(json.decode(r.stdout))
+    assert.equal("resend", got["10860001000020@" .. QUEUE].action)
+    assert.equal("refused", got["10845678000023@" .. QUEUE].action)
+    assert.matches("republish%-check 10845678000023 %-%-apply", got["10845678000023@" .. QUEUE].why)
+    assert.matches("Customer Facing Size", got["10614141000026@" .. QUEUE].why)
+    assert.matches("PI9001", got["10845678000030@" .. PRODUCT_INTRO].why)
+    assert.matches("Dry run: nothing was resent", r.stderr)
+  end)
+
+  it("resends with --apply, recording the reason, and the item is reviewed again", function()
+    local sandbox = process.sandbox {"--review-delay", "0.2"}
+    local r = kapi({"run", "resend", "--apply", "--reason", "WERCS registration done", "10860001000020"}, sandbox.url)
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("10860001000020%s+0838016000123%s+RESEND%s+resent", r.stdout)
+    os.execute("sleep 0.4")
+    local after = verdicts({"run", "republish-check", "--json", "10860001000020"}, sandbox.url)
+    sandbox.stop()
+    assert.equal("DONE", after["10860001000020@" .. QUEUE].verdict)
+  end)
+
+  it("needs a reason and a publication", function()
+    local r = kapi {"run", "resend", "10860001000020"}
+    assert.equal(2, r.status)
+    assert.matches("%-%-reason is required", r.stderr)
+    assert.equal(2, kapi({"run", "resend", "--reason", "x"}).status)
+  end)
+end)
