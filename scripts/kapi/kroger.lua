@@ -94,6 +94,9 @@ function M.client(opts)
   local partner = opts.partner
   if partner == nil then partner = c.env == "sandbox" and self.client_id == "kapi-sandbox" end
   self.max_offset = opts.max_offset or (partner and 1000 or 250)
+  -- The sandbox started inside this process ends with it: nobody can log
+  -- in to it with `kapi auth login`, so ensure_customer logs in for them.
+  self.in_process_sandbox = c.env == "sandbox" and not opts.base_url and (os.getenv("KAPI_SANDBOX_URL") or "") == ""
   return self
 end
 
@@ -109,6 +112,57 @@ function Client:customer(scope)
     client_secret = self.client_secret, scopes = {scope}}
   self.tokens.customer = a
   a.scopes = {scope}
+  return a
+end
+
+-- The sandbox's one customer consents at once: play the browser, follow
+-- its redirect to the login's callback.
+local function sandbox_login(self, scopes)
+  local task = require "kapi.task"
+  local followed
+  return require("kapi.auth.login").login {
+    base_url = self.base_url, client_id = self.client_id, client_secret = self.client_secret, scopes = scopes,
+    browser = false, timeout = 10, announce = function(line)
+      local url = line:match("^%s+(https?://%S+)$")
+      if not url or followed then return end
+      followed = true
+      task.spawn(function()
+        pcall(function()
+          local callback = http.get(url, {raise = false}).headers.location
+          if callback then http.get(callback, {raise = false}) end
+        end)
+      end)
+    end,
+  }
+end
+
+--- ensure_customer(scope): checks, before anything is changed, that a
+--- customer is logged in with scope (raising "run: kapi auth login --scope
+--- ..." when not). On the sandbox inside this process, which no earlier
+--- login can know, it logs in as the sandbox's customer instead, and says
+--- so on stderr.
+function Client:ensure_customer(scope)
+  local a = self:customer(scope)
+  if self.in_process_sandbox then
+    self.sandbox_scopes = self.sandbox_scopes or {}
+    if not self.sandbox_scopes[scope] then
+      self.sandbox_scopes[#self.sandbox_scopes + 1], self.sandbox_scopes[scope] = scope, true
+      sandbox_login(self, self.sandbox_scopes)
+      a.cached = nil
+      io.stderr:write(("kapi: logged in to the built-in sandbox as its test customer (scope %s)\n"):format(scope))
+    end
+  else
+    local stored = auth.store.read(a.key)
+    local has = false
+    for _, s in ipairs(stored and stored.scopes or {}) do has = has or s == scope end
+    if not stored then
+      error(errors.new("auth", ("no customer is logged in; run: kapi auth login --scope %s"):format(scope)), 0)
+    elseif not has then
+      error(errors.new("auth", ("the customer login lacks the scope %s (it has: %s); run: kapi auth login --scope %s")
+                       :format(scope, table.concat(stored.scopes or {}, " "), scope)), 0)
+    end
+  end
+  a:token()
   return a
 end
 
@@ -149,6 +203,7 @@ function Client:products(args)
   local authenticator = self:service("product.compact")
   return paginate.offset {
     limit = limit, max_offset = self.max_offset, max_items = args.max_items, progress = args.progress,
+    on_unreachable = args.on_unreachable,
     fetch = function(start, page_size)
       local q = {}
       for k, v in pairs(query) do q[k] = v end
@@ -261,6 +316,12 @@ function Client:coupons(args)
     local page = self:get("/v1/coupons", q, authenticator):json()
     return page.data or {}, page.meta.pagination.total
   end}
+end
+
+--- coupon(id) -> one coupon
+function Client:coupon(id)
+  if type(id) ~= "string" or id == "" then usage("coupon needs a coupon id") end
+  return self:get("/v1/coupons/" .. http.escape(id), nil, self:service("coupons.basic")):json().data
 end
 
 --- clip_coupon(id): puts a coupon on the customer's card (customer login).
@@ -410,9 +471,11 @@ Example:
 
 doc.declare("kroger:coupons", Client.coupons, [[
 kroger:coupons{locationId, productId, merchant, channels, limit, max_items} -> iterator
-Coupons (partner scope coupons.basic). kroger:clip_coupon(id) and
-kroger:unclip_coupon(id) change the customer's card; kroger:my_coupons()
-lists it. Clipping needs `kapi auth login --scope coupon.personalized:rw`.]])
+Coupons (partner scope coupons.basic); kroger:coupon(id) gives one.
+kroger:clip_coupon(id) and kroger:unclip_coupon(id) change the customer's
+card; kroger:my_coupons() lists it. Clipping needs `kapi auth login --scope
+coupon.personalized:rw`; kroger:ensure_customer(scope) checks that before
+anything is changed (on the in-process sandbox it logs in for you).]])
 
 doc.declare("kroger:cart_add", Client.cart_add, [[
 kroger:cart_add{items = {{upc, quantity = 1, modality = "PICKUP"}}} -> count

@@ -70,9 +70,17 @@ end
 
 -- Tables ------------------------------------------------------------------------
 
+local json_value
+
+-- A list as its items separated by spaces; an object as JSON.
 local function cell_text(value)
   if value == nil or value == json.null then return "" end
-  if type(value) == "table" then return table.concat(value, " ") end
+  if type(value) == "table" then
+    if value[1] == nil and next(value) ~= nil then return json_value(value) end
+    local parts = {}
+    for i, v in ipairs(value) do parts[i] = type(v) == "table" and json_value(v) or tostring(v) end
+    return table.concat(parts, " ")
+  end
   return tostring(value)
 end
 
@@ -170,8 +178,10 @@ end
 
 -- JSON with the keys of nested objects sorted, so that the same data
 -- always gives the same text.
-local function json_value(value)
+function json_value(value)
   if value == nil then return "null" end
+  -- (cjson writes "/" as "\/": valid, but not what people expect to read)
+  if type(value) == "string" then return (json.encode(value):gsub("\\/", "/")) end
   if type(value) ~= "table" or value == json.null then return json.encode(value) end
   if value[1] ~= nil or json.is_array(value) then
     local parts = {}
@@ -237,6 +247,7 @@ function M.print(args, rows, columns, keys)
   elseif #rows > 0 then
     io.stdout:write(M.render_table(rows, columns, {width = M.width(1), color = M.color(1)}))
   end
+  io.stdout:flush() -- before any note on stderr, also when both go to one file
 end
 
 --- A note for people on stderr (never with --quiet, never mixed into the

@@ -239,10 +239,11 @@ describe("kapi commands", function()
     assert.matches("\nmine +A recipe of my own\n", "\n" .. r.stdout)
     assert.matches("\nbroken +%(broken: .*not a recipe", "\n" .. r.stdout)
     local list = cjson.decode(kapi({"recipes", "--json"}, {env = env}).stdout)
-    local names = {}
-    for _, recipe in ipairs(list) do names[#names + 1] = recipe.name end
-    assert.same({"broken", "hello", "mine"}, names)
-    assert.equal(dir .. "/extra/recipes/hello.lua", list[2].path)
+    local names, paths = {}, {}
+    for _, recipe in ipairs(list) do names[#names + 1] = recipe.name; paths[recipe.name] = recipe.path end
+    assert.same({"broken", "cart-add", "coupons", "hello", "live-check", "mine", "preflight", "products",
+                 "republish-check", "resend", "stores"}, names)
+    assert.equal(dir .. "/extra/recipes/hello.lua", paths.hello)
   end)
 
   it("runs a recipe with its parsed arguments and exit status", function()

@@ -46,11 +46,12 @@ function M.build_coupons(catalog, count)
     local p = catalog.product_by_id[ids[1]]
     local chain = rand(3) > 1 and catalog.chains[rand(#catalog.chains)].name or nil
     local percent = rand(2) == 1
+    local amount = percent and 10 + 5 * rand(6) or 0.25 * (rand(12) + 1)
     local coupon = {
       couponId = ("C%07d"):format(1000 + i), brand = p.brand,
-      description = percent and ("Save %d%% on %s"):format(10 + 5 * rand(6), p.brand)
-                    or ("Save $%.2f on %s %s"):format(0.25 * (rand(12) + 1), p.brand, p.category),
-      value = percent and {type = "PERCENT_OFF", amount = 10 + 5 * rand(6)} or {type = "AMOUNT_OFF", amount = 0.25 * (rand(12) + 1)},
+      description = percent and ("Save %d%% on %s"):format(amount, p.brand)
+                    or ("Save $%.2f on %s %s"):format(amount, p.brand, p.category),
+      value = {type = percent and "PERCENT_OFF" or "AMOUNT_OFF", amount = amount},
       minimumQuantity = rand(3), productIds = ids, merchant = chain or "ALL",
       channels = ({{"IN_STORE", "ONLINE"}, {"IN_STORE"}, {"ONLINE"}})[rand(3)],
       expiresAt = os.date("!%Y-%m-%dT23:59:59Z", os.time() + 86400 * (7 + rand(60))),

@@ -1,0 +1,309 @@
+-- coupons: the coupons offered at stores near a place (or at given
+-- stores), optionally only those for some products, one row per coupon per
+-- store; and clipping chosen coupons to the customer's card.
+local kapi = require "kapi"
+local recipe = require "kapi.recipe"
+local errors = require "kapi.errors"
+local gtin = require "kapi.gtin"
+
+local CONCURRENCY = 8          -- stores fetched at once
+local TERM_PRODUCTS = 50       -- products of a --term search whose coupons are looked for
+local CLIP_SCOPE = "coupon.personalized:rw"
+
+local COLUMNS = {
+  {key = "locationId", title = "STORE"},
+  {key = "couponId", title = "COUPON"},
+  {key = "brand", title = "BRAND"},
+  {key = "savings", title = "SAVINGS", right = true, style = function(v) return v and "green" end},
+  {key = "minimumQuantity", title = "MIN", right = true},
+  {key = "expires", title = "EXPIRES"},
+  {key = "description", title = "DESCRIPTION", wrap = true},
+}
+local KEYS = {"locationId", "storeName", "couponId", "brand", "description", "savings", "valueType",
+              "valueAmount", "minimumQuantity", "channels", "merchant", "expiresAt", "productIds"}
+
+local STATUS_STYLE = {PLANNED = "yellow", CLIPPED = "green", ALREADY_CLIPPED = "dim", FAILED = "red"}
+local CLIP_COLUMNS = {
+  {key = "couponId", title = "COUPON"},
+  {key = "brand", title = "BRAND"},
+  {key = "savings", title = "SAVINGS", right = true},
+  {key = "expires", title = "EXPIRES"},
+  {key = "status", title = "STATUS", style = function(v) return STATUS_STYLE[v] end},
+  {key = "description", title = "DESCRIPTION", wrap = true},
+}
+local CLIP_KEYS = {"couponId", "brand", "description", "savings", "expiresAt", "status", "error"}
+
+-- Options -----------------------------------------------------------------------
+
+local function whole(name, low, high)
+  return function(text)
+    local n = math.tointeger(tonumber(text))
+    if not n or n < low or n > high then
+      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, text, low, high)
+    end
+    return n
+  end
+end
+
+-- Values of an option given as `--opt A B`, `--opt A --opt B` or `--opt A,B`.
+local function values(option)
+  local out = {}
+  for _, group in ipairs(option or {}) do
+    for _, value in ipairs(type(group) == "table" and group or {group}) do
+      for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
+    end
+  end
+  return out
+end
+
+local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
+
+-- Where: the stores ---------------------------------------------------------------
+
+local function point(args)
+  local lat, lon = args.lat, args.lon
+  if args.near then
+    lat, lon = args.near:match("^%s*([-+]?[%d.]+)%s*,%s*([-+]?[%d.]+)%s*$")
+    if not lat then usage("--near %s: expected LAT,LON, e.g. 39.10,-84.51", args.near) end
+  elseif (lat == nil) ~= (lon == nil) then
+    usage("--lat and --lon go together")
+  end
+  if not lat then return nil end
+  lat, lon = tonumber(lat), tonumber(lon)
+  if not lat or math.abs(lat) > 90 then usage("latitude %s: expected -90 to 90", tostring(lat)) end
+  if not lon or math.abs(lon) > 180 then usage("longitude %s: expected -180 to 180", tostring(lon)) end
+  return ("%.6f,%.6f"):format(lat, lon)
+end
+
+-- The place asked for, checked before anything is sent: {ids} (stores
+-- given), {zip} or {latlong}.
+local function read_place(args)
+  local ids = values(args.store)
+  local latlong = point(args)
+  if args.zip and not args.zip:match("^%d%d%d%d%d$") then usage("--zip %s: expected 5 digits", args.zip) end
+  local places = (#ids > 0 and 1 or 0) + (args.zip and 1 or 0) + (latlong and 1 or 0)
+  if places == 0 then usage("where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --store ID") end
+  if places > 1 then usage("give one of --zip, --near (or --lat/--lon) and --store") end
+  for _, id in ipairs(ids) do
+    if not id:match("^%d%d%d%d%d%d%d%d$") then
+      usage("--store %s: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376", id)
+    end
+  end
+  return {ids = #ids > 0 and ids or nil, zip = args.zip, latlong = latlong}
+end
+
+-- The stores of a place: those given, in their order (an unknown one is
+-- named), or the nearest first and how to name the place in a note.
+local function find_stores(kroger, place, args, problems)
+  if place.ids then
+    local by_id = {}
+    for _, s in ipairs(kroger:locations {locationId = place.ids, limit = math.min(200, #place.ids)}) do
+      by_id[s.locationId] = s
+    end
+    local stores = {}
+    for _, id in ipairs(place.ids) do
+      if by_id[id] then stores[#stores + 1] = by_id[id]
+      else problems:add("--store " .. id, "no such store") end
+    end
+    return stores
+  end
+  local stores = kroger:locations {zip = place.zip, latlong = place.latlong, radius = args.radius, limit = args.stores}
+  return stores, ("%d miles of %s"):format(args.radius, place.zip or place.latlong)
+end
+
+-- What: the products whose coupons are wanted ---------------------------------------
+
+local function product_ids_for_upcs(upcs, problems)
+  local ids = {}
+  for i, code in ipairs(upcs) do
+    local ok, why = gtin.valid(code)
+    if ok then ids[#ids + 1] = gtin.to_product_id(code)
+    else problems:add(("--upc value %d"):format(i), why) end
+  end
+  return ids
+end
+
+-- Rows ------------------------------------------------------------------------------
+
+local function savings(value)
+  if type(value) ~= "table" or not value.amount then return nil end
+  if value.type == "PERCENT_OFF" then return ("%g%% off"):format(value.amount) end
+  return ("$%.2f off"):format(value.amount)
+end
+
+local function coupon_row(c, store)
+  local value = type(c.value) == "table" and c.value or {}
+  return {
+    locationId = store and store.locationId, storeName = store and store.name, couponId = c.couponId,
+    brand = c.brand, description = c.description, savings = savings(c.value), valueType = value.type,
+    valueAmount = value.amount, minimumQuantity = c.minimumQuantity, channels = c.channels,
+    merchant = c.merchant, expiresAt = c.expiresAt, expires = c.expiresAt and c.expiresAt:sub(1, 10),
+    productIds = c.productIds,
+  }
+end
+
+-- The coupons of one store: all, or those for the products asked for.
+local function store_coupons(kroger, store, args, upc_ids)
+  local product_ids = upc_ids
+  if args.term then
+    product_ids = {}
+    for p in kroger:products {term = args.term, locationId = store.locationId, max_items = TERM_PRODUCTS} do
+      product_ids[#product_ids + 1] = p.productId
+    end
+    if #product_ids == 0 then return {} end
+  end
+  return kroger:coupons {locationId = store.locationId, productId = product_ids, max_items = args.limit}:all()
+end
+
+-- Listing ---------------------------------------------------------------------------
+
+-- Checks what to look for before anything is sent: the place and the
+-- product ids (bad UPCs named), or raises a usage error.
+local function read_listing(args, problems)
+  if args.apply then usage("--apply goes with --clip: listing coupons changes nothing") end
+  if args.term and #args.term < 3 then usage("--term %q: give at least 3 characters", args.term) end
+  local upcs = values(args.upc)
+  if args.term and #upcs > 0 then usage("give --upc or --term, not both") end
+  return read_place(args), #upcs > 0 and product_ids_for_upcs(upcs, problems) or nil
+end
+
+local function list(args, problems)
+  local place, upc_ids = read_listing(args, problems)
+  if upc_ids and #upc_ids == 0 then return recipe.status(problems, true) end
+  local kroger = kapi.kroger.client {env = args.env}
+  local stores, where = find_stores(kroger, place, args, problems)
+  if #stores == 0 then
+    if not place.ids then recipe.note(args, "kapi: no stores within %s; try a larger --radius", where) end
+    return recipe.status(problems, true)
+  end
+  stores = recipe.shard(args, stores, function(s) return s.locationId end)
+  local bar = recipe.progress(args, {label = "coupons", unit = "stores", total = #stores})
+  local found, failures = kapi.map(stores, function(store)
+    local coupons = store_coupons(kroger, store, args, upc_ids)
+    bar:step()
+    return coupons
+  end, {concurrency = CONCURRENCY})
+  bar:finish()
+  local rows = {}
+  for i, store in ipairs(stores) do
+    if failures and failures[i] then
+      problems:add("store " .. store.locationId, errors.message(failures[i]))
+    else
+      for _, c in ipairs(found[i]) do rows[#rows + 1] = coupon_row(c, store) end
+    end
+  end
+  recipe.print(args, rows, COLUMNS, KEYS)
+  recipe.note(args, "kapi: %d coupon%s at %d store%s", #rows, #rows == 1 and "" or "s", #stores,
+              #stores == 1 and "" or "s")
+  return recipe.status(problems)
+end
+
+-- Clipping --------------------------------------------------------------------------
+
+local function clip(args, problems)
+  if #args.store > 0 or args.zip or args.near or args.lat or args.lon or #args.upc > 0 or args.term then
+    usage("--clip takes coupon ids alone: list the coupons first, then clip the ones you want")
+  end
+  local ids = values(args.clip)
+  local seen, wanted = {}, {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then seen[id] = true; wanted[#wanted + 1] = id end
+  end
+  local kroger = kapi.kroger.client {env = args.env}
+  -- What each coupon is, so the plan can be read; unknown ids are named.
+  local coupons, failures = kapi.map(wanted, function(id)
+    local ok, c = pcall(kroger.coupon, kroger, id)
+    if ok then return c end
+    if errors.is(c, "http") and c.status == 404 then return false end
+    error(c, 0)
+  end, {concurrency = CONCURRENCY})
+  local rows = {}
+  for i, id in ipairs(wanted) do
+    if failures and failures[i] then problems:add("--clip " .. id, errors.message(failures[i]))
+    elseif not coupons[i] then problems:add("--clip " .. id, "no such coupon")
+    else
+      local row = coupon_row(coupons[i])
+      row.status = "PLANNED"
+      rows[#rows + 1] = row
+    end
+  end
+  local failed = false
+  if args.apply and #rows > 0 then
+    kroger:ensure_customer(CLIP_SCOPE)
+    local on_card = {}
+    for _, c in ipairs(kroger:my_coupons() or {}) do on_card[c.couponId] = true end
+    for _, row in ipairs(rows) do
+      if on_card[row.couponId] then
+        row.status = "ALREADY_CLIPPED"
+      else
+        -- Clipping twice does no harm, but the call is not retried: a
+        -- failure is reported and a second run finishes the job.
+        local ok, err = pcall(kroger.clip_coupon, kroger, row.couponId)
+        row.status = ok and "CLIPPED" or "FAILED"
+        row.error = not ok and errors.message(err) or nil
+        failed = failed or not ok
+      end
+    end
+  end
+  recipe.print(args, rows, CLIP_COLUMNS, CLIP_KEYS)
+  if not args.apply then
+    recipe.note(args, "kapi: dry run: nothing was clipped; add --apply to clip %d coupon%s to the customer's card",
+                #rows, #rows == 1 and "" or "s")
+  else
+    local counts = {}
+    for _, row in ipairs(rows) do counts[row.status] = (counts[row.status] or 0) + 1 end
+    recipe.note(args, "kapi: %d clipped, %d already on the card, %d failed", counts.CLIPPED or 0,
+                counts.ALREADY_CLIPPED or 0, counts.FAILED or 0)
+  end
+  return recipe.status(problems, failed)
+end
+
+return {
+  summary = "Coupons at stores near a place, for some products or all; clip them to the customer's card",
+  description = [[
+Finds the coupons offered at the stores nearest a ZIP code (--zip) or a
+point (--near LAT,LON, or --lat and --lon), or at given stores (--store ID
+...): one row per coupon per store, the stores fetched a few at a time.
+--upc narrows to coupons for those products (UPCs or GTINs, check digit
+included); --term to coupons for the products a search finds at each store
+(the first 50).
+
+--clip ID ... prints the plan for putting those coupons on the logged-in
+customer's card; with --apply it clips them (coupons already on the card
+are left alone). That needs a customer login with the scope
+coupon.personalized:rw (kapi auth login --scope coupon.personalized:rw); on
+the built-in sandbox kapi logs in as its test customer by itself.
+
+JSON keys (one object per coupon per store): locationId, storeName,
+couponId, brand, description, savings, valueType, valueAmount,
+minimumQuantity, channels, merchant, expiresAt, productIds. With --clip:
+couponId, brand, description, savings, expiresAt, status (PLANNED, CLIPPED,
+ALREADY_CLIPPED, FAILED), error.
+
+Exit status: 0 when everything asked for was done, 1 when an input was bad
+(named on stderr) or a store or a clip failed, 2 for a usage error.]],
+
+  arguments = function(parser)
+    parser:option("--zip", "Stores near this ZIP code"):argname("ZIP")
+    parser:option("--near", "Stores near this point"):argname("LAT,LON")
+    parser:option("--lat", "Latitude of the point (with --lon)"):argname("LAT")
+    parser:option("--lon", "Longitude of the point (with --lat)"):argname("LON")
+    parser:option("--radius", "Miles around the place (1-100)", "10"):convert(whole("--radius", 1, 100))
+          :argname("MILES")
+    parser:option("--stores", "How many of the nearest stores (1-200)", "5"):convert(whole("--stores", 1, 200))
+          :argname("N")
+    parser:option("--store", "These stores, by location id (e.g. 01400376)"):args("+"):count("*"):argname("ID")
+    parser:option("--upc", "Only coupons for these products (UPC or GTIN)"):args("+"):count("*"):argname("UPC")
+    parser:option("--term", "Only coupons for products this search finds at each store"):argname("TEXT")
+    parser:option("--limit", "At most N coupons per store"):convert(whole("--limit", 1, 100000)):argname("N")
+    parser:option("--clip", "Clip these coupons to the customer's card (with --apply)"):args("+"):count("*")
+          :argname("ID")
+    recipe.options(parser, {"output", "quiet", "env", "shard", "apply"})
+  end,
+
+  run = function(args)
+    local problems = recipe.problems()
+    if #args.clip > 0 then return clip(args, problems) end
+    return list(args, problems)
+  end,
+}

@@ -1,0 +1,214 @@
+-- live-check: for items certified for Kroger, whether each is live in the
+-- Products API, and at which stores, with the price and stock there: one
+-- row per GTIN per store.
+local kapi = require "kapi"
+local recipe = require "kapi.recipe"
+local errors = require "kapi.errors"
+local gtin = require "kapi.gtin"
+
+local CONCURRENCY = 8
+local IDS_PER_CALL = 50 -- filter.productId takes at most 50 ids
+
+local STATUS_STYLE = {LIVE = "green", NOT_CARRIED = "yellow", NOT_FOUND = "red", ERROR = "red"}
+local COLUMNS = {
+  {key = "gtin", title = "GTIN"},
+  {key = "locationId", title = "STORE", at_store = true},
+  {key = "liveText", title = "LIVE", style = function(_, row) return STATUS_STYLE[row.status] end},
+  {key = "status", title = "STATUS"},
+  {key = "price", title = "PRICE", right = true, at_store = true},
+  {key = "promo", title = "PROMO", right = true, at_store = true},
+  {key = "stock", title = "STOCK", at_store = true},
+  {key = "description", title = "DESCRIPTION", wrap = true},
+}
+local KEYS = {"gtin", "productId", "locationId", "storeName", "live", "status", "description", "regularPrice",
+              "promoPrice", "stockLevel", "url", "error"}
+
+local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
+
+local function values(option)
+  local out = {}
+  for _, group in ipairs(option or {}) do
+    for _, value in ipairs(type(group) == "table" and group or {group}) do
+      for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
+    end
+  end
+  return out
+end
+
+local function whole(name, low, high)
+  return function(text)
+    local n = math.tointeger(tonumber(text))
+    if not n or n < low or n > high then
+      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, text, low, high)
+    end
+    return n
+  end
+end
+
+-- The stores to check at: those given (an unknown one named), the nearest
+-- to a ZIP code, or none (then only whether the API knows the product).
+local function find_stores(kroger, args, ids, problems)
+  if #ids > 0 then
+    local by_id = {}
+    for _, s in ipairs(kroger:locations {locationId = ids, limit = math.min(200, #ids)}) do by_id[s.locationId] = s end
+    local stores = {}
+    for _, id in ipairs(ids) do
+      if by_id[id] then stores[#stores + 1] = by_id[id] else problems:add("--store " .. id, "no such store") end
+    end
+    return stores
+  end
+  if args.zip then
+    local stores = kroger:nearest_stores(args.zip, args.stores)
+    if #stores == 0 then usage("--zip %s: no store within 100 miles", args.zip) end
+    return stores
+  end
+  return {}
+end
+
+local function batches_of(list)
+  local out = {}
+  for i = 1, #list, IDS_PER_CALL do
+    out[#out + 1] = table.move(list, i, math.min(#list, i + IDS_PER_CALL - 1), 1, {})
+  end
+  return out
+end
+
+-- Asks the API: once per batch of ids without a store (does it know the
+-- product at all?) and once per batch per store (is it carried there?).
+-- found[store id or ""][product id] = product; failed[same][product id] = error.
+local function ask(kroger, args, product_ids, stores)
+  local calls = {}
+  for _, batch in ipairs(batches_of(product_ids)) do
+    calls[#calls + 1] = {ids = batch}
+    for _, store in ipairs(stores) do calls[#calls + 1] = {ids = batch, store = store} end
+  end
+  local bar = recipe.progress(args, {label = "live-check", unit = "calls", total = #calls})
+  local results, failures = kapi.map(calls, function(call)
+    local found = kroger:products {productId = call.ids, locationId = call.store and call.store.locationId}:all()
+    bar:step()
+    return found
+  end, {concurrency = CONCURRENCY})
+  bar:finish()
+  local found, failed = {}, {}
+  for i, call in ipairs(calls) do
+    local where = call.store and call.store.locationId or ""
+    found[where], failed[where] = found[where] or {}, failed[where] or {}
+    for _, id in ipairs(call.ids) do
+      if failures and failures[i] then failed[where][id] = failures[i] end
+    end
+    for _, p in ipairs(results[i] or {}) do found[where][p.productId] = p end
+  end
+  return found, failed
+end
+
+local function positive(n)
+  return tonumber(n) ~= nil and n > 0 and n or nil
+end
+
+local function row_for(kroger, code, id, store, found, failed)
+  local where = store and store.locationId or ""
+  local known, here = found[""][id], found[where][id]
+  local err = failed[""][id] or failed[where][id]
+  local status = err and "ERROR" or (here and "LIVE") or (known and "NOT_CARRIED") or "NOT_FOUND"
+  local p = here or known
+  local item = p and (p.items or {})[1] or {}
+  local price = item.price or {}
+  local row = {
+    gtin = code, productId = id, locationId = store and store.locationId, storeName = store and store.name,
+    live = status == "LIVE", status = status, description = p and p.description,
+    regularPrice = here and positive(price.regular), promoPrice = here and positive(price.promo),
+    stockLevel = here and item.inventory and item.inventory.stockLevel,
+    url = here and here.productPageURI and kroger:product_url(here, store and store.chain) or nil,
+    error = err and errors.message(err) or nil,
+  }
+  row.liveText = row.live and "yes" or "no"
+  row.price = row.regularPrice and ("$%.2f"):format(row.regularPrice)
+  row.promo = row.promoPrice and ("$%.2f"):format(row.promoPrice)
+  row.stock = row.stockLevel == "TEMPORARILY_OUT_OF_STOCK" and "OUT" or row.stockLevel
+  return row
+end
+
+local function summary(args, rows, gtins, stores)
+  local counts = {}
+  for _, row in ipairs(rows) do counts[row.status] = (counts[row.status] or 0) + 1 end
+  local parts = {}
+  for _, status in ipairs {"NOT_CARRIED", "NOT_FOUND", "ERROR"} do
+    if counts[status] then parts[#parts + 1] = ("%s %d"):format(status:lower():gsub("_", " "), counts[status]) end
+  end
+  recipe.note(args, "kapi: %d of %d live (%d GTIN%s%s)%s", counts.LIVE or 0, #rows, #gtins, #gtins == 1 and "" or "s",
+              #stores > 0 and (" at %d store%s"):format(#stores, #stores == 1 and "" or "s") or "; no store given",
+              #parts > 0 and ("; " .. table.concat(parts, ", ")) or "")
+  return counts
+end
+
+return {
+  summary = "Whether certified GTINs are live in the Products API, at which stores, with price and stock",
+  description = [[
+For GTINs (on the command line, or one per line in --file; # comments; the
+first field of a CSV row), asks the Products API whether each is live: at
+the stores given (--store ID ...) or the nearest to a ZIP code (--zip,
+--stores N), one row per GTIN per store with the price, promotion and
+stock there; with no store, whether the API knows the product at all.
+
+Status: LIVE (the store has it), NOT_CARRIED (the API knows the product,
+the store does not have it), NOT_FOUND (the API does not know it: not
+live yet, or not certified), ERROR (the API could not be asked; the error
+says why). A GTIN is turned into Kroger's product id (the GTIN-14 without
+its check digit); up to 50 are asked for in one call, a few calls at once.
+--shard I/N checks part of a long list.
+
+JSON keys: gtin, productId, locationId, storeName, live (true/false),
+status, description, regularPrice, promoPrice, stockLevel, url, error.
+
+Exit status: 0 when every check was answered, whatever the answer (a
+summary line on stderr counts them); with --fail-missing, 1 when any is not
+live; 1 when a GTIN was bad (named by argument number or FILE:LINE) or a
+check failed; 2 for a usage error.]],
+
+  arguments = function(parser)
+    parser:argument("gtin", "A GTIN to check"):args("*"):argname("GTIN")
+    parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*"):argname("FILE")
+    parser:option("--store", "Check at these stores (location ids)"):args("+"):count("*"):argname("ID")
+    parser:option("--zip", "Check at the stores nearest this ZIP code"):argname("ZIP")
+    parser:option("--stores", "With --zip: how many stores (1-50)", "3"):convert(whole("--stores", 1, 50))
+          :argname("N")
+    parser:flag("--fail-missing", "Exit 1 when any check is not live (for CI)")
+    recipe.options(parser, {"output", "quiet", "env", "shard"})
+  end,
+
+  run = function(args)
+    if #args.gtin == 0 and #args.file == 0 then usage("which GTINs? give them as arguments or with --file FILE") end
+    local store_ids = values(args.store)
+    if #store_ids > 0 and args.zip then usage("give --store or --zip, not both") end
+    if args.zip and not args.zip:match("^%d%d%d%d%d$") then usage("--zip %s: expected 5 digits", args.zip) end
+    for _, id in ipairs(store_ids) do
+      if not id:match("^%d%d%d%d%d%d%d%d$") then
+        usage("--store %s: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376", id)
+      end
+    end
+    local problems = recipe.problems()
+    local gtins = recipe.shard(args, recipe.gtins(args.gtin, args.file, problems))
+    if #gtins == 0 then
+      recipe.note(args, "kapi: no GTIN to check")
+      return recipe.status(problems)
+    end
+    local kroger = kapi.kroger.client {env = args.env}
+    local stores = find_stores(kroger, args, store_ids, problems)
+    local product_ids = {}
+    for i, code in ipairs(gtins) do product_ids[i] = gtin.to_product_id(code) end
+    local found, failed = ask(kroger, args, product_ids, stores)
+    local rows = {}
+    for i, code in ipairs(gtins) do
+      if #stores == 0 then rows[#rows + 1] = row_for(kroger, code, product_ids[i], nil, found, failed) end
+      for _, store in ipairs(stores) do rows[#rows + 1] = row_for(kroger, code, product_ids[i], store, found, failed) end
+    end
+    local columns = {}
+    for _, c in ipairs(COLUMNS) do
+      if #stores > 0 or not c.at_store then columns[#columns + 1] = c end
+    end
+    recipe.print(args, rows, columns, KEYS)
+    local counts = summary(args, rows, gtins, stores)
+    local missing = #rows - (counts.LIVE or 0) - (counts.ERROR or 0)
+    return recipe.status(problems, (counts.ERROR or 0) > 0 or (args.fail_missing and missing > 0))
+  end,
+}

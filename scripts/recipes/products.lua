@@ -1,0 +1,211 @@
+-- products: a product search (words, UPCs or brands) with what a shopper
+-- wants to know at one store: price, promotion, stock, how it can be had,
+-- the aisle and the product's page.
+local kapi = require "kapi"
+local recipe = require "kapi.recipe"
+local errors = require "kapi.errors"
+local gtin = require "kapi.gtin"
+
+local DEFAULT_LIMIT = 25
+local IDS_PER_CALL = 50 -- filter.productId takes at most 50 ids
+
+local STOCK_STYLE = {HIGH = "green", LOW = "yellow", TEMPORARILY_OUT_OF_STOCK = "red"}
+local STOCK_TEXT = {TEMPORARILY_OUT_OF_STOCK = "OUT"}
+
+local COLUMNS = {
+  {key = "gtin", title = "GTIN"},
+  {key = "description", title = "DESCRIPTION", wrap = true},
+  {key = "price", title = "PRICE", right = true},
+  {key = "promo", title = "PROMO", right = true, style = function(v) return v and "green" end},
+  {key = "stock", title = "STOCK", style = function(_, row) return STOCK_STYLE[row.stockLevel] end},
+  {key = "aisle", title = "AISLE"},
+  {key = "ways", title = "FULFILLMENT", wrap = true},
+}
+local KEYS = {"productId", "gtin", "brand", "description", "size", "regularPrice", "promoPrice", "onPromo",
+              "stockLevel", "fulfillment", "aisle", "locationId", "url"}
+local FULFILLMENT = {"inStore", "curbside", "delivery", "shipToHome"}
+
+local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
+
+local function values(option)
+  local out = {}
+  for _, group in ipairs(option or {}) do
+    for _, value in ipairs(type(group) == "table" and group or {group}) do
+      for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
+    end
+  end
+  return out
+end
+
+local function limit_of(text)
+  if text == "all" then return false end
+  local n = math.tointeger(tonumber(text))
+  if not n or n < 1 then return nil, ("--limit %s: expected a positive whole number or all"):format(text) end
+  return n
+end
+
+-- The search, checked before anything is sent.
+local function read_search(args, problems)
+  local upcs, brands = values(args.upc), args.brand
+  if args.term and (#args.term < 3 or select(2, args.term:gsub("%S+", "")) > 8) then
+    usage("--term %q: give 3 characters or more, 8 words at most", args.term)
+  end
+  if #upcs > 0 and (args.term or #brands > 0) then usage("--upc looks products up by id: give it without --term and --brand") end
+  if #upcs == 0 and not args.term and #brands == 0 then usage("what? give --term TEXT, --upc UPC ... or --brand NAME") end
+  if args.store and args.zip then usage("give --store or --zip, not both") end
+  if args.store and not args.store:match("^%d%d%d%d%d%d%d%d$") then
+    usage("--store %s: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376", args.store)
+  end
+  if args.zip and not args.zip:match("^%d%d%d%d%d$") then usage("--zip %s: expected 5 digits", args.zip) end
+  local ids
+  if #upcs > 0 then
+    ids = {}
+    for i, code in ipairs(upcs) do
+      local ok, why = gtin.valid(code)
+      if ok then ids[#ids + 1] = gtin.to_product_id(code) else problems:add(("--upc value %d"):format(i), why) end
+    end
+  end
+  return {term = args.term, brand = #brands > 0 and brands or nil, ids = ids}
+end
+
+-- The store whose prices are shown: the one given, the one nearest the ZIP
+-- code, or none.
+local function find_store(kroger, args)
+  if args.store then
+    local ok, store = pcall(kroger.location, kroger, args.store)
+    if not ok and errors.is(store, "http") and store.status == 404 then usage("--store %s: no such store", args.store) end
+    if not ok then error(store, 0) end
+    return store
+  end
+  if args.zip then
+    local store = kroger:nearest_stores(args.zip, 1)[1]
+    if not store then usage("--zip %s: no store within 100 miles", args.zip) end
+    return store
+  end
+end
+
+local function money(n)
+  return n and ("$%.2f"):format(n)
+end
+
+local function product_row(kroger, p, store)
+  local item = (p.items or {})[1] or {}
+  local price = item.price or {}
+  local regular = tonumber(price.regular) ~= nil and price.regular > 0 and price.regular or nil
+  local promo = tonumber(price.promo) ~= nil and price.promo > 0 and price.promo or nil
+  local ways = {}
+  for _, way in ipairs(FULFILLMENT) do
+    if (item.fulfillment or {})[way] then ways[#ways + 1] = way end
+  end
+  local aisle = (p.aisleLocations or {})[1]
+  local url = p.productPageURI and kroger:product_url(p, store and store.chain) or nil
+  local level = item.inventory and item.inventory.stockLevel
+  return {
+    productId = p.productId, gtin = gtin.from_product_id(p.productId), brand = p.brand,
+    description = p.description, size = item.size, regularPrice = regular, promoPrice = promo,
+    onPromo = promo ~= nil and (regular == nil or promo < regular), stockLevel = level,
+    fulfillment = store and ways or nil, aisle = aisle and aisle.description, locationId = store and store.locationId,
+    url = url,
+    -- for the table
+    price = money(regular), promo = money(promo), stock = level and (STOCK_TEXT[level] or level),
+    ways = store and table.concat(ways, " ") or nil,
+  }
+end
+
+-- The products found, as rows, in the API's order.
+local function search(kroger, args, query, store)
+  local limit = args.limit or nil -- false: all
+  if args.limit == nil and not query.ids then limit = DEFAULT_LIMIT end
+  local bar = recipe.progress(args, {label = "products", unit = "products"})
+  local rows, reachable = {}, nil
+  local function progress(done, total)
+    bar.total = math.min(limit or math.huge, reachable or total, total)
+    bar:step(done - bar.done)
+  end
+  local function unreachable(hidden, total)
+    reachable = total - hidden
+    -- Said once, and only when the results asked for run past the offset limit.
+    if not limit or limit > total - hidden then
+      io.stderr:write(("kapi: %d of %d results cannot be reached (the API stops at offset %d); narrow the search\n")
+                      :format(hidden, total, kroger.max_offset))
+    end
+  end
+  local batches = {{}}
+  for _, id in ipairs(query.ids or {}) do
+    if #batches[#batches] == IDS_PER_CALL then batches[#batches + 1] = {} end
+    table.insert(batches[#batches], id)
+  end
+  for _, ids in ipairs(batches) do
+    local left = limit and limit - #rows
+    if left and left <= 0 then break end
+    for p in kroger:products {term = query.term, brand = query.brand, productId = query.ids and ids,
+                              locationId = store and store.locationId, max_items = left,
+                              progress = progress, on_unreachable = unreachable} do
+      rows[#rows + 1] = product_row(kroger, p, store)
+    end
+  end
+  bar:finish()
+  return rows
+end
+
+return {
+  summary = "Search products, with price, promotion, stock and aisle at a store",
+  description = [[
+Searches the Products API by words (--term), by UPC or GTIN (--upc, check
+digit included) or by brand (--brand, case-sensitive as the API is) and
+shows each product's GTIN, description, regular and promotional price,
+stock level, aisle, how it can be had (in store, curbside, delivery, ship
+to home) and, in --json and --csv, its page on the chain's site. Prices,
+stock and fulfillment exist only at a store: give --store ID, or --zip for
+the store nearest that ZIP code.
+
+The API reaches at most 1,000 results into a search (250 for public apps);
+when --limit asks for more, kapi says how many cannot be reached.
+
+JSON keys: productId, gtin, brand, description, size, regularPrice,
+promoPrice, onPromo, stockLevel, fulfillment, aisle, locationId, url
+(prices are numbers, or null without a store).
+
+Exit status: 0 when the search ran (finding nothing included), 1 when a
+--upc was not a valid GTIN (named on stderr; the others are looked up), 2
+for a usage error.]],
+
+  arguments = function(parser)
+    parser:option("--term", "Words to search for (3+ characters, 8 words at most)"):argname("TEXT")
+    parser:option("--upc", "Products by UPC or GTIN"):args("+"):count("*"):argname("UPC")
+    parser:option("--brand", "Only this brand (repeatable)"):count("*"):argname("NAME")
+    parser:option("--store", "Prices and stock at this store (location id)"):argname("ID")
+    parser:option("--zip", "Prices and stock at the store nearest this ZIP code"):argname("ZIP")
+    parser:option("--limit", ("At most N products, or all (default %d)"):format(DEFAULT_LIMIT)):convert(limit_of)
+          :argname("N")
+    recipe.options(parser, {"output", "quiet", "env"})
+  end,
+
+  run = function(args)
+    local problems = recipe.problems()
+    local query = read_search(args, problems)
+    if query.ids and #query.ids == 0 then return recipe.status(problems) end
+    local kroger = kapi.kroger.client {env = args.env}
+    local store = find_store(kroger, args)
+    if store then
+      recipe.note(args, "kapi: prices and stock at %s (%s)%s", store.name, store.locationId,
+                  args.zip and (", the store nearest " .. args.zip) or "")
+    else
+      recipe.note(args, "kapi: no store given: prices, stock and fulfillment need --store ID or --zip ZIP")
+    end
+    local rows = search(kroger, args, query, store)
+    if query.ids then
+      local found = {}
+      for _, row in ipairs(rows) do found[row.productId] = true end
+      local missing = {}
+      for _, id in ipairs(query.ids) do
+        if not found[id] then missing[#missing + 1] = gtin.from_product_id(id) end
+      end
+      if #missing > 0 then
+        recipe.note(args, "kapi: not found%s: %s", store and (" at " .. store.locationId) or "", table.concat(missing, " "))
+      end
+    end
+    recipe.print(args, rows, COLUMNS, KEYS)
+    return recipe.status(problems)
+  end,
+}
