@@ -25,8 +25,40 @@ local function summary(entry)
   return signature, first
 end
 
+-- Modules load on first use, and declare their entries as they load; the
+-- whole documentation needs them all.
+local function load_everything()
+  local ok, kapi = pcall(require, "kapi")
+  if ok and kapi.load_all then kapi.load_all() end
+end
+
+-- Entries grouped by module, modules in name order, entries within one in
+-- the order the module declares them: the same whatever loaded first.
+local function module_of(entry)
+  return entry.name:match("^(.*)[.:][^.:]+$") or entry.name
+end
+
+local function ordered()
+  load_everything()
+  local out = {}
+  for i, entry in ipairs(entries) do
+    local module = module_of(entry)
+    -- kapi first; a client's methods ("content1:fetch") next to its module
+    out[i] = {entry = entry, module = module == "kapi" and "" or module:gsub("^kapi%.", ""), index = i}
+  end
+  table.sort(out, function(a, b)
+    if a.module ~= b.module then return a.module < b.module end
+    return a.index < b.index
+  end)
+  for i, item in ipairs(out) do out[i] = item.entry end
+  return out
+end
+
 local function find(thing)
-  if type(thing) == "string" then return by_name[thing] end
+  if type(thing) == "string" then
+    if not by_name[thing] then load_everything() end
+    return by_name[thing]
+  end
   return by_value[thing]
 end
 
@@ -39,7 +71,7 @@ end
 --- Every entry whose name starts with prefix (all when nil).
 function M.list(prefix)
   local out = {}
-  for _, entry in ipairs(entries) do
+  for _, entry in ipairs(ordered()) do
     if not prefix or entry.name:sub(1, #prefix) == prefix then
       out[#out + 1] = entry
     end
@@ -52,7 +84,7 @@ function M.help(thing)
   if thing == nil then
     local lines = {"kapi: automate the Kroger and 1WorldSync APIs from Lua.",
                    "help(kapi.spawn) or help(\"kapi.spawn\") shows one entry.", ""}
-    for _, entry in ipairs(entries) do
+    for _, entry in ipairs(ordered()) do
       local signature, first = summary(entry)
       lines[#lines + 1] = ("  %-40s %s"):format(signature, first)
     end
@@ -77,8 +109,8 @@ function M.markdown()
                "Generated from the documentation the modules declare (`help()` in the",
                "REPL shows the same text). Regenerate with `make docs`.", ""}
   local section
-  for _, entry in ipairs(entries) do
-    local module = entry.name:match("^(.*)[.:][^.:]+$") or entry.name
+  for _, entry in ipairs(ordered()) do
+    local module = module_of(entry)
     if module ~= section then
       section = module
       out[#out + 1] = "## " .. module

@@ -23,7 +23,17 @@ function kapi.submodule(name)
   submodules[name] = true
 end
 
-for _, name in ipairs {"http", "json", "server", "sandbox", "auth", "gtin", "paginate", "kroger", "content1", "items"} do kapi.submodule(name) end
+for _, name in ipairs {"http", "json", "server", "sandbox", "auth", "gtin", "paginate", "kroger", "content1", "items",
+                        "certification", "recipe", "rules"} do kapi.submodule(name) end
+
+--- Loads every submodule (the documentation needs them all).
+function kapi.load_all()
+  local names = {}
+  for name in pairs(submodules) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do local _ = kapi[name] end
+  require "kapi.repl"
+end
 
 setmetatable(kapi, {
   __index = function(t, name)
