@@ -10,7 +10,7 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 	lua5.4 liblua5.4-dev lua-cjson-dev libedit-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev \
 	lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind
 
-.PHONY: all deps build test test-asan bench docs install clean
+.PHONY: all deps build demo test test-asan bench docs install clean
 
 all: build
 
@@ -29,6 +29,12 @@ $(BUILD)/CMakeCache.txt:
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The main jobs on the built-in sandbox: coupons near a ZIP, then Kroger
+# item certification (preflight, republish-check, --apply, the new state).
+demo: build
+	@env -u KROGER_CLIENT_ID -u KROGER_CLIENT_SECRET -u ONEWORLDSYNC_APP_ID -u ONEWORLDSYNC_SECRET \
+	  -u KAPI_ENV -u KAPI_SANDBOX_URL KAPI_CONFIG=$(BUILD)/no-config-for-the-demo.lua $(BUILD)/kapi examples/demo.lua
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
