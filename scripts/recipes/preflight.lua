@@ -67,7 +67,8 @@ end
 
 local function explain(finding)
   finding.short_level = SHORT_LEVEL[finding.level] or finding.level
-  finding.explained = finding.message .. " Fix: " .. finding.fix
+  local stop = finding.message:match("[.!?]$") and " " or ". "
+  finding.explained = finding.message .. stop .. "Fix: " .. finding.fix .. "."
   return finding
 end
 
