@@ -136,8 +136,13 @@ local function rejected(pub, ctx)
   local why = M.diagnose(pub.message)
   local findings = ctx.findings
   if not findings then
+    -- Only the CIC to go on (a report export, or an item kapi cannot read).
+    if why.pattern == "wercs" then
+      return verdict("RESEND", why.cause .. "; kapi could not read the item to confirm the registration",
+                     "finish the WERCS registration if it is not done, then Resend the publication")
+    end
     return verdict("FIX_THEN_REPUBLISH", why.cause .. "; kapi could not read the item to check it again",
-                   (why.fix or "fix what the CIC says") .. ", then " .. REPUBLISH)
+                   why.fix or ("fix what the CIC says, save, then " .. REPUBLISH))
   end
   if why.pattern == "wercs" and #findings == 0 then
     return verdict("RESEND", why.cause .. "; it is registered now", "Resend the publication "

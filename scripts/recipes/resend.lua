@@ -98,9 +98,18 @@ one was refused, unknown or failed; 2 on a usage error.]],
       t.found = match ~= nil
     end
     local rows = {}
-    for _, row in ipairs(certification.assess(records, items)) do
+    local assessed, unread = certification.assess(records, items)
+    for _, row in ipairs(assessed) do
       for _, t in ipairs(wanted) do
-        if t.found and t.gtin == row.gtin and t.recipientGln == row.recipientGln then rows[#rows + 1] = decide(row) end
+        if t.found and t.gtin == row.gtin and t.recipientGln == row.recipientGln then
+          if unread[row.gtin] then
+            -- Without the item a resend could be pointless: better to ask again than to guess.
+            row.action, row.why = "failed", "could not read the item: " .. errors.message(unread[row.gtin])
+            rows[#rows + 1] = row
+          else
+            rows[#rows + 1] = decide(row)
+          end
+        end
       end
     end
 

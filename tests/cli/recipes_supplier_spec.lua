@@ -256,6 +256,22 @@ describe("kapi run republish-check", function()
   end)
 end)
 
+describe("the supplier recipes under injected faults", function()
+  it("give the same preflight findings and resend plan as a clean sandbox", function()
+    local preflight = {"run", "preflight", "--json", "--quiet", "--gln", "0860001000008"}
+    local resend = {"run", "resend", "--json", "--reason", "check", "10860001000020", "10845678000023"}
+    local clean_preflight, clean_resend = kapi(preflight), kapi(resend)
+    local sandbox = process.sandbox {"--faults", "5xx=0.2,reset=0.05,slow=0.05:0.1s"}
+    local faulty_preflight, faulty_resend = kapi(preflight, sandbox.url), kapi(resend, sandbox.url)
+    sandbox.stop()
+    assert.equal(0, faulty_preflight.status, faulty_preflight.stderr)
+    assert.equal(clean_preflight.stdout, faulty_preflight.stdout)
+    assert.equal(clean_resend.status, faulty_resend.status)
+    assert.equal(clean_resend.stdout, faulty_resend.stdout)
+    assert.equal(2, #json.decode(faulty_resend.stdout))
+  end)
+end)
+
 describe("kapi run resend", function()
   it("refuses a resend that cannot help and says what to do instead", function()
     local r = kapi {"run", "resend", "--json", "--reason", "WERCS registration done",
