@@ -1,7 +1,9 @@
 -- What every recipe shares: the common options (--json, --csv, --quiet,
--- --env, --shard, --apply), output as aligned tables, JSON or CSV, a
--- progress bar, colour, input lists with bad entries named, and the exit
--- status. Recipes describe their workflow; this module does the chores.
+-- --env, --shard, --apply), option values and usage errors, the place
+-- options (--zip, --near, --store) checked and their stores found, output
+-- as aligned tables, JSON or CSV, a progress bar, colour, input lists with
+-- bad entries named, and the exit status. Recipes describe their workflow;
+-- this module does the chores.
 local core = require "kapi.core"
 local json = require "kapi.json"
 local gtin = require "kapi.gtin"
@@ -44,6 +46,119 @@ function M.options(parser, names)
   return parser
 end
 
+--- Raises a usage error (exit status 2) saying fmt:format(...): a mistake
+--- on the command line, reported before anything is sent.
+function M.usage(fmt, ...)
+  errors.usage(fmt:format(...), 0)
+end
+
+--- An argparse :convert for a whole number from low to high; the message
+--- names the option: "--radius 500: expected a whole number from 1 to 100".
+function M.whole_number(name, low, high)
+  return function(text)
+    local n = math.tointeger(tonumber(text))
+    if not n or n < low or n > high then
+      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, text, low, high)
+    end
+    return n
+  end
+end
+
+--- The values of an option declared :args("+"):count("*"), one flat list
+--- whether given as `--opt A B`, `--opt A --opt B` or `--opt A,B`.
+function M.values(option)
+  local out = {}
+  for _, group in ipairs(option or {}) do
+    for _, value in ipairs(type(group) == "table" and group or {group}) do
+      for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
+    end
+  end
+  return out
+end
+
+-- Where: a place and its stores --------------------------------------------------
+
+--- Adds the options that say where: --zip ZIP, a point (--near LAT,LON, or
+--- --lat and --lon), --radius MILES (1-100, default 10) and, with
+--- opts.store, --store ID ... (location ids). recipe.place checks them.
+function M.place_options(parser, opts)
+  parser:option("--zip", "Stores near this ZIP code"):argname("ZIP")
+  parser:option("--near", "Stores near this point"):argname("LAT,LON")
+  parser:option("--lat", "Latitude of the point (with --lon)"):argname("LAT")
+  parser:option("--lon", "Longitude of the point (with --lat)"):argname("LON")
+  parser:option("--radius", "Miles around the place (1-100)", "10"):convert(M.whole_number("--radius", 1, 100))
+        :argname("MILES")
+  if opts and opts.store then
+    parser:option("--store", "These stores, by location id (e.g. 01400376)"):args("+"):count("*"):argname("ID")
+  end
+  return parser
+end
+
+-- The point of --near LAT,LON or of --lat and --lon: lat, lon; nil when
+-- neither is given. Each number is named as it was typed when it is wrong.
+local function point(args)
+  local lat, lon = args.lat, args.lon
+  if args.near then
+    lat, lon = args.near:match("^%s*([-+]?[%d.]+)%s*,%s*([-+]?[%d.]+)%s*$")
+    if not lat then M.usage("--near %s: expected LAT,LON, e.g. 39.10,-84.51", args.near) end
+  elseif (lat == nil) ~= (lon == nil) then
+    M.usage("--lat and --lon go together")
+  end
+  if not lat then return nil end
+  local y, x = tonumber(lat), tonumber(lon)
+  if not y or math.abs(y) > 90 then M.usage("latitude %s: expected -90 to 90", lat) end
+  if not x or math.abs(x) > 180 then M.usage("longitude %s: expected -180 to 180", lon) end
+  return y, x
+end
+
+--- The place the options ask for (those of place_options; --store may
+--- also be a single option), checked before anything is sent: {ids}
+--- (--store), {zip}, {lat, lon, latlong = "39.100000,-84.510000"} or {}.
+--- A malformed value is a usage error; so are two places (opts.conflict
+--- says so in the recipe's words) and none when opts.missing (the message)
+--- is given.
+function M.place(args, opts)
+  opts = opts or {}
+  local lat, lon = point(args)
+  if args.zip and not args.zip:match("^%d%d%d%d%d$") then M.usage("--zip %s: expected 5 digits", args.zip) end
+  local ids = type(args.store) == "table" and M.values(args.store) or {args.store}
+  local places = (#ids > 0 and 1 or 0) + (args.zip and 1 or 0) + (lat and 1 or 0)
+  if places > 1 then
+    errors.usage(opts.conflict or "give one place: --zip, a point (--near, or --lat and --lon) or --store", 0)
+  end
+  if places == 0 and opts.missing then errors.usage(opts.missing, 0) end
+  for _, id in ipairs(ids) do
+    if not id:match("^%d%d%d%d%d%d%d%d$") then
+      M.usage("--store %s: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376", id)
+    end
+  end
+  return {ids = #ids > 0 and ids or nil, zip = args.zip, lat = lat, lon = lon,
+          latlong = lat and ("%.6f,%.6f"):format(lat, lon)}
+end
+
+--- The stores of a place (from recipe.place): those given, in their order,
+--- an unknown one named in problems ("--store ID: no such store"); or the
+--- nearest to the ZIP code or point, nearest first, at most opts.limit
+--- (default 5) within opts.radius miles (default 100); {} for no place.
+function M.stores(kroger, place, opts, problems)
+  opts = opts or {}
+  if place.ids then
+    local by_id = {}
+    for _, s in ipairs(kroger:locations {locationId = place.ids, limit = math.min(200, #place.ids)}) do
+      by_id[s.locationId] = s
+    end
+    local stores = {}
+    for _, id in ipairs(place.ids) do
+      if by_id[id] then stores[#stores + 1] = by_id[id]
+      else problems:add("--store " .. id, "no such store") end
+    end
+    return stores
+  end
+  if not (place.zip or place.latlong) then return {} end
+  return kroger:locations {zip = place.zip, latlong = place.latlong, radius = opts.radius or 100,
+                           limit = opts.limit or 5}
+end
+
 -- Terminal ----------------------------------------------------------------------
 
 --- True when text written to fd (1 or 2) may be coloured: a terminal,
@@ -66,6 +181,17 @@ local STYLES = {red = "31", green = "32", yellow = "33", blue = "34", bold = "1"
 function M.paint(text, style, on)
   if not on or not STYLES[style] then return text end
   return "\27[" .. STYLES[style] .. "m" .. text .. "\27[0m"
+end
+
+--- n when it is a number above 0, else nil: the Products API gives 0 for a
+--- price a store does not have.
+function M.positive(n)
+  return tonumber(n) ~= nil and n > 0 and n or nil
+end
+
+--- An amount as dollars and cents ("$2.49"); nil for nil.
+function M.money(n)
+  return n and ("$%.2f"):format(n)
 end
 
 -- Tables ------------------------------------------------------------------------
@@ -342,6 +468,16 @@ function M.shard(args, list, key)
   return out
 end
 
+--- list cut into lists of at most size entries, in order: the calls to
+--- make when an API takes that many at once (filter.productId: 50).
+function M.batches(list, size)
+  local out = {}
+  for i = 1, #list, size do
+    out[#out + 1] = table.move(list, i, math.min(#list, i + size - 1), 1, {})
+  end
+  return out
+end
+
 local Problems = {}
 Problems.__index = Problems
 
@@ -359,7 +495,9 @@ function M.problems()
   return setmetatable({}, Problems)
 end
 
-local function read_lines(path, problems)
+--- The lines of a file, or {} after naming in problems why it cannot be
+--- read ("list.txt: No such file or directory").
+function M.lines(path, problems)
   local f, err = io.open(path, "r")
   if not f then problems:add(path, (err:gsub("^[^:]+: ", ""))); return {} end
   local lines = {}
@@ -381,7 +519,7 @@ function M.gtins(values, files, problems)
   end
   for i, value in ipairs(values or {}) do add(value, ("argument %d"):format(i)) end
   for _, path in ipairs(files or {}) do
-    for n, line in ipairs(read_lines(path, problems)) do
+    for n, line in ipairs(M.lines(path, problems)) do
       local code = line:gsub("#.*", ""):match("^%s*([^,%s]*)")
       if code ~= "" and not (n == 1 and code:lower():match("gtin")) then add(code, ("%s:%d"):format(path, n)) end
     end
@@ -423,5 +561,77 @@ doc.declare("kapi.recipe.shard", M.shard, [[
 kapi.recipe.shard(args, list[, key]) -> list
 The entries of list in shard args.shard ("I/N"), chosen by a stable hash of
 key(entry): every machine given the same input agrees on the split.]])
+
+doc.declare("kapi.recipe.usage", M.usage, [[
+kapi.recipe.usage(fmt, ...)
+Raises a usage error with the message fmt:format(...): the runner prints
+"kapi: " and the message and exits 2. For a mistake on the command line,
+found before anything is sent.
+Example:
+  if args.term and #args.term < 3 then kapi.recipe.usage("--term %q: give at least 3 characters", args.term) end]])
+
+doc.declare("kapi.recipe.whole_number", M.whole_number, [[
+kapi.recipe.whole_number(name, low, high) -> converter
+An argparse :convert that takes a whole number from low to high; anything
+else is a usage error that names the option and the range.
+Example:
+  parser:option("--limit", "At most N stores (1-200)", "10"):convert(kapi.recipe.whole_number("--limit", 1, 200))]])
+
+doc.declare("kapi.recipe.values", M.values, [[
+kapi.recipe.values(option) -> list
+The values of an option declared :args("+"):count("*") as one list, however
+they were given: `--upc A B`, `--upc A --upc B` or `--upc A,B`.
+Example:
+  local upcs = kapi.recipe.values(args.upc)   -- {"A", "B"}]])
+
+doc.declare("kapi.recipe.place_options", M.place_options, [[
+kapi.recipe.place_options(parser[, {store = true}])
+Adds the options that say where to an argparse parser: --zip ZIP, --near
+LAT,LON, --lat and --lon, --radius MILES (1-100, default 10) and, with
+store = true, --store ID ... (location ids). kapi.recipe.place checks them.
+Example:
+  arguments = function(parser) kapi.recipe.place_options(parser, {store = true}) end]])
+
+doc.declare("kapi.recipe.place", M.place, [[
+kapi.recipe.place(args[, {conflict = message, missing = message}]) -> place
+The place the options ask for, checked before anything is sent:
+{ids = {...}} (--store), {zip = "45202"}, {lat, lon, latlong =
+"39.100000,-84.510000"} (--near, or --lat and --lon), or {}. A malformed
+ZIP code, point or location id is a usage error that names it; so is more
+than one place (conflict: the message) and, when missing is given, none.
+Example:
+  local place = kapi.recipe.place(args, {missing = "where? give --zip ZIP or --store ID"})]])
+
+doc.declare("kapi.recipe.stores", M.stores, [[
+kapi.recipe.stores(kroger, place, {radius, limit}, problems) -> stores
+The stores of a place from kapi.recipe.place: the ones given, in their
+order (an unknown one is named in problems as "--store ID: no such store"),
+or the nearest to the ZIP code or point, nearest first: at most limit
+(default 5) within radius miles (default 100). {} when there is no place.
+Example:
+  local stores = kapi.recipe.stores(kroger, place, {radius = args.radius, limit = 5}, problems)]])
+
+doc.declare("kapi.recipe.batches", M.batches, [[
+kapi.recipe.batches(list, size) -> {list, ...}
+list cut into lists of at most size entries, in order: one call each when
+an API takes that many at once (the Products API's filter.productId: 50).
+Example:
+  for _, ids in ipairs(kapi.recipe.batches(product_ids, 50)) do ... end]])
+
+doc.declare("kapi.recipe.lines", M.lines, [[
+kapi.recipe.lines(path, problems) -> {line, ...}
+The lines of a file; {} when it cannot be read, after naming the file and
+the reason in problems (the other inputs still go ahead).]])
+
+doc.declare("kapi.recipe.money", M.money, [[
+kapi.recipe.money(amount) -> text
+An amount as dollars and cents, "$2.49"; nil for nil.]])
+
+doc.declare("kapi.recipe.positive", M.positive, [[
+kapi.recipe.positive(n) -> n or nil
+n when it is a number above 0, else nil: the Products API gives 0 for a
+price a store does not have.
+Example:
+  local promo = kapi.recipe.positive(item.price.promo)]])
 
 return M

@@ -20,7 +20,7 @@ local COLUMNS = {
 }
 local KEYS = {"gtin", "upc", "quantity", "modality", "description", "status"}
 
-local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
+local usage = recipe.usage
 
 -- One entry, "UPC", "UPC:QTY" or "UPC,QTY": the item, or nil after naming
 -- what is wrong in problems.
@@ -49,18 +49,10 @@ local function read_items(args, problems)
   end
   for i, text in ipairs(args.item) do add(read_entry(text, ("argument %d"):format(i), problems)) end
   for _, path in ipairs(args.file) do
-    local f, err = io.open(path, "r")
-    if not f then
-      problems:add(path, (err:gsub("^[^:]+: ", "")))
-    else
-      local n = 0
-      for line in f:lines() do
-        n = n + 1
-        local text = line:gsub("#.*", "")
-        local header = n == 1 and text:lower():match("%a") and not text:match("^%s*%d")
-        if text:match("%S") and not header then add(read_entry(text, ("%s:%d"):format(path, n), problems)) end
-      end
-      f:close()
+    for n, line in ipairs(recipe.lines(path, problems)) do
+      local text = line:gsub("#.*", "")
+      local header = n == 1 and text:lower():match("%a") and not text:match("^%s*%d")
+      if text:match("%S") and not header then add(read_entry(text, ("%s:%d"):format(path, n), problems)) end
     end
   end
   return items
@@ -69,12 +61,9 @@ end
 -- Each item's description; an item the Products API does not know is
 -- named and left out.
 local function look_up(kroger, items, problems)
-  local batches = {}
-  for i = 1, #items, IDS_PER_CALL do
-    local ids = {}
-    for k = i, math.min(#items, i + IDS_PER_CALL - 1) do ids[#ids + 1] = items[k].upc end
-    batches[#batches + 1] = ids
-  end
+  local ids = {}
+  for i, item in ipairs(items) do ids[i] = item.upc end
+  local batches = recipe.batches(ids, IDS_PER_CALL)
   local found = {}
   local _, failures = kapi.map(batches, function(ids)
     for p in kroger:products {productId = ids} do found[p.productId] = p end

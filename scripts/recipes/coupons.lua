@@ -33,83 +33,7 @@ local CLIP_COLUMNS = {
 }
 local CLIP_KEYS = {"couponId", "brand", "description", "savings", "expiresAt", "status", "error"}
 
--- Options -----------------------------------------------------------------------
-
-local function whole(name, low, high)
-  return function(text)
-    local n = math.tointeger(tonumber(text))
-    if not n or n < low or n > high then
-      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, text, low, high)
-    end
-    return n
-  end
-end
-
--- Values of an option given as `--opt A B`, `--opt A --opt B` or `--opt A,B`.
-local function values(option)
-  local out = {}
-  for _, group in ipairs(option or {}) do
-    for _, value in ipairs(type(group) == "table" and group or {group}) do
-      for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
-    end
-  end
-  return out
-end
-
-local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
-
--- Where: the stores ---------------------------------------------------------------
-
-local function point(args)
-  local lat, lon = args.lat, args.lon
-  if args.near then
-    lat, lon = args.near:match("^%s*([-+]?[%d.]+)%s*,%s*([-+]?[%d.]+)%s*$")
-    if not lat then usage("--near %s: expected LAT,LON, e.g. 39.10,-84.51", args.near) end
-  elseif (lat == nil) ~= (lon == nil) then
-    usage("--lat and --lon go together")
-  end
-  if not lat then return nil end
-  lat, lon = tonumber(lat), tonumber(lon)
-  if not lat or math.abs(lat) > 90 then usage("latitude %s: expected -90 to 90", tostring(lat)) end
-  if not lon or math.abs(lon) > 180 then usage("longitude %s: expected -180 to 180", tostring(lon)) end
-  return ("%.6f,%.6f"):format(lat, lon)
-end
-
--- The place asked for, checked before anything is sent: {ids} (stores
--- given), {zip} or {latlong}.
-local function read_place(args)
-  local ids = values(args.store)
-  local latlong = point(args)
-  if args.zip and not args.zip:match("^%d%d%d%d%d$") then usage("--zip %s: expected 5 digits", args.zip) end
-  local places = (#ids > 0 and 1 or 0) + (args.zip and 1 or 0) + (latlong and 1 or 0)
-  if places == 0 then usage("where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --store ID") end
-  if places > 1 then usage("give one of --zip, --near (or --lat/--lon) and --store") end
-  for _, id in ipairs(ids) do
-    if not id:match("^%d%d%d%d%d%d%d%d$") then
-      usage("--store %s: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376", id)
-    end
-  end
-  return {ids = #ids > 0 and ids or nil, zip = args.zip, latlong = latlong}
-end
-
--- The stores of a place: those given, in their order (an unknown one is
--- named), or the nearest first and how to name the place in a note.
-local function find_stores(kroger, place, args, problems)
-  if place.ids then
-    local by_id = {}
-    for _, s in ipairs(kroger:locations {locationId = place.ids, limit = math.min(200, #place.ids)}) do
-      by_id[s.locationId] = s
-    end
-    local stores = {}
-    for _, id in ipairs(place.ids) do
-      if by_id[id] then stores[#stores + 1] = by_id[id]
-      else problems:add("--store " .. id, "no such store") end
-    end
-    return stores
-  end
-  local stores = kroger:locations {zip = place.zip, latlong = place.latlong, radius = args.radius, limit = args.stores}
-  return stores, ("%d miles of %s"):format(args.radius, place.zip or place.latlong)
-end
+local usage, values = recipe.usage, recipe.values
 
 -- What: the products whose coupons are wanted ---------------------------------------
 
@@ -164,16 +88,23 @@ local function read_listing(args, problems)
   if args.term and #args.term < 3 then usage("--term %q: give at least 3 characters", args.term) end
   local upcs = values(args.upc)
   if args.term and #upcs > 0 then usage("give --upc or --term, not both") end
-  return read_place(args), #upcs > 0 and product_ids_for_upcs(upcs, problems) or nil
+  local place = recipe.place(args, {
+    conflict = "give one of --zip, --near (or --lat/--lon) and --store",
+    missing = "where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --store ID",
+  })
+  return place, #upcs > 0 and product_ids_for_upcs(upcs, problems) or nil
 end
 
 local function list(args, problems)
   local place, upc_ids = read_listing(args, problems)
   if upc_ids and #upc_ids == 0 then return recipe.status(problems, true) end
   local kroger = kapi.kroger.client {env = args.env}
-  local stores, where = find_stores(kroger, place, args, problems)
+  local stores = recipe.stores(kroger, place, {radius = args.radius, limit = args.stores}, problems)
   if #stores == 0 then
-    if not place.ids then recipe.note(args, "kapi: no stores within %s; try a larger --radius", where) end
+    if not place.ids then
+      recipe.note(args, "kapi: no stores within %d miles of %s; try a larger --radius", args.radius,
+                  place.zip or place.latlong)
+    end
     return recipe.status(problems, true)
   end
   stores = recipe.shard(args, stores, function(s) return s.locationId end)
@@ -284,18 +215,13 @@ Exit status: 0 when everything asked for was done, 1 when an input was bad
 (named on stderr) or a store or a clip failed, 2 for a usage error.]],
 
   arguments = function(parser)
-    parser:option("--zip", "Stores near this ZIP code"):argname("ZIP")
-    parser:option("--near", "Stores near this point"):argname("LAT,LON")
-    parser:option("--lat", "Latitude of the point (with --lon)"):argname("LAT")
-    parser:option("--lon", "Longitude of the point (with --lat)"):argname("LON")
-    parser:option("--radius", "Miles around the place (1-100)", "10"):convert(whole("--radius", 1, 100))
-          :argname("MILES")
-    parser:option("--stores", "How many of the nearest stores (1-200)", "5"):convert(whole("--stores", 1, 200))
-          :argname("N")
-    parser:option("--store", "These stores, by location id (e.g. 01400376)"):args("+"):count("*"):argname("ID")
+    recipe.place_options(parser, {store = true})
+    parser:option("--stores", "How many of the nearest stores (1-200)", "5")
+          :convert(recipe.whole_number("--stores", 1, 200)):argname("N")
     parser:option("--upc", "Only coupons for these products (UPC or GTIN)"):args("+"):count("*"):argname("UPC")
     parser:option("--term", "Only coupons for products this search finds at each store"):argname("TEXT")
-    parser:option("--limit", "At most N coupons per store"):convert(whole("--limit", 1, 100000)):argname("N")
+    parser:option("--limit", "At most N coupons per store"):convert(recipe.whole_number("--limit", 1, 100000))
+          :argname("N")
     parser:option("--clip", "Clip these coupons to the customer's card (with --apply)"):args("+"):count("*")
           :argname("ID")
     recipe.options(parser, {"output", "quiet", "env", "shard", "apply"})

@@ -23,62 +23,14 @@ local COLUMNS = {
 local KEYS = {"gtin", "productId", "locationId", "storeName", "live", "status", "description", "regularPrice",
               "promoPrice", "stockLevel", "url", "error"}
 
-local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
-
-local function values(option)
-  local out = {}
-  for _, group in ipairs(option or {}) do
-    for _, value in ipairs(type(group) == "table" and group or {group}) do
-      for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
-    end
-  end
-  return out
-end
-
-local function whole(name, low, high)
-  return function(text)
-    local n = math.tointeger(tonumber(text))
-    if not n or n < low or n > high then
-      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, text, low, high)
-    end
-    return n
-  end
-end
-
--- The stores to check at: those given (an unknown one named), the nearest
--- to a ZIP code, or none (then only whether the API knows the product).
-local function find_stores(kroger, args, ids, problems)
-  if #ids > 0 then
-    local by_id = {}
-    for _, s in ipairs(kroger:locations {locationId = ids, limit = math.min(200, #ids)}) do by_id[s.locationId] = s end
-    local stores = {}
-    for _, id in ipairs(ids) do
-      if by_id[id] then stores[#stores + 1] = by_id[id] else problems:add("--store " .. id, "no such store") end
-    end
-    return stores
-  end
-  if args.zip then
-    local stores = kroger:nearest_stores(args.zip, args.stores)
-    if #stores == 0 then usage("--zip %s: no store within 100 miles", args.zip) end
-    return stores
-  end
-  return {}
-end
-
-local function batches_of(list)
-  local out = {}
-  for i = 1, #list, IDS_PER_CALL do
-    out[#out + 1] = table.move(list, i, math.min(#list, i + IDS_PER_CALL - 1), 1, {})
-  end
-  return out
-end
+local usage = recipe.usage
 
 -- Asks the API: once per batch of ids without a store (does it know the
 -- product at all?) and once per batch per store (is it carried there?).
 -- found[store id or ""][product id] = product; failed[same][product id] = error.
 local function ask(kroger, args, product_ids, stores)
   local calls = {}
-  for _, batch in ipairs(batches_of(product_ids)) do
+  for _, batch in ipairs(recipe.batches(product_ids, IDS_PER_CALL)) do
     calls[#calls + 1] = {ids = batch}
     for _, store in ipairs(stores) do calls[#calls + 1] = {ids = batch, store = store} end
   end
@@ -101,10 +53,6 @@ local function ask(kroger, args, product_ids, stores)
   return found, failed
 end
 
-local function positive(n)
-  return tonumber(n) ~= nil and n > 0 and n or nil
-end
-
 local function row_for(kroger, code, id, store, found, failed)
   local where = store and store.locationId or ""
   local known, here = found[""][id], found[where][id]
@@ -116,14 +64,13 @@ local function row_for(kroger, code, id, store, found, failed)
   local row = {
     gtin = code, productId = id, locationId = store and store.locationId, storeName = store and store.name,
     live = status == "LIVE", status = status, description = p and p.description,
-    regularPrice = here and positive(price.regular), promoPrice = here and positive(price.promo),
+    regularPrice = here and recipe.positive(price.regular), promoPrice = here and recipe.positive(price.promo),
     stockLevel = here and item.inventory and item.inventory.stockLevel,
     url = here and here.productPageURI and kroger:product_url(here, store and store.chain) or nil,
     error = err and errors.message(err) or nil,
   }
   row.liveText = row.live and "yes" or "no"
-  row.price = row.regularPrice and ("$%.2f"):format(row.regularPrice)
-  row.promo = row.promoPrice and ("$%.2f"):format(row.promoPrice)
+  row.price, row.promo = recipe.money(row.regularPrice), recipe.money(row.promoPrice)
   row.stock = row.stockLevel == "TEMPORARILY_OUT_OF_STOCK" and "OUT" or row.stockLevel
   return row
 end
@@ -170,22 +117,15 @@ check failed; 2 for a usage error.]],
     parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*"):argname("FILE")
     parser:option("--store", "Check at these stores (location ids)"):args("+"):count("*"):argname("ID")
     parser:option("--zip", "Check at the stores nearest this ZIP code"):argname("ZIP")
-    parser:option("--stores", "With --zip: how many stores (1-50)", "3"):convert(whole("--stores", 1, 50))
-          :argname("N")
+    parser:option("--stores", "With --zip: how many stores (1-50)", "3")
+          :convert(recipe.whole_number("--stores", 1, 50)):argname("N")
     parser:flag("--fail-missing", "Exit 1 when any check is not live (for CI)")
     recipe.options(parser, {"output", "quiet", "env", "shard"})
   end,
 
   run = function(args)
     if #args.gtin == 0 and #args.file == 0 then usage("which GTINs? give them as arguments or with --file FILE") end
-    local store_ids = values(args.store)
-    if #store_ids > 0 and args.zip then usage("give --store or --zip, not both") end
-    if args.zip and not args.zip:match("^%d%d%d%d%d$") then usage("--zip %s: expected 5 digits", args.zip) end
-    for _, id in ipairs(store_ids) do
-      if not id:match("^%d%d%d%d%d%d%d%d$") then
-        usage("--store %s: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376", id)
-      end
-    end
+    local place = recipe.place(args, {conflict = "give --store or --zip, not both"})
     local problems = recipe.problems()
     local gtins = recipe.shard(args, recipe.gtins(args.gtin, args.file, problems))
     if #gtins == 0 then
@@ -193,7 +133,10 @@ check failed; 2 for a usage error.]],
       return recipe.status(problems)
     end
     local kroger = kapi.kroger.client {env = args.env}
-    local stores = find_stores(kroger, args, store_ids, problems)
+    -- The stores given, the nearest to the ZIP code, or none (then only
+    -- whether the API knows the product).
+    local stores = recipe.stores(kroger, place, {limit = args.stores}, problems)
+    if place.zip and #stores == 0 then usage("--zip %s: no store within 100 miles", place.zip) end
     local product_ids = {}
     for i, code in ipairs(gtins) do product_ids[i] = gtin.to_product_id(code) end
     local found, failed = ask(kroger, args, product_ids, stores)

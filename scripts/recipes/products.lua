@@ -25,17 +25,7 @@ local KEYS = {"productId", "gtin", "brand", "description", "size", "regularPrice
               "stockLevel", "fulfillment", "aisle", "locationId", "url"}
 local FULFILLMENT = {"inStore", "curbside", "delivery", "shipToHome"}
 
-local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
-
-local function values(option)
-  local out = {}
-  for _, group in ipairs(option or {}) do
-    for _, value in ipairs(type(group) == "table" and group or {group}) do
-      for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
-    end
-  end
-  return out
-end
+local usage, values = recipe.usage, recipe.values
 
 local function limit_of(text)
   if text == "all" then return false end
@@ -52,11 +42,7 @@ local function read_search(args, problems)
   end
   if #upcs > 0 and (args.term or #brands > 0) then usage("--upc looks products up by id: give it without --term and --brand") end
   if #upcs == 0 and not args.term and #brands == 0 then usage("what? give --term TEXT, --upc UPC ... or --brand NAME") end
-  if args.store and args.zip then usage("give --store or --zip, not both") end
-  if args.store and not args.store:match("^%d%d%d%d%d%d%d%d$") then
-    usage("--store %s: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376", args.store)
-  end
-  if args.zip and not args.zip:match("^%d%d%d%d%d$") then usage("--zip %s: expected 5 digits", args.zip) end
+  recipe.place(args, {conflict = "give --store or --zip, not both"}) -- checked here, looked up by find_store
   local ids
   if #upcs > 0 then
     ids = {}
@@ -84,15 +70,10 @@ local function find_store(kroger, args)
   end
 end
 
-local function money(n)
-  return n and ("$%.2f"):format(n)
-end
-
 local function product_row(kroger, p, store)
   local item = (p.items or {})[1] or {}
   local price = item.price or {}
-  local regular = tonumber(price.regular) ~= nil and price.regular > 0 and price.regular or nil
-  local promo = tonumber(price.promo) ~= nil and price.promo > 0 and price.promo or nil
+  local regular, promo = recipe.positive(price.regular), recipe.positive(price.promo)
   local ways = {}
   for _, way in ipairs(FULFILLMENT) do
     if (item.fulfillment or {})[way] then ways[#ways + 1] = way end
@@ -107,7 +88,7 @@ local function product_row(kroger, p, store)
     fulfillment = store and ways or nil, aisle = aisle and aisle.description, locationId = store and store.locationId,
     url = url,
     -- for the table
-    price = money(regular), promo = money(promo), stock = level and (STOCK_TEXT[level] or level),
+    price = recipe.money(regular), promo = recipe.money(promo), stock = level and (STOCK_TEXT[level] or level),
     ways = store and table.concat(ways, " ") or nil,
   }
 end
@@ -130,11 +111,8 @@ local function search(kroger, args, query, store)
                       :format(hidden, total, kroger.max_offset))
     end
   end
-  local batches = {{}}
-  for _, id in ipairs(query.ids or {}) do
-    if #batches[#batches] == IDS_PER_CALL then batches[#batches + 1] = {} end
-    table.insert(batches[#batches], id)
-  end
+  -- Ids go a batch a call; a search is one call with no ids.
+  local batches = query.ids and recipe.batches(query.ids, IDS_PER_CALL) or {{}}
   for _, ids in ipairs(batches) do
     local left = limit and limit - #rows
     if left and left <= 0 then break end

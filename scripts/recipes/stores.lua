@@ -20,40 +20,21 @@ local COLUMNS = {
 local KEYS = {"locationId", "name", "chain", "distance", "address", "city", "state", "zipCode", "phone",
               "latitude", "longitude", "hoursToday", "hours", "departments"}
 
-local function usage(fmt, ...) errors.usage(fmt:format(...), 0) end
+local usage = recipe.usage
 
-local function whole(name, low, high)
-  return function(text)
-    local n = math.tointeger(tonumber(text))
-    if not n or n < low or n > high then
-      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, text, low, high)
-    end
-    return n
-  end
-end
-
--- The place, checked before anything is sent: {zip} or {lat, lon} or {}
--- (a chain alone).
+-- The place, checked before anything is sent: {zip} or a point {lat, lon,
+-- latlong} or {} (a chain alone).
 local function read_place(args)
-  local lat, lon = args.lat, args.lon
-  if args.near then
-    lat, lon = args.near:match("^%s*([-+]?[%d.]+)%s*,%s*([-+]?[%d.]+)%s*$")
-    if not lat then usage("--near %s: expected LAT,LON, e.g. 39.10,-84.51", args.near) end
-  elseif (lat == nil) ~= (lon == nil) then
-    usage("--lat and --lon go together")
-  end
-  lat, lon = tonumber(lat), tonumber(lon)
-  if args.lat or args.near then
-    if not lat or math.abs(lat) > 90 then usage("latitude %s: expected -90 to 90", tostring(args.lat or lat)) end
-    if not lon or math.abs(lon) > 180 then usage("longitude %s: expected -180 to 180", tostring(args.lon or lon)) end
-  end
-  if args.zip and not args.zip:match("^%d%d%d%d%d$") then usage("--zip %s: expected 5 digits", args.zip) end
-  if args.zip and lat then usage("give --zip or a point (--near, --lat/--lon), not both") end
-  if not (args.zip or lat or args.chain) then usage("where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --chain NAME") end
+  local place = recipe.place(args, {
+    conflict = "give --zip or a point (--near, --lat/--lon), not both",
+    missing = not args.chain and "where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --chain NAME" or nil,
+  })
   for _, d in ipairs(args.department) do
-    if not d:match("^%w%w$") then usage("--department %s: a department id has 2 characters, e.g. 09 (pharmacy)", d) end
+    if not d:match("^%w%w$") then
+      usage("--department %s: a department id has 2 characters, e.g. 09 (pharmacy)", d)
+    end
   end
-  return {zip = args.zip, lat = lat, lon = lon}
+  return place
 end
 
 -- Miles between two points (haversine).
@@ -139,15 +120,11 @@ Exit status: 0 when the search ran (finding no store included), 2 for a
 usage error.]],
 
   arguments = function(parser)
-    parser:option("--zip", "Stores near this ZIP code"):argname("ZIP")
-    parser:option("--near", "Stores near this point"):argname("LAT,LON")
-    parser:option("--lat", "Latitude of the point (with --lon)"):argname("LAT")
-    parser:option("--lon", "Longitude of the point (with --lat)"):argname("LON")
-    parser:option("--radius", "Miles around the place (1-100)", "10"):convert(whole("--radius", 1, 100))
-          :argname("MILES")
+    recipe.place_options(parser)
     parser:option("--chain", "Only this chain's stores (e.g. KROGER, RALPHS)"):argname("NAME")
     parser:option("--department", "Only stores with this department (repeatable)"):count("*"):argname("ID")
-    parser:option("--limit", "At most N stores (1-200)", "10"):convert(whole("--limit", 1, 200)):argname("N")
+    parser:option("--limit", "At most N stores (1-200)", "10"):convert(recipe.whole_number("--limit", 1, 200))
+          :argname("N")
     recipe.options(parser, {"output", "quiet", "env"})
   end,
 
@@ -155,9 +132,8 @@ usage error.]],
     local place = read_place(args)
     local kroger = kapi.kroger.client {env = args.env}
     local chain = args.chain and check_chain(kroger, args.chain)
-    local latlong = place.lat and ("%.6f,%.6f"):format(place.lat, place.lon)
-    local near = place.zip or latlong
-    local stores = kroger:locations {zip = place.zip, latlong = latlong, chain = chain,
+    local near = place.zip or place.latlong
+    local stores = kroger:locations {zip = place.zip, latlong = place.latlong, chain = chain,
                                      radius = near and args.radius or nil, limit = args.limit,
                                      department = #args.department > 0 and args.department or nil}
     local rows = {}

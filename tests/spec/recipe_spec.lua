@@ -1,5 +1,6 @@
 -- The recipe toolkit: tables fitted to a width, JSON with keys in order,
--- CSV quoting, --shard, GTIN lists with bad entries named.
+-- CSV quoting, --shard, GTIN lists with bad entries named, option values,
+-- places and their stores, batches, money.
 local recipe = require "kapi.recipe"
 local json = require "kapi.json"
 local process = require "helpers.process"
@@ -95,5 +96,162 @@ describe("kapi.recipe.gtins", function()
     assert.matches("^argument 2: .*non%-digit", problems[1])
     assert.matches("list%.csv:4: .*check digit 8; it should be 9", problems[2])
     assert.matches("missing: No such file", problems[3])
+  end)
+end)
+
+-- A usage error's message, or a failure when fn does not raise one.
+local function usage_message(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "no usage error")
+  assert.equal("usage", err.kind, tostring(err))
+  return err.message
+end
+
+-- A problems list (as recipe.problems) that keeps quiet.
+local function collect()
+  return setmetatable({}, {__index = {add = function(self, where, what) self[#self + 1] = where .. ": " .. what end}})
+end
+
+describe("kapi.recipe options", function()
+  it("flattens an option's values however they were given", function()
+    assert.same({"A", "B", "C", "D", "E"}, recipe.values({{"A", "B"}, {"C,D"}, "E"}))
+    assert.same({"A", "B"}, recipe.values({{" A , B,"}}))
+    assert.same({}, recipe.values(nil))
+    assert.same({}, recipe.values({}))
+  end)
+
+  it("converts a whole number in range, and names the option otherwise", function()
+    local radius = recipe.whole_number("--radius", 1, 100)
+    assert.equal(1, radius("1"))
+    assert.equal(100, radius("100"))
+    assert.equal(math.type(radius("10")), "integer")
+    for _, bad in ipairs {"0", "101", "2.5", "ten", ""} do
+      local n, message = radius(bad)
+      assert.is_nil(n)
+      assert.equal("--radius " .. bad .. ": expected a whole number from 1 to 100", message)
+    end
+  end)
+
+  it("raises usage errors with a formatted message", function()
+    assert.equal('--term "mi": give at least 3', usage_message(recipe.usage, "--term %q: give at least %d", "mi", 3))
+  end)
+end)
+
+describe("kapi.recipe places", function()
+  it("adds the place options, which parse into what recipe.place reads", function()
+    local parser = require("kapi.cli").parser("kapi run test")
+    recipe.place_options(parser, {store = true})
+    local args = parser:parse {"--near", "39.1,-84.5", "--store", "01400376", "01601423", "--store", "01400377"}
+    assert.equal(10, args.radius)
+    assert.same({{"01400376", "01601423"}, {"01400377"}}, args.store)
+    assert.is_nil(args.zip)
+    local ok, err = parser:pparse {"--radius", "500"}
+    assert.is_false(ok)
+    assert.matches("%-%-radius 500: expected a whole number from 1 to 100", err)
+    local bare = require("kapi.cli").parser("kapi run test")
+    recipe.place_options(bare)
+    assert.is_nil(bare:parse({}).store)
+  end)
+
+  it("returns the checked place: stores, a ZIP code, a point or none", function()
+    assert.same({ids = {"01400376", "01601423"}}, recipe.place {store = {{"01400376,01601423"}}})
+    assert.same({ids = {"01400376"}}, recipe.place {store = "01400376"})
+    assert.same({zip = "45202"}, recipe.place {zip = "45202"})
+    assert.same({lat = 39.1, lon = -84.5, latlong = "39.100000,-84.500000"}, recipe.place {near = " 39.1, -84.5 "})
+    assert.same({lat = 39, lon = -84, latlong = "39.000000,-84.000000"}, recipe.place {lat = "39", lon = "-84"})
+    assert.same({}, recipe.place {store = {}})
+  end)
+
+  it("names what is wrong with a place, as typed", function()
+    assert.equal("--near north: expected LAT,LON, e.g. 39.10,-84.51", usage_message(recipe.place, {near = "north"}))
+    assert.equal("--lat and --lon go together", usage_message(recipe.place, {lat = "39"}))
+    assert.equal("latitude abc: expected -90 to 90", usage_message(recipe.place, {lat = "abc", lon = "1"}))
+    assert.equal("latitude 1.2.3: expected -90 to 90", usage_message(recipe.place, {near = "1.2.3,4"}))
+    assert.equal("longitude 190: expected -180 to 180", usage_message(recipe.place, {near = "10,190"}))
+    assert.equal("--zip 4520: expected 5 digits", usage_message(recipe.place, {zip = "4520"}))
+    assert.equal("--store 0140037: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376",
+                 usage_message(recipe.place, {store = {{"01400376", "0140037"}}}))
+  end)
+
+  it("takes one place: two is an error in the recipe's words, none when the recipe says so", function()
+    assert.matches("^give one place", usage_message(recipe.place, {zip = "45202", store = {{"01400376"}}}))
+    assert.equal("not both", usage_message(recipe.place, {zip = "45202", near = "39,-84"}, {conflict = "not both"}))
+    assert.equal("where?", usage_message(recipe.place, {}, {missing = "where?"}))
+    assert.same({}, recipe.place({}, {missing = false}))
+  end)
+
+  -- A Kroger client that answers locations{} from a list and records the calls.
+  local function fake_kroger(known)
+    local client = {calls = {}}
+    function client:locations(query)
+      self.calls[#self.calls + 1] = query
+      local out = {}
+      for _, s in ipairs(known) do
+        for _, id in ipairs(query.locationId or {s.locationId}) do
+          if id == s.locationId then out[#out + 1] = s end
+        end
+      end
+      return out
+    end
+    return client
+  end
+
+  it("finds the stores given, in their order, and names an unknown one", function()
+    local a, b = {locationId = "01400376"}, {locationId = "01601423"}
+    local kroger, problems = fake_kroger {a, b}, collect()
+    local stores = recipe.stores(kroger, {ids = {"01601423", "01499999", "01400376"}}, nil, problems)
+    assert.same({b, a}, stores)
+    assert.same({"--store 01499999: no such store"}, problems)
+    assert.equal(1, #kroger.calls)
+    assert.equal(3, kroger.calls[1].limit)
+  end)
+
+  it("asks for the stores nearest a ZIP code or a point, or none for no place", function()
+    local kroger = fake_kroger {{locationId = "01400376"}}
+    assert.equal(1, #recipe.stores(kroger, {zip = "45202"}, nil, collect()))
+    recipe.stores(kroger, {latlong = "39.100000,-84.500000"}, {radius = 10, limit = 3}, collect())
+    assert.same({zip = "45202", radius = 100, limit = 5}, kroger.calls[1])
+    assert.same({latlong = "39.100000,-84.500000", radius = 10, limit = 3}, kroger.calls[2])
+    assert.same({}, recipe.stores(kroger, {}, nil, collect()))
+    assert.equal(2, #kroger.calls)
+  end)
+end)
+
+describe("kapi.recipe helpers", function()
+  it("cuts a list into batches of at most size, in order, leaving the list alone", function()
+    local list = {}
+    for i = 1, 120 do list[i] = i end
+    local batches = recipe.batches(list, 50)
+    assert.equal(3, #batches)
+    assert.same({50, 50, 20}, {#batches[1], #batches[2], #batches[3]})
+    assert.equal(51, batches[2][1])
+    assert.equal(120, batches[3][20])
+    assert.equal(120, #list)
+    assert.same({{1, 2}}, recipe.batches({1, 2}, 50))
+    assert.same({}, recipe.batches({}, 50))
+  end)
+
+  it("writes money and keeps only prices above 0", function()
+    assert.equal("$2.49", recipe.money(2.49))
+    assert.equal("$3.00", recipe.money(3))
+    assert.is_nil(recipe.money(nil))
+    assert.equal(1.5, recipe.positive(1.5))
+    assert.is_nil(recipe.positive(0))
+    assert.is_nil(recipe.positive(-1))
+    assert.is_nil(recipe.positive(nil))
+    assert.is_nil(recipe.positive("a"))
+  end)
+
+  it("reads a file's lines, or names the file that cannot be read", function()
+    local dir = process.tempdir()
+    process.write(dir .. "/list.txt", "one\n\ntwo\n")
+    local problems = collect()
+    local got = recipe.lines(dir .. "/list.txt", problems)
+    local missing = recipe.lines(dir .. "/missing.txt", problems)
+    process.cleanup(dir)
+    assert.same({"one", "", "two"}, got)
+    assert.same({}, missing)
+    assert.equal(1, #problems)
+    assert.matches("missing%.txt: No such file", problems[1])
   end)
 end)
