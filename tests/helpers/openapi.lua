@@ -6,10 +6,10 @@ local json = require "kapi.json"
 
 local M = {}
 
---- Loads an OpenAPI document (a path relative to shared/specs).
+--- Loads an OpenAPI document (a path relative to tests/data/openapi).
 function M.load(path)
   local process = require "helpers.process"
-  local f = assert(io.open(process.source_dir .. "/../shared/specs/" .. path))
+  local f = assert(io.open(process.source_dir .. "/tests/data/openapi/" .. path))
   local doc = json.decode(f:read("a"))
   f:close()
   return doc

@@ -3,7 +3,7 @@ local gtin = require("kapi").gtin
 
 describe("kapi.gtin", function()
   it("computes GS1 check digits", function()
-    assert.equal("2", gtin.check_digit("0061414100001"))     -- shared/examples: 00614141000012
+    assert.equal("2", gtin.check_digit("0061414100001"))     -- examples/items: 00614141000012
     assert.equal("9", gtin.check_digit("1061414100001"))     -- 10614141000019
     assert.equal("8", gtin.check_digit("01111041700"))       -- UPC-A 011110417008
     assert.equal("3", gtin.check_digit("083801600012"))      -- GLN 0838016000123

@@ -1,12 +1,13 @@
--- kapi.rules.kroger: the shared examples, every rule of item-format.md broken
--- alone and fixed again, malformed input, and the sandbox's generated items.
+-- kapi.rules.kroger: the examples (examples/items), every rule of the table
+-- in docs/recipes.md (item-format.md's, as users read it) broken alone and
+-- fixed again, malformed input, and the sandbox's generated items.
 local rules = require "kapi.rules.kroger"
 local json = require "kapi.json"
 local gtin = require "kapi.gtin"
 local supplier = require "kapi.sandbox.supplier"
 local process = require "helpers.process"
 
-local SHARED = process.source_dir .. "/../shared"
+local SOURCE = process.source_dir
 local KEYS = {"attribute", "fix", "gtin", "level", "message", "rule", "severity"}
 local PI, QUEUE = "0011110000019", "0838016000123"
 local EACH, CASE = "00614141000012", "10614141000019"
@@ -18,7 +19,7 @@ local function read(path)
   return data
 end
 
-local function example(name) return json.decode(read(SHARED .. "/examples/items/" .. name)) end
+local function example(name) return json.decode(read(SOURCE .. "/examples/items/" .. name)) end
 
 local function copy(v)
   if type(v) ~= "table" then return v end
@@ -33,11 +34,11 @@ local function clean()
   return case, case.children[1]
 end
 
--- Rule ids in order, and severities by id, from item-format.md's table.
+-- Rule ids in order, and severities by id, from the table in docs/recipes.md.
 local function documented()
   local ids, severity, in_table = {}, {}, false
-  for line in read(SHARED .. "/docs/item-format.md"):gmatch("[^\n]*") do
-    if line:match("^## ") then in_table = line == "## Kroger rule ids" end
+  for line in read(SOURCE .. "/docs/recipes.md"):gmatch("[^\n]*") do
+    if line:match("^##") then in_table = line == "### Kroger rules" end
     local id, level = line:match("^| `(KR%-[%w%-]+)` | (%a+) |")
     if in_table and id then ids[#ids + 1], severity[id] = id, level end
   end
@@ -112,7 +113,7 @@ describe("kapi.rules.kroger", function()
     assert.same({2, 0}, {rules.count(findings)})
   end)
 
-  it("has the rules of item-format.md's table, in its order, with its severities", function()
+  it("has the rules of the documented table, in its order, with its severities", function()
     local ids, severity = documented()
     assert.equal(17, #ids)
     assert.same(ids, ids_of(rules.list))

@@ -1,5 +1,5 @@
--- Kroger's rules for item hierarchies (shared/docs/item-format.md, "Kroger
--- rule ids"), checked before an item is sent, so that a supplier learns in
+-- Kroger's rules for item hierarchies (docs/recipes.md, "Kroger
+-- rules"), checked before an item is sent, so that a supplier learns in
 -- seconds what Kroger QA would reject a day later. A rule is one entry of
 -- `list`: its data and a small check; the walk, the shape of a finding and
 -- the words for what is needed after a fix are shared.

@@ -1,5 +1,5 @@
 -- The sandbox's Kroger API: products, locations, chains, departments,
--- cart and identity, in the shapes of the specs in shared/specs/kroger
+-- cart and identity, in the shapes of the specs in tests/data/openapi/kroger
 -- (with the live wire's casing where it differs, see
 -- observed-product-response.json), validating parameters with the
 -- documented limits and answering with the documented error bodies.

@@ -1,5 +1,5 @@
 -- Supplier items for the sandbox: item hierarchies in the format of
--- shared/docs/item-format.md, computed from (seed, index) on demand so that
+-- docs/recipes.md ("Item hierarchies"), computed from (seed, index) on demand so that
 -- 100,000 of them cost nothing until asked for. Each is a case of eaches
 -- that passes Kroger's rules; the publication flow plants its defects on
 -- copies (kapi/sandbox/items.lua).
