@@ -5,7 +5,6 @@
 --   kapi run examples/recipes/cheapest-store.lua --zip 45202 --term "peanut butter"
 local kapi = require "kapi"
 local recipe = require "kapi.recipe"
-local errors = require "kapi.errors"
 
 return {
   summary = "Where near a ZIP a product is cheapest",
@@ -19,7 +18,7 @@ return {
   end,
 
   run = function(args)
-    if not (args.zip and args.term) then errors.usage("give --zip and --term", 0) end
+    if not (args.zip and args.term) then recipe.usage("give --zip and --term") end
     local kroger = kapi.kroger.client {env = args.env}
     local stores = kroger:nearest_stores(args.zip, args.stores)
 

@@ -236,7 +236,7 @@ end
 --- through items:item when an items client is given), re-checks it with
 --- the rules, and returns one row per record in input order:
 --- {gtin, recipientGln, verdict, cause, next, publication, findings}.
---- opts.progress(n) is called as items are read. Second result: the
+--- opts.progress(n, total) is called as items are read. Second result: the
 --- errors of items that could not be read, by GTIN (their rows say so).
 function M.assess(records, items, opts)
   opts = opts or {}
@@ -249,7 +249,7 @@ function M.assess(records, items, opts)
     local task = require "kapi.task"
     local read, failures = task.map(gtins, function(gtin)
       local item, changed = items:item(gtin)
-      if opts.progress then opts.progress(1) end
+      if opts.progress then opts.progress(1, #gtins) end
       return {findings = rules.check(item), changed = M.parse_time(changed)}
     end, {concurrency = opts.concurrency or 8})
     for i, gtin in ipairs(gtins) do

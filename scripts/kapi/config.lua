@@ -87,6 +87,12 @@ function M.sandbox_url()
   return sandbox.url
 end
 
+--- True when url is the sandbox started inside this process (it ends with
+--- the process, so nobody can have logged in to it beforehand).
+function M.is_in_process_sandbox(url)
+  return sandbox ~= nil and url == sandbox.url
+end
+
 --- Where and as whom to talk to Kroger: {env, base_url, client_id,
 --- client_secret, redirect_uri, source}.
 function M.kroger(explicit_env, base_url)

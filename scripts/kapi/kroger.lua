@@ -96,7 +96,7 @@ function M.client(opts)
   self.max_offset = opts.max_offset or (partner and 1000 or 250)
   -- The sandbox started inside this process ends with it: nobody can log
   -- in to it with `kapi auth login`, so ensure_customer logs in for them.
-  self.in_process_sandbox = c.env == "sandbox" and not opts.base_url and (os.getenv("KAPI_SANDBOX_URL") or "") == ""
+  self.in_process_sandbox = config.is_in_process_sandbox(self.base_url)
   return self
 end
 

@@ -383,6 +383,18 @@ function M.note(args, fmt, ...)
   io.stderr:write(fmt:format(...), "\n")
 end
 
+--- Prints what follows the rows (a summary, a plan): on stdout under a
+--- table, as a note on stderr when stdout carries --json or --csv.
+function M.say(args, text)
+  if M.format(args) == "table" then print(text) else M.note(args, "%s", text) end
+end
+
+doc.declare("kapi.recipe.say", M.say, [[
+kapi.recipe.say(args, text)
+Prints what follows a recipe's rows (a summary, a plan): on stdout under a
+table, as a note on stderr when stdout carries --json or --csv, so that
+their output stays machine-readable.]])
+
 -- Progress ----------------------------------------------------------------------
 
 local Progress = {}
@@ -486,8 +498,6 @@ function Problems:add(where, what)
   self[#self + 1] = where .. ": " .. what
   io.stderr:write("kapi: ", where, ": ", what, "\n")
 end
-
-function Problems:count() return #self end
 
 --- A list of bad inputs: each named on stderr as it is found, and
 --- counted for the exit status; the good inputs are still processed.

@@ -17,6 +17,8 @@ local COLUMNS = {
 }
 local KEYS = {"rule", "severity", "gtin", "level", "attribute", "message", "fix"}
 
+local function top_gtin(h) return tostring(h.gtin) end
+
 local function read_files(paths, problems)
   local out = {}
   for _, path in ipairs(paths) do
@@ -39,28 +41,29 @@ local function read_files(paths, problems)
 end
 
 -- Hierarchies as 1WorldSync holds them: Content1 (what was published),
--- or Item Management (what is saved now).
+-- or Item Management (what is saved now), read concurrently. The shard is
+-- taken before reading, so no machine reads what another checks.
 local function read_published(args, problems)
-  local out = {}
-  local gtins = recipe.gtins(args.gtin, nil, problems)
+  local gtins = recipe.shard(args, recipe.gtins(args.gtin, nil, problems))
+  local read
   if args.from == "items" then
     local items = kapi.items.client {env = args.env}
-    for _, g in ipairs(gtins) do
-      local ok, h = pcall(items.item, items, g)
-      if ok then out[#out + 1] = h else problems:add(g, tostring(h)) end
-    end
-    return out
+    read = function(g) return (items:item(g)) end
+  else
+    local content1 = kapi.content1.client {env = args.env}
+    read = function(g) return content1:hierarchy(g) or error("not found in Content1", 0) end
   end
-  local content1 = kapi.content1.client {env = args.env}
-  for _, g in ipairs(gtins) do
-    local h = content1:hierarchy(g)
-    if h then out[#out + 1] = h else problems:add(g, "not found in Content1") end
+  local found, failures = kapi.map(gtins, read)
+  local out = {}
+  for i, g in ipairs(gtins) do
+    if failures and failures[i] then problems:add(g, errors.message(failures[i])) else out[#out + 1] = found[i] end
   end
   if args.gln then
+    local content1 = kapi.content1.client {env = args.env}
     local bar = recipe.progress(args, {label = "reading " .. args.gln, unit = "items"})
-    local found = content1:hierarchies({ipGln = args.gln}, {progress = function(n) bar:step(n) end})
+    local all = content1:hierarchies({ipGln = args.gln}, {progress = function(n) bar:step(n) end})
     bar:finish()
-    table.move(found, 1, #found, #out + 1, out)
+    for _, h in ipairs(recipe.shard(args, all, top_gtin)) do out[#out + 1] = h end
   end
   return out
 end
@@ -92,25 +95,23 @@ be read, 2 on a usage error.]],
 
   run = function(args)
     if #args.file == 0 and #args.gtin == 0 and not args.gln then
-      errors.usage("what to check? give FILEs, --gtin GTIN or --gln GLN", 0)
+      recipe.usage("what to check? give FILEs, --gtin GTIN or --gln GLN")
     end
     local problems = recipe.problems()
-    local hierarchies = read_files(args.file, problems)
+    local hierarchies = recipe.shard(args, read_files(args.file, problems), top_gtin)
     if #args.gtin > 0 or args.gln then
       for _, h in ipairs(read_published(args, problems)) do hierarchies[#hierarchies + 1] = h end
     end
-    hierarchies = recipe.shard(args, hierarchies, function(h) return tostring(h.gtin) end)
 
     local findings = rules.check(hierarchies)
     for _, f in ipairs(findings) do explain(f) end
     recipe.print(args, findings, COLUMNS, KEYS)
 
     local error_count, warnings = rules.count(findings)
-    local say = recipe.format(args) == "table" and print or function(text) recipe.note(args, "%s", text) end
     if #findings == 0 and #hierarchies > 0 then
-      say(("%d %s pass every Kroger rule."):format(#hierarchies, #hierarchies == 1 and "hierarchy" or "hierarchies"))
+      recipe.say(args, ("%d %s pass every Kroger rule."):format(#hierarchies, #hierarchies == 1 and "hierarchy" or "hierarchies"))
     elseif #findings > 0 then
-      say(("\n%d %s checked: %d %s, %d %s."):format(#hierarchies, #hierarchies == 1 and "hierarchy" or "hierarchies",
+      recipe.say(args, ("\n%d %s checked: %d %s, %d %s."):format(#hierarchies, #hierarchies == 1 and "hierarchy" or "hierarchies",
           error_count, error_count == 1 and "error" or "errors", warnings, warnings == 1 and "warning" or "warnings"))
     end
     return recipe.status(problems, error_count > 0)

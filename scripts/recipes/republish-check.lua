@@ -25,12 +25,16 @@ local KEYS = {"gtin", "recipientGln", "verdict", "cause", "next"}
 
 -- Publication records -------------------------------------------------------------
 
-local function kroger_only(records)
+local function only(list, keep)
   local out = {}
-  for _, r in ipairs(records) do
-    if KROGER_GLNS[r.recipientGln] then out[#out + 1] = r end
+  for _, entry in ipairs(list) do
+    if keep(entry) then out[#out + 1] = entry end
   end
   return out
+end
+
+local function kroger_only(records)
+  return only(records, function(r) return KROGER_GLNS[r.recipientGln] end)
 end
 
 local function from_api(args, items, problems)
@@ -87,9 +91,7 @@ local function show(args, rows)
     r.explained = r.cause .. ". Next: " .. r.next .. "."
   end
   recipe.print(args, rows, COLUMNS, KEYS)
-  local say = recipe.format(args) == "table" and print or function(text) recipe.note(args, "%s", text) end
-  if #rows > 0 then say((recipe.format(args) == "table" and "\n" or "") .. summary(rows)) end
-  return say
+  if #rows > 0 then recipe.say(args, (recipe.format(args) == "table" and "\n" or "") .. summary(rows)) end
 end
 
 -- Acting ----------------------------------------------------------------------------
@@ -104,20 +106,16 @@ local ACTIONS = {
 }
 
 local function plan_of(rows)
-  local plan = {}
-  for _, r in ipairs(rows) do
-    if ACTIONS[r.verdict] then plan[#plan + 1] = r end
-  end
-  return plan
+  return only(rows, function(r) return ACTIONS[r.verdict] end)
 end
 
 -- Never retried and never in parallel: each is a button press at 1WorldSync.
-local function apply(plan, items, say, problems)
+local function apply(plan, items, args, problems)
   for _, r in ipairs(plan) do
     local action = ACTIONS[r.verdict]
     local ok, result = pcall(action.run, items, r)
     if ok then
-      say(("done: %s %s to %s (now %s%s)"):format(action.word, r.gtin, r.recipientGln,
+      recipe.say(args, ("done: %s %s to %s (now %s%s)"):format(action.word, r.gtin, r.recipientGln,
           result.syncStatus, result.cicState ~= "" and (", CIC " .. result.cicState) or ", review pending"))
     else
       problems:add(r.gtin, ("could not %s: %s"):format(action.word, errors.message(result)))
@@ -151,7 +149,7 @@ failed; 2 on a usage error.]],
     local sources = (#args.gtin + #args.file > 0 and 1 or 0) + (args.report and 1 or 0)
                     + (args.gln and 1 or 0) + (args.all and 1 or 0)
     if sources ~= 1 then
-      errors.usage("give one source: GTINs (or --file), --report FILE, --gln GLN or --all", 0)
+      recipe.usage("give one source: GTINs (or --file), --report FILE, --gln GLN or --all")
     end
     local problems = recipe.problems()
     local items = items_client(args)
@@ -159,24 +157,29 @@ failed; 2 on a usage error.]],
     records = recipe.shard(args, kroger_only(records), function(r) return r.gtin end)
 
     local bar = recipe.progress(args, {label = "checking", unit = "items"})
-    local rows, unread = certification.assess(records, items, {progress = function(n) bar:step(n) end})
+    local rows, unread = certification.assess(records, items, {progress = function(n, total)
+      bar.total = total
+      bar:step(n)
+    end})
     bar:finish()
     for gtin, err in pairs(unread) do problems:add(gtin, "could not read the item: " .. errors.message(err)) end
 
-    local say = show(args, rows)
+    show(args, rows)
     local plan = plan_of(rows)
     if #plan == 0 then return recipe.status(problems) end
     if not args.apply then
-      say("\nPlan (dry run; --apply does it):")
-      for _, r in ipairs(plan) do say(("  %s %s to %s"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln)) end
+      recipe.say(args, "\nPlan (dry run; --apply does it):")
+      for _, r in ipairs(plan) do
+        recipe.say(args, ("  %s %s to %s"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln))
+      end
       return recipe.status(problems)
     end
     if not items then
-      errors.usage("--apply needs the Item Management API; do the plan above in Item Management", 0)
+      recipe.usage("--apply needs the Item Management API; do the plan above in Item Management")
     end
-    say("")
-    apply(plan, items, say, problems)
-    say("Run it again to see the new state (Kroger reviews a republished item within about 24 h).")
+    recipe.say(args, "")
+    apply(plan, items, args, problems)
+    recipe.say(args, "Run it again to see the new state (Kroger reviews a republished item within about 24 h).")
     return recipe.status(problems)
   end,
 }

@@ -77,39 +77,42 @@ one was refused, unknown or failed; 2 on a usage error.]],
 
   run = function(args)
     if not args.reason or args.reason:match("^%s*$") then
-      errors.usage("--reason is required: say why the publication is resent (it is recorded)", 0)
+      recipe.usage("--reason is required: say why the publication is resent (it is recorded)")
     end
     if #args.publication == 0 and #args.file == 0 then
-      errors.usage("which publications? give GTIN or GTIN@GLN, or --file FILE", 0)
+      recipe.usage("which publications? give GTIN or GTIN@GLN, or --file FILE")
     end
     local problems = recipe.problems()
     local wanted = recipe.shard(args, targets(args, problems), function(t) return t.gtin end)
     local items = kapi.items.client {env = args.env}
 
-    local records = {}
-    local found = kapi.map(wanted, function(t) return items:publications {gtin = t.gtin} end)
+    -- Every publication of each GTIN, once: the queue's decides the certified one's verdict.
+    local records, asked, seen = {}, {}, {}
+    local found, failures = kapi.map(wanted, function(t) return items:publications {gtin = t.gtin} end)
     for i, t in ipairs(wanted) do
-      local match
-      for _, r in ipairs(found[i] or {}) do
-        records[#records + 1] = r -- every publication of the GTIN: the queue's decides the certified one's
-        if r.recipientGln == t.recipientGln then match = r end
+      local key = t.gtin .. "@" .. t.recipientGln
+      if failures and failures[i] then
+        problems:add(t.gtin, errors.message(failures[i]))
+      else
+        for _, r in ipairs(found[i]) do
+          local k = r.gtin .. "@" .. r.recipientGln
+          if not seen[k] then seen[k] = true; records[#records + 1] = r end
+          if k == key then asked[key] = true end
+        end
+        if not asked[key] then problems:add(t.gtin, "is not published to " .. t.recipientGln .. "; nothing to resend") end
       end
-      if not match then problems:add(t.gtin, "is not published to " .. t.recipientGln .. "; nothing to resend") end
-      t.found = match ~= nil
     end
     local rows = {}
     local assessed, unread = certification.assess(records, items)
     for _, row in ipairs(assessed) do
-      for _, t in ipairs(wanted) do
-        if t.found and t.gtin == row.gtin and t.recipientGln == row.recipientGln then
-          if unread[row.gtin] then
-            -- Without the item a resend could be pointless: better to ask again than to guess.
-            row.action, row.why = "failed", "could not read the item: " .. errors.message(unread[row.gtin])
-            rows[#rows + 1] = row
-          else
-            rows[#rows + 1] = decide(row)
-          end
+      if asked[row.gtin .. "@" .. row.recipientGln] then
+        if unread[row.gtin] then
+          -- Without the item a resend could be pointless: better to ask again than to guess.
+          row.action, row.why = "failed", "could not read the item: " .. errors.message(unread[row.gtin])
+        else
+          decide(row)
         end
+        rows[#rows + 1] = row
       end
     end
 
