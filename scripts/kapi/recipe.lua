@@ -220,8 +220,9 @@ local function wrap(text, width)
   for word in text:gmatch("%S+") do
     while text_width(word) > width do
       if line ~= "" then lines[#lines + 1] = line; line = "" end
-      lines[#lines + 1] = word:sub(1, width)
-      word = word:sub(width + 1)
+      local cut = utf8.offset(word, width + 1) or #word + 1 -- a character boundary, not a byte
+      lines[#lines + 1] = word:sub(1, cut - 1)
+      word = word:sub(cut)
     end
     if line == "" then line = word
     elseif text_width(line) + 1 + text_width(word) <= width then line = line .. " " .. word

@@ -41,8 +41,9 @@ function M:line(text)
   self:key("Enter")
 end
 
-function M:screen()
-  return tmux(self, "capture-pane -p -N -t t -S -200")
+--- The screen's text; with escapes = true, with its colours as ANSI codes.
+function M:screen(escapes)
+  return tmux(self, "capture-pane -p -N " .. (escapes and "-e " or "") .. "-t t -S -200")
 end
 
 --- Waits until the screen matches pattern (a Lua pattern); returns the

@@ -255,3 +255,14 @@ describe("kapi.recipe helpers", function()
     assert.matches("missing%.txt: No such file", problems[1])
   end)
 end)
+
+describe("kapi.recipe tables with text wider than a column", function()
+  it("cuts a long word at a character boundary, never inside a UTF-8 sequence", function()
+    local rows = {{a = ("×"):rep(30)}}
+    local text = recipe.render_table(rows, {{key = "a", title = "A", wrap = true}}, {width = 20})
+    for line in text:gmatch("[^\n]+") do
+      assert.is_truthy(utf8.len(line), "invalid UTF-8: " .. line)
+      assert.is_true(utf8.len(line) <= 20)
+    end
+  end)
+end)

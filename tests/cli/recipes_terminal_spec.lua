@@ -1,0 +1,60 @@
+-- What recipes do on a terminal, in a real pseudo-terminal (tmux, 100
+-- columns): tables fitted to the width, colour unless NO_COLOR, and a
+-- progress bar for work over a second, which stays silent when piped.
+local tmux = require "helpers.tmux"
+local process = require "helpers.process"
+
+local KAPI = process.quote(process.kapi)
+local DEFECTIVE = process.quote(process.source_dir .. "/examples/items/duplicate-facing-and-made-in.json")
+
+local function run_in_terminal(command, env)
+  local term = tmux.start(command, env)
+  local ok, screen = pcall(term.wait_for, term, "%[exit %d+%]", 20)
+  local coloured = ok and term:screen(true)
+  term:stop()
+  assert(ok, screen)
+  return screen, coloured
+end
+
+describe("recipes on a terminal", function()
+  it("fit tables to the terminal's width and colour them", function()
+    local screen, coloured = run_in_terminal(KAPI .. " run preflight " .. DEFECTIVE, {TERM = "xterm"})
+    assert.matches("%[exit 1%]", screen)
+    for line in screen:gmatch("[^\n]+") do assert.is_true(utf8.len(line) <= 100, line) end
+    assert.matches("\n%s+%S", screen)          -- the PROBLEM AND FIX column wrapped onto more lines
+    assert.matches("\27%[31merror", coloured)  -- errors in red
+  end)
+
+  it("print no colour with NO_COLOR", function()
+    local _, coloured = run_in_terminal(KAPI .. " run preflight " .. DEFECTIVE, {TERM = "xterm", NO_COLOR = "1"})
+    assert.is_nil(coloured:find("\27[31m", 1, true))
+  end)
+
+  local slow_work = [[
+    local kapi, recipe = require "kapi", require "kapi.recipe"
+    local bar = recipe.progress({}, {label = "checking", total = 30})
+    for _ = 1, 30 do kapi.sleep(0.05); bar:step() end
+    bar:finish()
+    print("finished")]]
+
+  it("draw a progress bar with count, rate and ETA once work takes over a second", function()
+    local term = tmux.start(KAPI .. " -e " .. process.quote(slow_work))
+    local ok, screen = pcall(term.wait_for, term, "checking %[#+%.*%] %d+/30 items  %d+/s  ETA %d+s", 5)
+    local after = ok and term:wait_for("%[exit 0%]", 5)
+    term:stop()
+    assert(ok, screen)
+    assert.matches("finished", after)
+    assert.is_nil(after:find("checking [", 1, true)) -- cleared when done
+  end)
+
+  it("keep the bar off stderr when it is not a terminal, and with --quiet", function()
+    local piped = process.kapi_run {"-e", slow_work}
+    assert.equal("finished\n", piped.stdout)
+    assert.equal("", piped.stderr)
+    local quiet = tmux.start(KAPI .. " -e " .. process.quote(slow_work:gsub("progress%({}", "progress({quiet = true}")))
+    local ok, screen = pcall(quiet.wait_for, quiet, "%[exit 0%]", 5)
+    quiet:stop()
+    assert(ok, screen)
+    assert.is_nil(screen:find("checking", 1, true))
+  end)
+end)
