@@ -31,7 +31,9 @@ local function problem(code, lengths, what)
     local allowed = {}
     for n in pairs(lengths) do allowed[#allowed + 1] = n end
     table.sort(allowed)
-    return ("%s %q has %d digits; it must have %s"):format(what, code, #code, table.concat(allowed, ", ", 1, #allowed - 1) .. " or " .. allowed[#allowed])
+    local last = table.remove(allowed)
+    local counts = #allowed > 0 and table.concat(allowed, ", ") .. " or " .. last or tostring(last)
+    return ("%s %q has %d digits; it must have %s"):format(what, code, #code, counts)
   end
   local expected = M.check_digit(code:sub(1, -2))
   if code:sub(-1) ~= expected then

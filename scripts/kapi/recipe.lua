@@ -519,8 +519,9 @@ end
 
 --- GTINs from the command line and from files (one per line, # comments,
 --- the first field of a CSV row): normalised to GTIN-14, duplicates once,
---- order kept. A bad one is named (argument or FILE:LINE) in problems.
-function M.gtins(values, files, problems)
+--- order kept. A bad one is named in problems: "argument N" (or "OPTION N"
+--- when option names where the values came from), or FILE:LINE.
+function M.gtins(values, files, problems, option)
   local out, seen = {}, {}
   local function add(code, where)
     local ok, why = gtin.valid(code)
@@ -528,7 +529,7 @@ function M.gtins(values, files, problems)
     local g = gtin.normalize(code)
     if not seen[g] then seen[g] = true; out[#out + 1] = g end
   end
-  for i, value in ipairs(values or {}) do add(value, ("argument %d"):format(i)) end
+  for i, value in ipairs(values or {}) do add(value, ("%s %d"):format(option or "argument", i)) end
   for _, path in ipairs(files or {}) do
     for n, line in ipairs(M.lines(path, problems)) do
       local code = line:gsub("#.*", ""):match("^%s*([^,%s]*)")
@@ -536,6 +537,15 @@ function M.gtins(values, files, problems)
     end
   end
   return out
+end
+
+--- Checks a GLN option's value (13 digits, GS1 check digit) before
+--- anything is sent: a usage error naming the option when it is wrong.
+function M.check_gln(option, value)
+  if value == nil then return nil end
+  local ok, why = gtin.valid_gln(value)
+  if not ok then M.usage("%s: %s", option, why) end
+  return value
 end
 
 --- The exit status: 1 when some input was bad or failed is true, else 0
@@ -562,6 +572,14 @@ Adds the options every recipe shares to an argparse parser: "output"
 (--shard I/N) and "apply" (--apply); all of them when names is nil.
 Example:
   arguments = function(parser) kapi.recipe.options(parser, {"output", "env"}) end]])
+
+doc.declare("kapi.recipe.check_gln", M.check_gln, [[
+kapi.recipe.check_gln(option, value) -> value
+Checks a GLN given on the command line (13 digits, GS1 check digit) before
+anything is sent; a wrong one is a usage error naming the option and the
+digit. nil passes through.
+Example:
+  local gln = kapi.recipe.check_gln("--gln", args.gln)]])
 
 doc.declare("kapi.recipe.progress", M.progress, [[
 kapi.recipe.progress(args, {label, unit, total}) -> bar

@@ -44,7 +44,7 @@ end
 -- or Item Management (what is saved now), read concurrently. The shard is
 -- taken before reading, so no machine reads what another checks.
 local function read_published(args, problems)
-  local gtins = recipe.shard(args, recipe.gtins(args.gtin, nil, problems))
+  local gtins = recipe.shard(args, recipe.gtins(args.gtin, nil, problems, "--gtin"))
   local read
   if args.from == "items" then
     local items = kapi.items.client {env = args.env}
@@ -97,6 +97,7 @@ be read, 2 on a usage error.]],
     if #args.file == 0 and #args.gtin == 0 and not args.gln then
       recipe.usage("what to check? give FILEs, --gtin GTIN or --gln GLN")
     end
+    recipe.check_gln("--gln", args.gln)
     local problems = recipe.problems()
     local hierarchies = recipe.shard(args, read_files(args.file, problems), top_gtin)
     if #args.gtin > 0 or args.gln then

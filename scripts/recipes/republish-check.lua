@@ -151,6 +151,7 @@ failed; 2 on a usage error.]],
     if sources ~= 1 then
       recipe.usage("give one source: GTINs (or --file), --report FILE, --gln GLN or --all")
     end
+    recipe.check_gln("--gln", args.gln)
     local problems = recipe.problems()
     local items = items_client(args)
     local records = args.report and from_report(args, problems) or from_api(args, items, problems)

@@ -70,6 +70,19 @@ describe("kapi run preflight", function()
     assert.matches("1 hierarchy pass every Kroger rule", r.stdout)
   end)
 
+  it("rejects a malformed GLN before reading anything, and names a bad --gtin by its option", function()
+    local r = kapi {"run", "preflight", "--gln", "0614141000006"}
+    assert.equal(2, r.status)
+    assert.matches("kapi: %-%-gln: GLN \"0614141000006\" has check digit 6; it should be 5", r.stderr)
+    local gtin = kapi {"run", "preflight", "--gtin", "12", EXAMPLES .. "clean-case.json"}
+    assert.equal(1, gtin.status)
+    assert.matches("kapi: %-%-gtin 1: GTIN \"12\" has 2 digits; it must have 8, 12, 13 or 14", gtin.stderr)
+    assert.matches("1 hierarchy pass every Kroger rule", gtin.stdout)
+    local check = kapi {"run", "republish-check", "--gln", "123"}
+    assert.equal(2, check.status)
+    assert.matches("kapi: %-%-gln: GLN \"123\" has 3 digits; it must have 13\n", check.stderr)
+  end)
+
   it("exits 2 with nothing to check or an unknown option", function()
     assert.equal(2, kapi({"run", "preflight"}).status)
     local r = kapi {"run", "preflight", "--colour"}
@@ -85,7 +98,7 @@ describe("kapi run preflight", function()
     for _, f in ipairs(findings) do seen[f.rule .. " " .. f.gtin] = true end
     assert.is_true(seen["KR-SIZE 00614141000029"])       -- the PDP rejection, unfixed
     assert.is_true(seen["KR-IMG-FRONT 00614141000043"])  -- two front images, found from the each
-    local gln = kapi {"run", "preflight", "--json", "--gln", "0860001000008", "--quiet"}
+    local gln = kapi {"run", "preflight", "--json", "--gln", "0860001000009", "--quiet"}
     assert.equal(0, gln.status) -- warnings only
     local rules = {}
     for _, f in ipairs(json.decode(gln.stdout)) do rules[f.rule] = true end
@@ -258,7 +271,7 @@ end)
 
 describe("the supplier recipes under injected faults", function()
   it("give the same preflight findings and resend plan as a clean sandbox", function()
-    local preflight = {"run", "preflight", "--json", "--quiet", "--gln", "0860001000008"}
+    local preflight = {"run", "preflight", "--json", "--quiet", "--gln", "0860001000009"}
     local resend = {"run", "resend", "--json", "--reason", "check", "10860001000020", "10845678000023"}
     local clean_preflight, clean_resend = kapi(preflight), kapi(resend)
     local sandbox = process.sandbox {"--faults", "5xx=0.2,reset=0.05,slow=0.05:0.1s"}

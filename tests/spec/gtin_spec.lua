@@ -46,5 +46,6 @@ describe("kapi.gtin", function()
     end
     assert.is_false(gtin.valid_gln("0838016000124"))
     assert.is_false(gtin.valid_gln("083801600012"))
+    assert.equal('GLN "083801600012" has 12 digits; it must have 13', select(2, gtin.valid_gln("083801600012")))
   end)
 end)

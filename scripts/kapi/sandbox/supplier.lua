@@ -10,8 +10,8 @@ local M = {}
 --- The suppliers (information providers), with GS1 company prefixes.
 M.suppliers = {
   {gln = "0614141000005", prefix = "0614141", name = "Northfield Roasters"},
-  {gln = "0845678000007", prefix = "0845678", name = "Bluestem Pantry"},
-  {gln = "0860001000008", prefix = "0860001", name = "Harbor Lane Foods"},
+  {gln = "0845678000002", prefix = "0845678", name = "Bluestem Pantry"},
+  {gln = "0860001000009", prefix = "0860001", name = "Harbor Lane Foods"},
 }
 
 local products = {
