@@ -1,16 +1,40 @@
 /* The ceiling for a libcurl-based client: N GETs of one URL through one
- * multi handle, `concurrency` at a time, easy handles reused, bodies
- * discarded. Prints requests per second.
- *   curl_multi URL N CONCURRENCY */
+ * multi handle, `concurrency` at a time, easy handles reused. Prints
+ * requests per second.
+ *   curl_multi [-H LINE]... [--keep] URL N CONCURRENCY
+ * -H sends a header line (bench/http passes the lines kapi sends, so both
+ * make the same request); --keep keeps each body in memory, as a client
+ * must, instead of discarding it. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+typedef struct body {
+  char *data;
+  size_t len, cap;
+} body;
 
 static size_t discard(char *data, size_t size, size_t n, void *userp) {
   (void)data;
   (void)userp;
   return size * n;
+}
+
+static size_t keep(char *data, size_t size, size_t n, void *userp) {
+  body *b = userp;
+  size_t len = size * n;
+  if (b->len + len > b->cap) {
+    size_t cap = (b->len + len) * 2;
+    char *grown = realloc(b->data, cap);
+    if (!grown) return 0;
+    b->data = grown;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, data, len);
+  b->len += len;
+  return len;
 }
 
 static double now(void) {
@@ -19,22 +43,48 @@ static double now(void) {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static struct curl_slist *headers; /* NULL: curl's defaults */
+static int keep_bodies;
+
 static CURL *new_handle(const char *url) {
   CURL *e = curl_easy_init();
   curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+  if (keep_bodies) {
+    body *b = calloc(1, sizeof *b);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, keep);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, b);
+  } else {
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+  }
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   return e;
 }
 
+/* The next transfer on this handle starts with an empty body. */
+static void reuse(CURL *e) {
+  body *b = NULL;
+  curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&b);
+  if (b) b->len = 0;
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: curl_multi [-H LINE]... [--keep] URL N CONCURRENCY\n");
+  return 2;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: curl_multi URL N CONCURRENCY\n");
-    return 2;
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) headers = curl_slist_append(headers, argv[++i]);
+    else if (strcmp(argv[i], "--keep") == 0) keep_bodies = 1;
+    else return usage();
   }
-  const char *url = argv[1];
-  long total = atol(argv[2]), concurrency = atol(argv[3]), started = 0, done = 0;
+  if (argc - i != 3) return usage();
+  const char *url = argv[i];
+  long total = atol(argv[i + 1]), concurrency = atol(argv[i + 2]), started = 0, done = 0;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   CURLM *multi = curl_multi_init();
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, concurrency);
@@ -55,6 +105,7 @@ int main(int argc, char **argv) {
       done++;
       curl_multi_remove_handle(multi, e);
       if (started < total) {
+        reuse(e);
         curl_multi_add_handle(multi, e);
         started++;
       } else {

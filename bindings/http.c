@@ -22,6 +22,11 @@
 #define MAX_POOLED_HANDLES 64
 #define KICK_BELOW 16 /* transfers in flight; see start_transfer */
 
+/* Sent unless the request gives its own headers, as one list built once:
+ * curl formats every header it sends, so fewer and shared is faster. */
+static const char *const DEFAULT_HEADERS[] = {
+    "Accept: application/json", "User-Agent: kapi/" KAPI_VERSION, NULL};
+
 typedef struct buffer {
   char *data;
   size_t len, cap;
@@ -31,12 +36,15 @@ typedef struct transfer transfer;
 
 /* An easy handle with its buffers, pooled between transfers: the options
  * that never change are set once, and the buffers keep their memory. */
-typedef struct slot {
+typedef struct slot slot;
+struct slot {
   CURL *easy;
   transfer *owner;
+  slot *prev_lent, *next_lent; /* while a transfer holds it */
   buffer body, head;      /* response body; header lines of the last response */
+  struct curl_slist *headers; /* the request's own; NULL for the defaults */
   char error[CURL_ERROR_SIZE];
-} slot;
+};
 
 typedef struct http_state {
   CURLM *multi;
@@ -44,13 +52,14 @@ typedef struct http_state {
   kapi_timer timer;
   slot *pool[MAX_POOLED_HANDLES];
   int pooled;
+  slot *lent;             /* slots transfers hold, freed with the state */
+  struct curl_slist *default_headers;
   int running;            /* transfers curl is working on */
 } http_state;
 
 struct transfer {
   http_state *http;
   slot *slot;             /* NULL once closed */
-  struct curl_slist *headers;
   kapi_task *waiter;      /* task waiting for completion or stream data */
   size_t max_size;
   int active;             /* added to the multi handle */
@@ -223,23 +232,34 @@ static slot *new_slot(void) {
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "kapi/" KAPI_VERSION);
   return sl;
 }
 
 static void free_slot(slot *sl) {
   curl_easy_cleanup(sl->easy);
+  curl_slist_free_all(sl->headers);
   buffer_free(&sl->body);
   buffer_free(&sl->head);
   free(sl);
 }
 
 static slot *take_slot(http_state *h) {
-  return h->pooled > 0 ? h->pool[--h->pooled] : new_slot();
+  slot *sl = h->pooled > 0 ? h->pool[--h->pooled] : new_slot();
+  if (!sl) return NULL;
+  sl->prev_lent = NULL;
+  sl->next_lent = h->lent;
+  if (h->lent) h->lent->prev_lent = sl;
+  h->lent = sl;
+  return sl;
 }
 
 static void give_back_slot(http_state *h, slot *sl) {
+  if (sl->prev_lent) sl->prev_lent->next_lent = sl->next_lent;
+  else h->lent = sl->next_lent;
+  if (sl->next_lent) sl->next_lent->prev_lent = sl->prev_lent;
   sl->owner = NULL;
+  curl_slist_free_all(sl->headers);
+  sl->headers = NULL;
   sl->body.len = sl->head.len = 0;
   sl->error[0] = '\0';
   if (sl->body.cap > STREAM_HIGH_WATER) buffer_free(&sl->body); /* keep small ones */
@@ -247,17 +267,15 @@ static void give_back_slot(http_state *h, slot *sl) {
   else free_slot(sl);
 }
 
-/* Stops the transfer and frees what it holds; safe to call twice. */
+/* Stops the transfer and gives back what it holds; safe to call twice. */
 static void transfer_close(transfer *t) {
-  if (t->slot) {
-    if (t->active) curl_multi_remove_handle(t->http->multi, t->slot->easy);
-    give_back_slot(t->http, t->slot);
-    t->slot = NULL;
-  }
-  t->active = 0;
+  slot *sl = t->slot;
+  t->slot = NULL;
   t->waiter = NULL;
-  curl_slist_free_all(t->headers);
-  t->headers = NULL;
+  if (!sl) return;
+  if (t->active) curl_multi_remove_handle(t->http->multi, sl->easy);
+  t->active = 0;
+  give_back_slot(t->http, sl);
 }
 
 static int transfer_gc(lua_State *L) {
@@ -269,6 +287,16 @@ static int transfer_gc(lua_State *L) {
  * that the usual request builds no table for them. */
 enum { ARG_METHOD = 1, ARG_URL, ARG_HEADERS, ARG_BODY, ARG_TIMEOUT,
        ARG_CONNECT_TIMEOUT, ARG_MAX_SIZE, ARG_EXTRA };
+
+/* Everything a transfer is configured from, read (and checked) before it
+ * takes a handle, so that a bad argument raises with nothing to undo. */
+typedef struct request_args {
+  const char *method, *url, *body, *ca_file;
+  size_t body_len;
+  long timeout_ms, connect_timeout_ms;
+  size_t max_size;
+  int insecure, follow;
+} request_args;
 
 static int extra_field(lua_State *L, const char *key) {
   if (!lua_istable(L, ARG_EXTRA)) return LUA_TNIL;
@@ -287,72 +315,92 @@ static int extra_bool(lua_State *L, const char *key) {
   return v;
 }
 
+static request_args read_args(lua_State *L) {
+  request_args a;
+  a.method = luaL_optstring(L, ARG_METHOD, "GET");
+  a.url = luaL_checkstring(L, ARG_URL);
+  if (!lua_isnoneornil(L, ARG_HEADERS)) luaL_checktype(L, ARG_HEADERS, LUA_TTABLE);
+  a.body_len = 0;
+  a.body = luaL_optlstring(L, ARG_BODY, NULL, &a.body_len);
+  a.timeout_ms = (long)(luaL_optnumber(L, ARG_TIMEOUT, 0) * 1000);
+  a.connect_timeout_ms = (long)(luaL_optnumber(L, ARG_CONNECT_TIMEOUT, 10) * 1000);
+  a.max_size = (size_t)luaL_optnumber(L, ARG_MAX_SIZE, 0);
+  a.ca_file = extra_string(L, "ca_file");
+  a.insecure = extra_bool(L, "insecure"); /* the policy allows it for loopback only */
+  a.follow = extra_bool(L, "follow");
+  return a;
+}
+
+/* Header lines given by the policy, or the transport's defaults (nil). */
 static void set_headers(lua_State *L, transfer *t) {
+  struct curl_slist *list = t->http->default_headers;
   if (lua_istable(L, ARG_HEADERS)) {
     lua_Integer n = luaL_len(L, ARG_HEADERS);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, ARG_HEADERS, i);
       const char *line = lua_tostring(L, -1);
-      if (line) t->headers = curl_slist_append(t->headers, line);
+      if (line) t->slot->headers = curl_slist_append(t->slot->headers, line);
       lua_pop(L, 1);
     }
+    list = t->slot->headers;
   }
-  curl_easy_setopt(t->slot->easy, CURLOPT_HTTPHEADER, t->headers);
+  curl_easy_setopt(t->slot->easy, CURLOPT_HTTPHEADER, list);
 }
 
 /* Every option a previous transfer may have set is set again here, so a
  * pooled handle never needs curl_easy_reset. */
-static void set_method_and_body(lua_State *L, CURL *e) {
-  const char *method = luaL_optstring(L, ARG_METHOD, "GET");
-  size_t len = 0;
-  const char *body = luaL_optlstring(L, ARG_BODY, NULL, &len);
-  int get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;
+static void set_method_and_body(CURL *e, const request_args *a) {
+  int get = strcmp(a->method, "GET") == 0, head = strcmp(a->method, "HEAD") == 0;
   curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* back to a plain GET */
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
   if (head) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     return;
   }
-  if (body || !get) { /* a method other than GET always sends its length */
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+  if (a->body || !get) { /* a method other than GET always sends its length */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->body_len);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, a->body ? a->body : "");
   }
-  if (strcmp(method, "POST") != 0 && !(get && !body))
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  if (strcmp(a->method, "POST") != 0 && !(get && !a->body))
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, a->method);
 }
 
-static void configure(lua_State *L, transfer *t) {
+static void configure(lua_State *L, transfer *t, const request_args *a) {
   CURL *e = t->slot->easy;
-  int insecure = extra_bool(L, "insecure"); /* the policy allows it for loopback only */
-  curl_easy_setopt(e, CURLOPT_URL, luaL_checkstring(L, ARG_URL));
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(luaL_optnumber(L, ARG_TIMEOUT, 0) * 1000));
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                   (long)(luaL_optnumber(L, ARG_CONNECT_TIMEOUT, 10) * 1000));
-  t->max_size = (size_t)luaL_optnumber(L, ARG_MAX_SIZE, 0);
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_size);
-  curl_easy_setopt(e, CURLOPT_CAINFO, extra_string(L, "ca_file"));
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, insecure ? 0L : 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, insecure ? 0L : 2L);
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, extra_bool(L, "follow") ? 1L : 0L);
+  t->max_size = a->max_size;
+  curl_easy_setopt(e, CURLOPT_URL, a->url);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, a->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, a->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)a->max_size);
+  curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, a->insecure ? 0L : 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, a->insecure ? 0L : 2L);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, a->follow ? 1L : 0L);
   set_headers(L, t);
-  set_method_and_body(L, e);
+  set_method_and_body(e, a);
 }
 
-/* Creates the transfer object (closed) on the stack, then opens it. */
+/* Creates the transfer object on the stack and starts it. A stream is the
+ * script's to close (or the collector's); a request's transfer has no
+ * finalizer, as every way out of a request closes it: finishing, failing
+ * at once, or cancellation. */
 static transfer *start_transfer(lua_State *L, int streaming) {
   http_state *h = upvalue_state(L);
+  request_args args = read_args(L);
   lua_settop(L, ARG_EXTRA);
   transfer *t = lua_newuserdatauv(L, sizeof *t, 0);
   memset(t, 0, sizeof *t);
   t->http = h;
   t->streaming = streaming;
-  luaL_setmetatable(L, TRANSFER_METATABLE);
+  if (streaming) luaL_setmetatable(L, TRANSFER_METATABLE);
   t->slot = take_slot(h);
   if (!t->slot) luaL_error(L, "http: cannot create a transfer");
   t->slot->owner = t;
-  configure(L, t);
-  if (curl_multi_add_handle(h->multi, t->slot->easy) != CURLM_OK)
+  configure(L, t, &args);
+  if (curl_multi_add_handle(h->multi, t->slot->easy) != CURLM_OK) {
+    transfer_close(t);
     luaL_error(L, "http: cannot start the transfer");
+  }
   t->active = 1;
   /* With few transfers in flight, start sending now rather than on the
    * loop's next turn, which a sequential script would pay on every
@@ -462,7 +510,11 @@ static int finish_request(lua_State *L, transfer *t) {
 static int request_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   transfer *t = (transfer *)ctx;
-  kapi_task_check_cancel(L, t->waiter ? t->waiter : kapi_task_current(L, "http"));
+  kapi_task *task = kapi_task_current(L, "http request");
+  if (kapi_task_cancel_pending(task)) {
+    transfer_close(t); /* it may have finished before the cancellation came */
+    kapi_task_check_cancel(L, task);
+  }
   return finish_request(L, t);
 }
 
@@ -577,10 +629,19 @@ static int state_gc(lua_State *L) {
   http_state *h = luaL_checkudata(L, 1, STATE_METATABLE);
   if (!h->multi) return 0;
   kapi_timer_stop(h->loop, &h->timer);
+  /* Requests whose task ended without resuming (the script exited). */
+  for (slot *sl = h->lent; sl; sl = sl->next_lent) curl_multi_remove_handle(h->multi, sl->easy);
   curl_multi_cleanup(h->multi);
+  while (h->lent) {
+    slot *sl = h->lent;
+    h->lent = sl->next_lent;
+    free_slot(sl);
+  }
   h->multi = NULL;
   kapi_watch_evict_parked(h->loop, free_watch);
   while (h->pooled > 0) free_slot(h->pool[--h->pooled]);
+  curl_slist_free_all(h->default_headers);
+  h->default_headers = NULL;
   return 0;
 }
 
@@ -611,7 +672,18 @@ static http_state *new_state(lua_State *L) {
   curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
   curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
   curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 256L);
+  for (const char *const *line = DEFAULT_HEADERS; *line; line++)
+    h->default_headers = curl_slist_append(h->default_headers, *line);
   return h;
+}
+
+/* default_headers: the lines a request carries unless it gives its own. */
+static void push_default_headers(lua_State *L) {
+  lua_newtable(L);
+  for (int i = 0; DEFAULT_HEADERS[i]; i++) {
+    lua_pushstring(L, DEFAULT_HEADERS[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
 }
 
 int luaopen_kapi_core_http(lua_State *L) {
@@ -630,5 +702,7 @@ int luaopen_kapi_core_http(lua_State *L) {
   luaL_setfuncs(L, module_functions, 1);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "__state"); /* lives as long as the module */
+  push_default_headers(L);
+  lua_setfield(L, -2, "default_headers");
   return 1;
 }

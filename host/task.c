@@ -136,6 +136,10 @@ static const char *cancel_message(const char *kind) {
   return kind;
 }
 
+int kapi_task_cancel_pending(const kapi_task *task) {
+  return task->cancel_reason != NULL;
+}
+
 void kapi_task_check_cancel(lua_State *L, kapi_task *task) {
   const char *kind = task->cancel_reason;
   if (!kind) return;

@@ -57,6 +57,8 @@ kapi_task *kapi_task_current(lua_State *L, const char *what);
 int kapi_task_suspend(lua_State *L, kapi_task *task, kapi_cancel_fn cancel,
                       void *cancel_data, lua_KContext ctx, lua_KFunction k);
 void kapi_task_wake(kapi_task *task);
+/* Whether cancellation was asked for and has not yet been raised. */
+int kapi_task_cancel_pending(const kapi_task *task);
 /* In a continuation: raises the pending cancellation, if any. */
 void kapi_task_check_cancel(lua_State *L, kapi_task *task);
 /* Requests cancellation: the task's current or next wait raises an error

@@ -17,6 +17,14 @@ assert(#c1:fetch(nil, {page_size = 30}):all() == 100)
 local stream <close> = kapi.http.open {url = sb.url .. "/v1/chains", raise = false}
 for _ in stream:chunks() do end
 pcall(kapi.http.get, "http://127.0.0.1:1/", {retry = false})
+-- A request cancelled while it waits, and one still waiting when the
+-- script ends: neither may leak its handle.
+local slow <close> = kapi.server.listen {handler = function() kapi.sleep(10) return {body = "late"} end}
+local waiting = kapi.spawn(kapi.http.get, slow.url)
+kapi.sleep(0.05)
+waiting:cancel()
+pcall(waiting.wait, waiting)
+kapi.spawn(kapi.http.get, slow.url)
 local t = kapi.spawn(function() kapi.sleep(10) end)
 t:cancel()
 pcall(t.wait, t)

@@ -28,9 +28,19 @@ local SECRET_NAMES = {authorization = true, hashcode = true, client_secret = tru
                       access_token = true, refresh_token = true, code = true,
                       code_verifier = true, password = true, ["proxy-authorization"] = true}
 local REDACTED = "REDACTED"
+local match = string.match
+
+-- The header lines the transport sends when a request gives none, each
+-- with its name in lower case, and the set of those names.
+local default_headers = {lines = {}, names = {}, sent = {}}
 
 local function get_transport()
-  transport = transport or require "kapi.core.http"
+  if transport then return transport end
+  transport = require "kapi.core.http"
+  for i, line in ipairs(transport.default_headers) do
+    local name = line:match("^[^:]+"):lower()
+    default_headers.lines[i], default_headers.names[i], default_headers.sent[name] = line, name, true
+  end
   return transport
 end
 
@@ -290,7 +300,7 @@ M.is_loopback = is_loopback
 local warned_insecure = false
 
 local function check_request(req)
-  if type(req.url) ~= "string" or not req.url:match("^https?://[^/]") then
+  if type(req.url) ~= "string" or not match(req.url, "^https?://[^/]") then
     errors.usage(("http: url must be an http:// or https:// URL, got %s"):format(tostring(req.url)), 4)
   end
   if req.insecure then
@@ -304,12 +314,12 @@ local function check_request(req)
   end
 end
 
-local DEFAULT_HEADERS = {"Accept: application/json"}
-
--- The header lines to send, and their names in lower case.
+-- The header lines to send and their names in lower case. Without headers
+-- of its own a request sends the transport's defaults (Accept: JSON and
+-- User-Agent), passed as nil: a list the transport built once.
 local function build_headers(req)
   if req.headers == nil and req.json == nil and req.form == nil then
-    return DEFAULT_HEADERS, {accept = true}
+    return nil, default_headers.sent
   end
   local lines, names = {}, {}
   for _, pair in ipairs(query_pairs(req.headers)) do
@@ -321,7 +331,9 @@ local function build_headers(req)
   if content_type and not names["content-type"] then
     lines[#lines + 1] = "Content-Type: " .. content_type
   end
-  if not names.accept then lines[#lines + 1] = DEFAULT_HEADERS[1] end
+  for i, line in ipairs(default_headers.lines) do
+    if not names[default_headers.names[i]] then lines[#lines + 1] = line end
+  end
   return lines, names
 end
 
@@ -398,18 +410,21 @@ end
 
 -- One exchange: the transport's result or failure, logged.
 local function exchange(req, attempt)
+  local send = transport or get_transport()
   local headers, names = build_headers(req)
   refuse_plain_credentials(req, names)
   local url = full_url(req)
   local body = body_of(req)
-  local started = log.active() and core.now()
+  local logging = log.active()
+  local started = logging and core.now()
   local defaults = M.defaults
-  local result, kind, message = (transport or get_transport()).request(
+  local result, kind, message = send.request(
     req.method, url, headers, body, req.timeout or defaults.timeout,
     req.connect_timeout or defaults.connect_timeout, req.max_size or defaults.max_size,
     extra_options(req))
-  if log.active() then
-    log_attempt(req, url, attempt, result and result.status or kind, started, headers, body)
+  if logging then
+    log_attempt(req, url, attempt, result and result.status or kind, started,
+                headers or default_headers.lines, body)
   end
   return result, kind, message, url
 end
@@ -441,7 +456,7 @@ end
 
 -- Runs the attempts: returns the response, or raises the error of the last.
 local function perform(req)
-  local allowed, attempt, renewed = attempts_allowed(req), 0, false
+  local attempt, renewed = 0, false
   while true do
     attempt = attempt + 1
     if req.auth then req.auth:authorize(req) end
@@ -461,10 +476,12 @@ local function perform(req)
       retryable = RETRY_STATUS[result.status]
       local after = parse_retry_after(new_headers(result.header_block)["retry-after"])
       if after then wait = math.min(after, M.defaults.retry_after_cap) end
-      if not retryable or attempt >= allowed then error(http_error(req, result, url, attempt), 0) end
+      if not retryable or attempt >= attempts_allowed(req) then
+        error(http_error(req, result, url, attempt), 0)
+      end
     else
       retryable = kind == "network" or kind == "timeout"
-      if not retryable or attempt >= allowed then
+      if not retryable or attempt >= attempts_allowed(req) then
         error(failure(req, kind, message, url, attempt), 0)
       end
     end
@@ -510,9 +527,10 @@ M.get, M.head, M.post, M.put, M.delete =
 --- open{...}: a streaming response; see docs/api.md.
 function M.open(req)
   req = normalize(req)
+  local send = get_transport()
   local headers, names = build_headers(req)
   refuse_plain_credentials(req, names)
-  local stream = get_transport().open(
+  local stream = send.open(
     req.method, full_url(req), headers, body_of(req), req.timeout or 0,
     req.connect_timeout or M.defaults.connect_timeout, req.max_size, extra_options(req))
   local head, kind, message = stream:head()

@@ -138,6 +138,20 @@ describe("kapi.http requests", function()
     assert.equal(42, http.get(front.url):json().n)
   end)
 
+  it("sends Accept: application/json and its User-Agent unless told otherwise", function()
+    local srv <close> = with_server(function(req)
+      return {json = {accept = req.headers.accept, agent = req.headers["user-agent"],
+                      extra = req.headers["x-extra"]}}
+    end)
+    local plain = http.get(srv.url):json()
+    assert.equal("application/json", plain.accept)
+    assert.matches("^kapi/%d+%.%d+", plain.agent)
+    local own = http.get(srv.url, {headers = {["X-Extra"] = "1"}}):json()
+    assert.same({accept = "application/json", agent = plain.agent, extra = "1"}, own)
+    local replaced = http.get(srv.url, {headers = {Accept = "text/csv", ["User-Agent"] = "mine/2"}}):json()
+    assert.same({accept = "text/csv", agent = "mine/2"}, replaced)
+  end)
+
   it("refuses bad URLs and insecure TLS to other hosts, naming the problem", function()
     assert.error_matches(function() http.get("ftp://example.test/") end, "http:// or https://")
     assert.error_matches(function() http.get("https://example.test/", {insecure = true}) end,
