@@ -1,7 +1,9 @@
 -- kapi's side of bench/paginate. Modes:
 --   content1 URL N PREFETCH   iterate N items (pages of 1000); prints items/s
 --   products URL PREFETCH     every reachable page of a broad search; prints items/s
---   decode URL N              download the same pages, then time cjson.decode of them alone
+--   decode URL N              download the same pages, then time decoding them alone:
+--                             prints items/s of cjson.decode, kapi.json.decode, and
+--                             kapi.json.decode with conversion to the item format
 local kapi = require "kapi"
 local mode, url = arg[1], arg[2]
 
@@ -41,13 +43,19 @@ elseif mode == "decode" then
     cursor = require("cjson").decode(res.body).searchAfter
   end
   local decode, to_item = kapi.json.decode, kapi.content1.to_item
-  local start = os.clock()
-  local count = 0
-  for _, body in ipairs(bodies) do count = count + #decode(body).items end
-  local plain = count / (os.clock() - start)
-  start, count = os.clock(), 0
-  for _, body in ipairs(bodies) do
-    for _, record in ipairs(decode(body).items) do to_item(record.item); count = count + 1 end
+  local function rate(work) -- items per second of CPU time
+    collectgarbage()
+    local start, count = os.clock(), 0
+    for _, body in ipairs(bodies) do count = count + work(body) end
+    return count / (os.clock() - start)
   end
-  print(("%.0f %.0f"):format(plain, count / (os.clock() - start)))
+  local cjson_decode = require("cjson").decode
+  local bare = rate(function(body) return #cjson_decode(body).items end)
+  local plain = rate(function(body) return #decode(body).items end)
+  local converted = rate(function(body)
+    local items = decode(body).items
+    for _, record in ipairs(items) do to_item(record.item) end
+    return #items
+  end)
+  print(("%.0f %.0f %.0f"):format(bare, plain, converted))
 end

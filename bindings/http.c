@@ -72,15 +72,19 @@ struct transfer {
 
 /* --- buffers ----------------------------------------------------------- */
 
+static int buffer_reserve(buffer *b, size_t need) {
+  if (need <= b->cap) return 0;
+  size_t cap = b->cap ? b->cap : 4096;
+  while (cap < need) cap *= 2;
+  char *grown = realloc(b->data, cap);
+  if (!grown) return -1;
+  b->data = grown;
+  b->cap = cap;
+  return 0;
+}
+
 static int buffer_append(buffer *b, const char *data, size_t len) {
-  if (b->len + len > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + len) cap *= 2;
-    char *grown = realloc(b->data, cap);
-    if (!grown) return -1;
-    b->data = grown;
-    b->cap = cap;
-  }
+  if (buffer_reserve(b, b->len + len) < 0) return -1;
   memcpy(b->data + b->len, data, len);
   b->len += len;
   return 0;
@@ -100,6 +104,16 @@ static void wake_waiter(transfer *t) {
   if (w) kapi_task_wake(w);
 }
 
+/* A large body announced by Content-Length gets its room at once, rather
+ * than growing (and being copied) a dozen times on the way. */
+static void reserve_content_length(slot *sl, const transfer *t) {
+  curl_off_t announced = -1;
+  if (curl_easy_getinfo(sl->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) != CURLE_OK)
+    return;
+  if (announced > 0 && (!t->max_size || (size_t)announced <= t->max_size))
+    buffer_reserve(&sl->body, (size_t)announced);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   slot *sl = userp;
   transfer *t = sl->owner;
@@ -115,6 +129,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp) {
   }
   if (t->streaming && t->read_pos > 0 && t->read_pos == sl->body.len)
     sl->body.len = t->read_pos = 0; /* everything handed out: start over */
+  if (sl->body.len == 0 && !t->streaming) reserve_content_length(sl, t);
   if (buffer_append(&sl->body, data, len) < 0) return 0;
   if (t->streaming) wake_waiter(t);
   return len;

@@ -1,7 +1,8 @@
--- JSON: lua-cjson, with `null` and empty arrays that survive a round trip
--- (decode "[]", encode it back as "[]", not "{}").
+-- JSON: our decoder (bindings/json.c) and lua-cjson's encoder, with `null`
+-- and empty arrays that survive a round trip (decode "[]", encode it back
+-- as "[]", not "{}").
 local cjson = require("cjson").new() -- our settings stay ours
-local marks = require "kapi.core.json"
+local decoder = require "kapi.core.json"
 local doc = require "kapi.doc"
 
 local M = {null = cjson.null}
@@ -18,10 +19,10 @@ function M.is_array(t)
   return getmetatable(t) == array_mt
 end
 
---- Decodes JSON text; raises on malformed text. Whole numbers decode as
---- Lua integers.
+--- Decodes JSON text; raises on malformed text, naming where. Whole
+--- numbers decode as Lua integers.
 function M.decode(text)
-  return marks.normalize(cjson.decode(marks.mark_empty_arrays(text) or text), array_mt)
+  return decoder.decode(text, array_mt, cjson.null)
 end
 
 local EMPTY = "\0kapi-empty-array\0"

@@ -1,0 +1,161 @@
+-- kapi.json: our one-pass decoder (bindings/json.c) against lua-cjson as the
+-- reference, on generated documents and on the sandbox's real pages.
+local kapi = require "kapi"
+local cjson = require "cjson"
+local json = kapi.json
+
+-- What kapi.json.decode promises, from cjson's result: whole floats become
+-- integers, empty arrays (told apart by the text) carry the array mark.
+local function reference(text)
+  -- The generator writes no "[" followed by "]" inside a string.
+  local marked = text:gsub("%[%s*%]", '["\\u0000[]"]')
+  local function fix(v)
+    if type(v) == "number" and math.type(v) == "float" and v == math.floor(v)
+       and v >= math.mininteger and v < -(math.mininteger + 0.0) then
+      return math.tointeger(v)
+    end
+    if type(v) ~= "table" then return v end
+    if #v == 1 and v[1] == "\0[]" then return json.array() end
+    for k, x in pairs(v) do v[k] = fix(x) end
+    return v
+  end
+  return fix(cjson.decode(marked))
+end
+
+-- Random documents: nested objects and arrays, escapes, unicode, numbers
+-- of every shape (none beyond the 53 bits a double holds exactly, where
+-- kapi is exact and cjson is not), with random white space.
+local function generator(seed)
+  local rng = math.random
+  math.randomseed(seed)
+  local pieces = {"a", "Z", " ", "é", "€", "😀", "\\n", "\\t", '\\"', "\\\\", "\\/", "\\u00e9",
+                  "\\ud83d\\ude00", "\\u0001", "x y", "[x", "]", "{", "}"}
+  local numbers = {"0", "-0", "7", "-12", "1800", "2.99", "-0.5", "1e3", "1E-2", "2.5e+2",
+                   "12345678901234", "-9223372036854775808", "12345678901234567890",
+                   "3.0", "1e400", "0.1"}
+  local function ws() return ({"", " ", "\n  ", "\t", "\r\n"})[rng(5)] end
+  local function str()
+    local out = {}
+    for i = 1, rng(0, 6) do out[i] = pieces[rng(#pieces)] end
+    return '"' .. table.concat(out) .. '"'
+  end
+  local function value(depth)
+    local kind = rng(depth > 4 and 4 or 6)
+    if kind == 1 then return str() end
+    if kind == 2 then return numbers[rng(#numbers)] end
+    if kind == 3 then return ({"true", "false", "null"})[rng(3)] end
+    if kind == 4 then return numbers[rng(#numbers)] end
+    local n, parts = rng(0, 4), {}
+    for i = 1, n do
+      local v = value(depth + 1)
+      parts[i] = kind == 5 and (ws() .. str() .. ws() .. ":" .. ws() .. v .. ws()) or (ws() .. v .. ws())
+    end
+    if kind == 5 then return "{" .. table.concat(parts, ",") .. ws() .. "}" end
+    return "[" .. table.concat(parts, ",") .. ws() .. "]"
+  end
+  return function() return ws() .. value(0) .. ws() end
+end
+
+describe("kapi.json.decode", function()
+  it("keeps null and empty arrays across a round trip", function()
+    local text = '{"a":[],"b":{"c":[ ]},"s":"[]","n":null,"x":[1,[]]}'
+    local value = json.decode(text)
+    assert.equal(json.null, value.n)
+    assert.equal("[]", value.s)
+    assert.is_true(json.is_array(value.a))
+    assert.is_true(json.is_array(value.b.c))
+    assert.is_false(json.is_array(value.x)) -- only empty arrays need the mark
+    assert.same(json.decode(text), json.decode(json.encode(value)))
+    assert.matches('"a":%[%]', json.encode(value))
+    assert.equal("[]", json.encode(json.decode("[]")))
+    assert.equal("{}", json.encode({}))
+  end)
+
+  it("decodes whole numbers as integers, others as floats", function()
+    local v = json.decode('{"total": 1800, "price": 2.99, "big": 1e3, "list": [1, -2], "neg": -0}')
+    assert.equal("integer", math.type(v.total))
+    assert.equal("float", math.type(v.price))
+    assert.equal("integer", math.type(v.big))
+    assert.same({"integer", "integer"}, {math.type(v.list[1]), math.type(v.list[2])})
+    assert.equal("integer", math.type(json.decode("7")))
+    assert.equal(0, v.neg)
+    -- Exact beyond a double's 53 bits (GTINs and ids sent as numbers).
+    assert.equal(9007199254740993, json.decode("9007199254740993"))
+    assert.equal(math.mininteger, json.decode("-9223372036854775808"))
+    assert.equal("float", math.type(json.decode("12345678901234567890")))
+    assert.equal(math.huge, json.decode("1e400"))
+  end)
+
+  it("decodes escapes and unicode, surrogate pairs included", function()
+    assert.equal('"\\/\b\f\n\r\t', json.decode([["\"\\\/\b\f\n\r\t"]]))
+    assert.equal("é€😀", json.decode([["\u00e9\u20ac\ud83d\ude00"]]))
+    assert.equal("plain é", json.decode('"plain é"'))
+  end)
+
+  it("matches lua-cjson on 3,000 generated documents", function()
+    local next_document = generator(42)
+    for _ = 1, 3000 do
+      local text = next_document()
+      local ok, want = pcall(reference, text)
+      assert(ok, text)
+      assert.same(want, json.decode(text), text)
+    end
+  end)
+
+  it("matches lua-cjson on the sandbox's pages", function()
+    local sb <close> = kapi.sandbox.start {products = 500, stores = 20, items = 300}
+    local c1 = kapi.content1.client {env = "sandbox", base_url = sb.url}
+    local kroger = kapi.kroger.client {env = "sandbox", base_url = sb.url}
+    local bodies = {
+      c1:post("/V1/product/fetch", {}, 300).body,
+      kroger:get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 50},
+                 kroger:service("product.compact")).body,
+    }
+    for _, body in ipairs(bodies) do
+      assert.is_true(#body > 10000)
+      assert.same(reference(body), json.decode(body))
+    end
+  end)
+
+  it("names what is wrong and where, in one line", function()
+    local cases = {
+      {"", "json: the text is empty"},
+      {"[1,]", "json: expected a value at character 4, near ']'"},
+      {'{"a" 1}', "json: expected ':' at character 6, near '1}'"},
+      {"[1 2]", "json: expected ',' or ']' at character 4, near '2]'"},
+      {'{"a":1,}', "json: expected a name in quotes at character 8, near '}'"},
+      {'{"a":1 "b":2}', "json: expected ',' or '}' at character 8, near '\"b\":2}'"},
+      {'"abc', "json: unfinished string, but the text ends at character 4"},
+      {"tru", "json: expected a value at character 1, near 'tru'"},
+      {"01", "json: unexpected text after the value at character 2, near '1'"},
+      {"1.", "json: invalid number, but the text ends at character 2"},
+      {"-x", "json: invalid number at character 2, near 'x'"},
+      {'"\\x"', "json: invalid escape at character 3, near 'x\"'"},
+      {'"\\ud800"', "json: invalid unicode escape at character 2, near '\\ud800\"'"},
+      {'"\\udc00"', "json: invalid unicode escape at character 2, near '\\udc00\"'"},
+      {'"\\ud800\\u0041"', "json: invalid unicode escape at character 2, near '\\ud800\\u0041\"'"},
+      {'"\\u12"', "json: invalid unicode escape at character 2, near '\\u12\"'"},
+      {"<html>\n<body>", "json: expected a value at character 1, near '<html> <body>'"},
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(json.decode, case[1])
+      assert.is_false(ok, case[1])
+      assert.equal(case[2], err)
+    end
+  end)
+
+  it("refuses nesting deeper than 1,000 levels", function()
+    assert.equal(1, #json.decode(string.rep("[", 1000) .. string.rep("]", 1000)))
+    local ok, err = pcall(json.decode, string.rep("[", 1001) .. string.rep("]", 1001))
+    assert.is_false(ok)
+    assert.matches("^json: nested too deeply at character 1001", err)
+  end)
+end)
+
+describe("kapi.json.encode", function()
+  it("leaves the caller's tables untouched", function()
+    local t = {list = json.array()}
+    json.encode(t)
+    assert.is_true(json.is_array(t.list))
+  end)
+end)
