@@ -59,7 +59,9 @@ end
 doc.declare("kapi.json.decode", M.decode, [[
 kapi.json.decode(text) -> value
 Decodes JSON. null becomes kapi.json.null; [] becomes an empty table marked
-as an array, so that encoding it gives [] again.
+as an array, so that encoding it gives [] again; whole numbers are integers
+(exact to 64 bits). Malformed text raises one line naming the problem and
+where: json: expected ',' or ']' at character 4, near '2]'.
 Example:
   local v = kapi.json.decode('{"tags": [], "brand": null}')
   print(kapi.json.encode(v))  --> {"tags":[],"brand":null} (key order may vary)]])
