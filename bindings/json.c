@@ -40,8 +40,12 @@ static void fail(decoder *d, const char *what) {
   }
   char near[16];
   size_t n = 0;
-  for (const char *q = d->p; q < d->end && n < sizeof near - 1; q++)
-    near[n++] = (unsigned char)*q < 0x20 ? ' ' : *q;
+  const char *q = d->p;
+  for (; q < d->end && n < sizeof near - 1; q++) near[n++] = (unsigned char)*q < 0x20 ? ' ' : *q;
+  if (q < d->end && ((unsigned char)*q & 0xC0) == 0x80) { /* a character cut in two */
+    while (n > 0 && ((unsigned char)near[n - 1] & 0xC0) == 0x80) n--;
+    if (n > 0) n--; /* its first byte */
+  }
   near[n] = '\0';
   lua_pushfstring(L, "json: %s at character %d, near '%s'", what, (int)(d->p - d->text) + 1, near);
   lua_error(L);

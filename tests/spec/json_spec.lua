@@ -136,6 +136,7 @@ describe("kapi.json.decode", function()
       {'"\\ud800\\u0041"', "json: invalid unicode escape at character 2, near '\\ud800\\u0041\"'"},
       {'"\\u12"', "json: invalid unicode escape at character 2, near '\\u12\"'"},
       {"<html>\n<body>", "json: expected a value at character 1, near '<html> <body>'"},
+      {"[1 éééééééééé]", "json: expected ',' or ']' at character 4, near 'ééééééé'"},
     }
     for _, case in ipairs(cases) do
       local ok, err = pcall(json.decode, case[1])
