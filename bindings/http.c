@@ -21,6 +21,7 @@
 #define STREAM_HIGH_WATER (1024 * 1024) /* pause a stream above this */
 #define MAX_POOLED_HANDLES 64
 #define KICK_BELOW 16 /* transfers in flight; see start_transfer */
+#define MAX_RESERVED (64 * 1024 * 1024) /* trust a Content-Length this far */
 
 /* Sent unless the request gives its own headers, as one list built once:
  * curl formats every header it sends, so fewer and shared is faster. */
@@ -110,8 +111,8 @@ static void reserve_content_length(slot *sl, const transfer *t) {
   curl_off_t announced = -1;
   if (curl_easy_getinfo(sl->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) != CURLE_OK)
     return;
-  if (announced > 0 && (!t->max_size || (size_t)announced <= t->max_size))
-    buffer_reserve(&sl->body, (size_t)announced);
+  size_t limit = t->max_size ? t->max_size : MAX_RESERVED;
+  if (announced > 0 && (size_t)announced <= limit) buffer_reserve(&sl->body, (size_t)announced);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
@@ -350,9 +351,9 @@ static request_args read_args(lua_State *L) {
 static void set_headers(lua_State *L, transfer *t) {
   struct curl_slist *list = t->http->default_headers;
   if (lua_istable(L, ARG_HEADERS)) {
-    lua_Integer n = luaL_len(L, ARG_HEADERS);
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, ARG_HEADERS, i);
+    lua_Unsigned n = lua_rawlen(L, ARG_HEADERS); /* cannot raise: a slot is held */
+    for (lua_Unsigned i = 1; i <= n; i++) {
+      lua_rawgeti(L, ARG_HEADERS, (lua_Integer)i);
       const char *line = lua_tostring(L, -1);
       if (line) t->slot->headers = curl_slist_append(t->slot->headers, line);
       lua_pop(L, 1);
@@ -395,10 +396,11 @@ static void configure(lua_State *L, transfer *t, const request_args *a) {
   set_method_and_body(e, a);
 }
 
-/* Creates the transfer object on the stack and starts it. A stream is the
- * script's to close (or the collector's); a request's transfer has no
- * finalizer, as every way out of a request closes it: finishing, failing
- * at once, or cancellation. */
+/* Creates the transfer object on the stack and starts it. Every way out
+ * of a request closes it (finishing, failing at once, cancellation); the
+ * finalizer is for a coroutine abandoned while it waited (one resumed from
+ * a C callback, whose wait could not reach its task), whose transfer
+ * would otherwise stay with curl after the collector freed it. */
 static transfer *start_transfer(lua_State *L, int streaming) {
   http_state *h = upvalue_state(L);
   request_args args = read_args(L);
@@ -407,7 +409,7 @@ static transfer *start_transfer(lua_State *L, int streaming) {
   memset(t, 0, sizeof *t);
   t->http = h;
   t->streaming = streaming;
-  if (streaming) luaL_setmetatable(L, TRANSFER_METATABLE);
+  luaL_setmetatable(L, TRANSFER_METATABLE);
   t->slot = take_slot(h);
   if (!t->slot) luaL_error(L, "http: cannot create a transfer");
   t->slot->owner = t;
