@@ -37,15 +37,13 @@ typedef struct transfer transfer;
 
 /* An easy handle with its buffers, pooled between transfers: the options
  * that never change are set once, and the buffers keep their memory. */
-typedef struct slot slot;
-struct slot {
+typedef struct slot {
   CURL *easy;
   transfer *owner;
-  slot *prev_lent, *next_lent; /* while a transfer holds it */
   buffer body, head;      /* response body; header lines of the last response */
   struct curl_slist *headers; /* the request's own; NULL for the defaults */
   char error[CURL_ERROR_SIZE];
-};
+} slot;
 
 typedef struct http_state {
   CURLM *multi;
@@ -53,7 +51,6 @@ typedef struct http_state {
   kapi_timer timer;
   slot *pool[MAX_POOLED_HANDLES];
   int pooled;
-  slot *lent;             /* slots transfers hold, freed with the state */
   struct curl_slist *default_headers;
   int running;            /* transfers curl is working on */
 } http_state;
@@ -260,19 +257,10 @@ static void free_slot(slot *sl) {
 }
 
 static slot *take_slot(http_state *h) {
-  slot *sl = h->pooled > 0 ? h->pool[--h->pooled] : new_slot();
-  if (!sl) return NULL;
-  sl->prev_lent = NULL;
-  sl->next_lent = h->lent;
-  if (h->lent) h->lent->prev_lent = sl;
-  h->lent = sl;
-  return sl;
+  return h->pooled > 0 ? h->pool[--h->pooled] : new_slot();
 }
 
 static void give_back_slot(http_state *h, slot *sl) {
-  if (sl->prev_lent) sl->prev_lent->next_lent = sl->next_lent;
-  else h->lent = sl->next_lent;
-  if (sl->next_lent) sl->next_lent->prev_lent = sl->prev_lent;
   sl->owner = NULL;
   curl_slist_free_all(sl->headers);
   sl->headers = NULL;
@@ -646,14 +634,7 @@ static int state_gc(lua_State *L) {
   http_state *h = luaL_checkudata(L, 1, STATE_METATABLE);
   if (!h->multi) return 0;
   kapi_timer_stop(h->loop, &h->timer);
-  /* Requests whose task ended without resuming (the script exited). */
-  for (slot *sl = h->lent; sl; sl = sl->next_lent) curl_multi_remove_handle(h->multi, sl->easy);
   curl_multi_cleanup(h->multi);
-  while (h->lent) {
-    slot *sl = h->lent;
-    h->lent = sl->next_lent;
-    free_slot(sl);
-  }
   h->multi = NULL;
   kapi_watch_evict_parked(h->loop, free_watch);
   while (h->pooled > 0) free_slot(h->pool[--h->pooled]);
