@@ -17,10 +17,10 @@
 #include "task.h"
 
 #define STATE_METATABLE "kapi.http.state"
-#define TRANSFER_METATABLE "kapi.http.transfer"
+#define STREAM_METATABLE "kapi.http.stream"
 #define STREAM_HIGH_WATER (1024 * 1024) /* pause a stream above this */
 #define MAX_POOLED_HANDLES 64
-#define KICK_BELOW 16 /* transfers in flight; see start_transfer */
+#define KICK_BELOW 1 /* transfers in flight; see start_transfer */
 #define MAX_RESERVED (64 * 1024 * 1024) /* trust a Content-Length this far */
 
 /* Sent unless the request gives its own headers, as one list built once:
@@ -33,40 +33,60 @@ typedef struct buffer {
   size_t len, cap;
 } buffer;
 
-typedef struct transfer transfer;
+typedef struct http_state http_state;
 
-/* An easy handle with its buffers, pooled between transfers: the options
- * that never change are set once, and the buffers keep their memory. */
-typedef struct slot {
-  CURL *easy;
-  transfer *owner;
-  buffer body, head;      /* response body; header lines of the last response */
-  struct curl_slist *headers; /* the request's own; NULL for the defaults */
-  char error[CURL_ERROR_SIZE];
-} slot;
+/* A stream's Lua object. */
+typedef struct stream {
+  struct transfer *t;          /* NULL once closed */
+} stream;
 
-typedef struct http_state {
-  CURLM *multi;
-  kapi_loop *loop;
-  kapi_timer timer;
-  slot *pool[MAX_POOLED_HANDLES];
-  int pooled;
-  struct curl_slist *default_headers;
-  int running;            /* transfers curl is working on */
-} http_state;
-
-struct transfer {
-  http_state *http;
-  slot *slot;             /* NULL once closed */
-  kapi_task *waiter;      /* task waiting for completion or stream data */
+/* What a pooled handle was last configured with: options that did not
+ * change are not set again (every curl_easy_setopt costs a dispatch and
+ * often a copy), and an option nobody asked for is never left behind. */
+typedef struct handle_options {
+  long timeout_ms, connect_timeout_ms;
   size_t max_size;
-  int active;             /* added to the multi handle */
+  char *ca_file;               /* our copy; NULL: the system store */
+  int insecure, follow;
+  int plain_get;               /* GET without a body: curl's default */
+  const struct curl_slist *header_list;
+} handle_options;
+
+/* A transfer: an easy handle with its buffers. Transfers are pooled and
+ * reused, so a request allocates nothing here once the pool is warm; a
+ * request's transfer belongs to the waiting task, a stream's to its Lua
+ * object. */
+typedef struct transfer {
+  http_state *http;
+  CURL *easy;
+  buffer body, head;           /* response body; header lines of the last response */
+  struct curl_slist *headers;  /* the request's own; NULL for the defaults */
+  handle_options set;
+  char error[CURL_ERROR_SIZE];
+  struct transfer *prev_busy, *next_busy;
+  struct stream *stream;       /* the stream object holding it, if any */
+  /* The current transfer: */
+  int busy;                    /* taken from the pool */
+  kapi_task *waiter;           /* task waiting for completion or stream data */
+  int active;                  /* added to the multi handle */
   int done;
   int too_large;
   int streaming, paused, headers_seen;
-  size_t read_pos;        /* streams: how much of body was handed out */
+  size_t read_pos;             /* streams: how much of body was handed out */
   CURLcode result;
+} transfer;
+
+struct http_state {
+  CURLM *multi;
+  kapi_loop *loop;
+  kapi_timer timer;
+  transfer *pool[MAX_POOLED_HANDLES];
+  int pooled;
+  transfer *busy;              /* every transfer taken from the pool */
+  struct curl_slist *default_headers;
+  int running;                 /* transfers curl is working on */
 };
+
 
 /* --- buffers ----------------------------------------------------------- */
 
@@ -104,43 +124,39 @@ static void wake_waiter(transfer *t) {
 
 /* A large body announced by Content-Length gets its room at once, rather
  * than growing (and being copied) a dozen times on the way. */
-static void reserve_content_length(slot *sl, const transfer *t) {
+static void reserve_content_length(transfer *t) {
   curl_off_t announced = -1;
-  if (curl_easy_getinfo(sl->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) != CURLE_OK)
+  if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) != CURLE_OK)
     return;
-  size_t limit = t->max_size ? t->max_size : MAX_RESERVED;
-  if (announced > 0 && (size_t)announced <= limit) buffer_reserve(&sl->body, (size_t)announced);
+  size_t limit = t->set.max_size ? t->set.max_size : MAX_RESERVED;
+  if (announced > 0 && (size_t)announced <= limit) buffer_reserve(&t->body, (size_t)announced);
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *userp) {
-  slot *sl = userp;
-  transfer *t = sl->owner;
+  transfer *t = userp;
   size_t len = size * n;
-  if (!t) return 0;
-  if (t->max_size && sl->body.len + len > t->max_size) {
+  if (t->set.max_size && t->body.len + len > t->set.max_size) {
     t->too_large = 1;
     return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
   }
-  if (t->streaming && sl->body.len - t->read_pos >= STREAM_HIGH_WATER) {
+  if (t->streaming && t->body.len - t->read_pos >= STREAM_HIGH_WATER) {
     t->paused = 1;
     return CURL_WRITEFUNC_PAUSE;
   }
-  if (t->streaming && t->read_pos > 0 && t->read_pos == sl->body.len)
-    sl->body.len = t->read_pos = 0; /* everything handed out: start over */
-  if (sl->body.len == 0 && !t->streaming) reserve_content_length(sl, t);
-  if (buffer_append(&sl->body, data, len) < 0) return 0;
+  if (t->streaming && t->read_pos > 0 && t->read_pos == t->body.len)
+    t->body.len = t->read_pos = 0; /* everything handed out: start over */
+  if (t->body.len == 0 && !t->streaming) reserve_content_length(t);
+  if (buffer_append(&t->body, data, len) < 0) return 0;
   if (t->streaming) wake_waiter(t);
   return len;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *userp) {
-  slot *sl = userp;
-  transfer *t = sl->owner;
+  transfer *t = userp;
   size_t len = size * n;
-  if (!t) return 0;
   /* A new status line (after a redirect or a 100 Continue) starts over. */
-  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) sl->head.len = 0;
-  if (buffer_append(&sl->head, data, len) < 0) return 0;
+  if (len >= 5 && memcmp(data, "HTTP/", 5) == 0) t->head.len = 0;
+  if (buffer_append(&t->head, data, len) < 0) return 0;
   if (len <= 2 && t->streaming) { /* the blank line ending the headers */
     t->headers_seen = 1;
     wake_waiter(t);
@@ -153,11 +169,9 @@ static void collect_done(http_state *h) {
   int left;
   while ((msg = curl_multi_info_read(h->multi, &left))) {
     if (msg->msg != CURLMSG_DONE) continue;
-    slot *sl = NULL;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
-    transfer *t = sl->owner;
-    curl_multi_remove_handle(h->multi, sl->easy);
-    if (!t) continue;
+    transfer *t = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+    curl_multi_remove_handle(h->multi, t->easy);
     t->result = msg->data.result;
     t->done = 1;
     t->headers_seen = 1;
@@ -219,78 +233,96 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
   return 0;
 }
 
-/* --- transfers --------------------------------------------------------- */
+/* --- the pool ---------------------------------------------------------- */
 
+/* The module's functions keep their state as an upvalue no script can
+ * reach, so it needs no type check. */
 static http_state *upvalue_state(lua_State *L) {
-  return luaL_checkudata(L, lua_upvalueindex(1), STATE_METATABLE);
+  return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static slot *new_slot(void) {
-  slot *sl = calloc(1, sizeof *sl);
-  if (!sl || !(sl->easy = curl_easy_init())) {
-    free(sl);
+static transfer *new_transfer(http_state *h) {
+  transfer *t = calloc(1, sizeof *t);
+  if (!t || !(t->easy = curl_easy_init())) {
+    free(t);
     return NULL;
   }
-  CURL *e = sl->easy;
-  curl_easy_setopt(e, CURLOPT_PRIVATE, sl);
+  t->http = h;
+  CURL *e = t->easy;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, t);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, sl->error);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, sl);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, sl);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* every decoding curl has */
   curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);       /* prefer multiplexing */
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
-  return sl;
+  /* curl's own defaults, recorded so that configure() knows them. */
+  t->set.connect_timeout_ms = 300000;
+  t->set.plain_get = 1;
+  return t;
 }
 
-static void free_slot(slot *sl) {
-  curl_easy_cleanup(sl->easy);
-  curl_slist_free_all(sl->headers);
-  buffer_free(&sl->body);
-  buffer_free(&sl->head);
-  free(sl);
+static void free_transfer(transfer *t) {
+  curl_easy_cleanup(t->easy);
+  curl_slist_free_all(t->headers);
+  free(t->set.ca_file);
+  buffer_free(&t->body);
+  buffer_free(&t->head);
+  free(t);
 }
 
-static slot *take_slot(http_state *h) {
-  return h->pooled > 0 ? h->pool[--h->pooled] : new_slot();
+static transfer *take_transfer(http_state *h) {
+  transfer *t = h->pooled > 0 ? h->pool[--h->pooled] : new_transfer(h);
+  if (!t) return NULL;
+  t->busy = 1;
+  t->prev_busy = NULL;
+  t->next_busy = h->busy;
+  if (h->busy) h->busy->prev_busy = t;
+  h->busy = t;
+  return t;
 }
 
-static void give_back_slot(http_state *h, slot *sl) {
-  sl->owner = NULL;
-  curl_slist_free_all(sl->headers);
-  sl->headers = NULL;
-  sl->body.len = sl->head.len = 0;
-  sl->error[0] = '\0';
-  if (sl->body.cap > STREAM_HIGH_WATER) buffer_free(&sl->body); /* keep small ones */
-  if (h->pooled < MAX_POOLED_HANDLES) h->pool[h->pooled++] = sl;
-  else free_slot(sl);
+static void unlink_busy(http_state *h, transfer *t) {
+  if (t->prev_busy) t->prev_busy->next_busy = t->next_busy;
+  else h->busy = t->next_busy;
+  if (t->next_busy) t->next_busy->prev_busy = t->prev_busy;
+  t->prev_busy = t->next_busy = NULL;
 }
 
-/* Stops the transfer and gives back what it holds; safe to call twice. */
+/* Stops the transfer and puts it back in the pool; a no-op for one that
+ * is not busy, so every way out may call it. */
 static void transfer_close(transfer *t) {
-  slot *sl = t->slot;
-  t->slot = NULL;
+  if (!t->busy) return;
+  http_state *h = t->http;
+  if (t->active) curl_multi_remove_handle(h->multi, t->easy);
+  unlink_busy(h, t);
+  t->busy = t->active = t->done = t->too_large = 0;
+  t->streaming = t->paused = t->headers_seen = 0;
+  t->read_pos = 0;
+  t->result = CURLE_OK;
   t->waiter = NULL;
-  if (!sl) return;
-  if (t->active) curl_multi_remove_handle(t->http->multi, sl->easy);
-  t->active = 0;
-  give_back_slot(t->http, sl);
+  t->stream = NULL;
+  curl_slist_free_all(t->headers); /* curl keeps the pointer, unused until set again */
+  t->headers = NULL;
+  t->body.len = t->head.len = 0;
+  t->error[0] = '\0';
+  if (t->body.cap > STREAM_HIGH_WATER) buffer_free(&t->body); /* keep small ones */
+  if (h->pooled < MAX_POOLED_HANDLES) h->pool[h->pooled++] = t;
+  else free_transfer(t);
 }
 
-static int transfer_gc(lua_State *L) {
-  transfer_close(luaL_checkudata(L, 1, TRANSFER_METATABLE));
-  return 0;
-}
+/* --- configuring a transfer -------------------------------------------- */
 
-/* The arguments of request() and open(), by position: common ones first so
- * that the usual request builds no table for them. */
+/* The arguments of request() and open(), by position, so that a request
+ * builds no table to pass them. */
 enum { ARG_METHOD = 1, ARG_URL, ARG_HEADERS, ARG_BODY, ARG_TIMEOUT,
-       ARG_CONNECT_TIMEOUT, ARG_MAX_SIZE, ARG_EXTRA };
+       ARG_CONNECT_TIMEOUT, ARG_MAX_SIZE, ARG_CA_FILE, ARG_INSECURE, ARG_FOLLOW };
 
 /* Everything a transfer is configured from, read (and checked) before it
  * takes a handle, so that a bad argument raises with nothing to undo. */
@@ -302,23 +334,6 @@ typedef struct request_args {
   int insecure, follow;
 } request_args;
 
-static int extra_field(lua_State *L, const char *key) {
-  if (!lua_istable(L, ARG_EXTRA)) return LUA_TNIL;
-  return lua_getfield(L, ARG_EXTRA, key);
-}
-
-static const char *extra_string(lua_State *L, const char *key) {
-  const char *s = extra_field(L, key) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-  if (lua_istable(L, ARG_EXTRA)) lua_pop(L, 1); /* the table keeps it alive */
-  return s;
-}
-
-static int extra_bool(lua_State *L, const char *key) {
-  int v = extra_field(L, key) != LUA_TNIL && lua_toboolean(L, -1);
-  if (lua_istable(L, ARG_EXTRA)) lua_pop(L, 1);
-  return v;
-}
-
 static request_args read_args(lua_State *L) {
   request_args a;
   a.method = luaL_optstring(L, ARG_METHOD, "GET");
@@ -329,80 +344,97 @@ static request_args read_args(lua_State *L) {
   a.timeout_ms = (long)(luaL_optnumber(L, ARG_TIMEOUT, 0) * 1000);
   a.connect_timeout_ms = (long)(luaL_optnumber(L, ARG_CONNECT_TIMEOUT, 10) * 1000);
   a.max_size = (size_t)luaL_optnumber(L, ARG_MAX_SIZE, 0);
-  a.ca_file = extra_string(L, "ca_file");
-  a.insecure = extra_bool(L, "insecure"); /* the policy allows it for loopback only */
-  a.follow = extra_bool(L, "follow");
+  a.ca_file = luaL_optstring(L, ARG_CA_FILE, NULL);
+  a.insecure = lua_toboolean(L, ARG_INSECURE); /* the policy allows it for loopback only */
+  a.follow = lua_toboolean(L, ARG_FOLLOW);
   return a;
 }
 
 /* Header lines given by the policy, or the transport's defaults (nil). */
 static void set_headers(lua_State *L, transfer *t) {
-  struct curl_slist *list = t->http->default_headers;
+  const struct curl_slist *list = t->http->default_headers;
   if (lua_istable(L, ARG_HEADERS)) {
-    lua_Unsigned n = lua_rawlen(L, ARG_HEADERS); /* cannot raise: a slot is held */
+    lua_Unsigned n = lua_rawlen(L, ARG_HEADERS); /* cannot raise: a transfer is held */
     for (lua_Unsigned i = 1; i <= n; i++) {
       lua_rawgeti(L, ARG_HEADERS, (lua_Integer)i);
       const char *line = lua_tostring(L, -1);
-      if (line) t->slot->headers = curl_slist_append(t->slot->headers, line);
+      if (line) t->headers = curl_slist_append(t->headers, line);
       lua_pop(L, 1);
     }
-    list = t->slot->headers;
+    list = t->headers;
   }
-  curl_easy_setopt(t->slot->easy, CURLOPT_HTTPHEADER, list);
+  if (list != t->set.header_list)
+    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, (struct curl_slist *)list);
+  t->set.header_list = list;
 }
 
-/* Every option a previous transfer may have set is set again here, so a
- * pooled handle never needs curl_easy_reset. */
-static void set_method_and_body(CURL *e, const request_args *a) {
+/* A plain GET is curl's default, so a handle that only ever makes those
+ * (the common case) never has its method touched; any other request sets
+ * every option a previous one may have changed. */
+static void set_method_and_body(transfer *t, const request_args *a) {
+  CURL *e = t->easy;
   int get = strcmp(a->method, "GET") == 0, head = strcmp(a->method, "HEAD") == 0;
+  int plain_get = get && !a->body;
+  if (plain_get && t->set.plain_get) return;
+  t->set.plain_get = plain_get;
   curl_easy_setopt(e, CURLOPT_HTTPGET, 1L); /* back to a plain GET */
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+  if (plain_get) return;
   if (head) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     return;
   }
-  if (a->body || !get) { /* a method other than GET always sends its length */
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->body_len);
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, a->body ? a->body : "");
+  /* a method other than GET always sends its length */
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)a->body_len);
+  curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, a->body ? a->body : "");
+  if (strcmp(a->method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, a->method);
+}
+
+static int same_string(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void set_tls(transfer *t, const request_args *a) {
+  CURL *e = t->easy;
+  if (!same_string(t->set.ca_file, a->ca_file)) {
+    free(t->set.ca_file);
+    t->set.ca_file = a->ca_file ? strdup(a->ca_file) : NULL;
+    curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
   }
-  if (strcmp(a->method, "POST") != 0 && !(get && !a->body))
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, a->method);
+  if (t->set.insecure != a->insecure) {
+    t->set.insecure = a->insecure;
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, a->insecure ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, a->insecure ? 0L : 2L);
+  }
 }
 
 static void configure(lua_State *L, transfer *t, const request_args *a) {
-  CURL *e = t->slot->easy;
-  t->max_size = a->max_size;
+  CURL *e = t->easy;
+  handle_options *set = &t->set;
   curl_easy_setopt(e, CURLOPT_URL, a->url);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, a->timeout_ms);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, a->connect_timeout_ms);
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)a->max_size);
-  curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, a->insecure ? 0L : 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, a->insecure ? 0L : 2L);
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, a->follow ? 1L : 0L);
+  if (set->timeout_ms != a->timeout_ms)
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, set->timeout_ms = a->timeout_ms);
+  if (set->connect_timeout_ms != a->connect_timeout_ms)
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, set->connect_timeout_ms = a->connect_timeout_ms);
+  if (set->max_size != a->max_size)
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(set->max_size = a->max_size));
+  if (set->follow != a->follow)
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)(set->follow = a->follow));
+  set_tls(t, a);
   set_headers(L, t);
-  set_method_and_body(e, a);
+  set_method_and_body(t, a);
 }
 
-/* Creates the transfer object on the stack and starts it. Every way out
- * of a request closes it (finishing, failing at once, cancellation); the
- * finalizer is for a coroutine abandoned while it waited (one resumed from
- * a C callback, whose wait could not reach its task), whose transfer
- * would otherwise stay with curl after the collector freed it. */
+/* Takes a transfer from the pool, configures it from the arguments and
+ * starts it; raises (holding nothing) if that cannot be done. */
 static transfer *start_transfer(lua_State *L, int streaming) {
   http_state *h = upvalue_state(L);
   request_args args = read_args(L);
-  lua_settop(L, ARG_EXTRA);
-  transfer *t = lua_newuserdatauv(L, sizeof *t, 0);
-  memset(t, 0, sizeof *t);
-  t->http = h;
+  transfer *t = take_transfer(h);
+  if (!t) luaL_error(L, "http: cannot create a transfer");
   t->streaming = streaming;
-  luaL_setmetatable(L, TRANSFER_METATABLE);
-  t->slot = take_slot(h);
-  if (!t->slot) luaL_error(L, "http: cannot create a transfer");
-  t->slot->owner = t;
   configure(L, t, &args);
-  if (curl_multi_add_handle(h->multi, t->slot->easy) != CURLM_OK) {
+  if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK) {
     transfer_close(t);
     luaL_error(L, "http: cannot start the transfer");
   }
@@ -419,7 +451,7 @@ static transfer *start_transfer(lua_State *L, int streaming) {
 
 /* --- results ----------------------------------------------------------- */
 
-static const char *error_kind(transfer *t) {
+static const char *error_kind(const transfer *t) {
   switch (t->result) {
   case CURLE_OPERATION_TIMEDOUT: return "timeout";
   case CURLE_FILESIZE_EXCEEDED: return "too_large";
@@ -434,21 +466,21 @@ static const char *error_kind(transfer *t) {
   }
 }
 
-static int push_failure(lua_State *L, transfer *t) {
+static int push_failure(lua_State *L, const transfer *t) {
   lua_pushnil(L);
   lua_pushstring(L, error_kind(t));
   if (t->too_large || t->result == CURLE_FILESIZE_EXCEEDED)
     lua_pushfstring(L, "response larger than the limit of %d bytes",
-                    (int)t->max_size);
+                    (int)t->set.max_size);
   else
-    lua_pushstring(L, t->slot->error[0] ? t->slot->error : curl_easy_strerror(t->result));
+    lua_pushstring(L, t->error[0] ? t->error : curl_easy_strerror(t->result));
   return 3;
 }
 
 /* The header lines of the last response, after its status line, as one
  * string: most scripts never read headers, so Lua splits them on demand. */
-static void push_header_block(lua_State *L, transfer *t) {
-  const buffer *head = &t->slot->head;
+static void push_header_block(lua_State *L, const transfer *t) {
+  const buffer *head = &t->head;
   const char *p = head->data, *end = p + head->len;
   const char *nl = p ? memchr(p, '\n', head->len) : NULL;
   if (!nl) {
@@ -467,43 +499,40 @@ static const char *http_version(long v) {
   }
 }
 
-static void push_response_head(lua_State *L, transfer *t) {
+/* status, header_block, http_version */
+static int push_response_head(lua_State *L, const transfer *t) {
   long status = 0, version = 0;
-  curl_easy_getinfo(t->slot->easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(t->slot->easy, CURLINFO_HTTP_VERSION, &version);
-  lua_createtable(L, 0, 12); /* room for what the policy adds */
+  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
   lua_pushinteger(L, status);
-  lua_setfield(L, -2, "status");
   push_header_block(L, t);
-  lua_setfield(L, -2, "header_block");
   lua_pushstring(L, http_version(version));
-  lua_setfield(L, -2, "http_version");
+  return 3;
 }
 
-static void push_timing(lua_State *L, transfer *t) {
+/* status, header_block, http_version, body, time, new_connections */
+static int push_result(lua_State *L, const transfer *t) {
+  if (t->result != CURLE_OK) return push_failure(L, t);
   double total = 0;
   long connects = 0;
-  curl_easy_getinfo(t->slot->easy, CURLINFO_TOTAL_TIME, &total);
-  curl_easy_getinfo(t->slot->easy, CURLINFO_NUM_CONNECTS, &connects);
-  lua_pushnumber(L, total);
-  lua_setfield(L, -2, "time");
-  lua_pushinteger(L, connects);
-  lua_setfield(L, -2, "new_connections");
-}
-
-static int push_result(lua_State *L, transfer *t) {
-  if (t->result != CURLE_OK) return push_failure(L, t);
   push_response_head(L, t);
-  const buffer *body = &t->slot->body;
-  lua_pushlstring(L, body->data ? body->data : "", body->len);
-  lua_setfield(L, -2, "body");
-  push_timing(L, t);
-  return 1;
+  lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+  curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &total);
+  curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
+  lua_pushnumber(L, total);
+  lua_pushinteger(L, connects);
+  return 6;
 }
 
-static void transfer_cancel(kapi_task *task, void *data) {
-  (void)task;
-  transfer_close(data);
+/* --- requests ---------------------------------------------------------- */
+
+/* A request's transfer is held by its waiting task: every way out of the
+ * wait (completion, cancellation, the task being discarded) closes it. The
+ * task is checked because a cancellation meant for an earlier wait must
+ * never close a transfer the pool has since lent to someone else. */
+static void request_cancel(kapi_task *task, void *data) {
+  transfer *t = data;
+  if (t->busy && t->waiter == task) transfer_close(t);
 }
 
 static int finish_request(lua_State *L, transfer *t) {
@@ -524,64 +553,64 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* request(method, url, {"Name: value", ...}, body, timeout, connect_timeout,
- *         max_size, {ca_file, insecure, follow})
- *   -> {status, header_block, body, http_version, time, new_connections}
+ *         max_size, ca_file, insecure, follow)
+ *   -> status, header_block, http_version, body, time, new_connections
  *    | nil, kind, message */
 static int l_request(lua_State *L) {
   kapi_task *task = kapi_task_current(L, "http request");
   transfer *t = start_transfer(L, 0);
   if (t->done) return finish_request(L, t); /* failed at once */
   t->waiter = task;
-  return kapi_task_suspend(L, task, transfer_cancel, t, (lua_KContext)t,
-                           request_k);
+  return kapi_task_suspend(L, task, request_cancel, t, (lua_KContext)t, request_k);
 }
 
 /* --- streams ----------------------------------------------------------- */
 
 static transfer *check_stream(lua_State *L) {
-  return luaL_checkudata(L, 1, TRANSFER_METATABLE);
+  stream *s = luaL_checkudata(L, 1, STREAM_METATABLE);
+  if (!s->t) luaL_error(L, "stream: closed");
+  return s->t;
 }
 
 static void stream_cancel(kapi_task *task, void *data) {
-  (void)task;
-  ((transfer *)data)->waiter = NULL;
+  transfer *t = data;
+  if (t->waiter == task) t->waiter = NULL;
 }
 
 static int stream_wait(lua_State *L, transfer *t, lua_KFunction k) {
   kapi_task *task = kapi_task_current(L, "stream");
   t->waiter = task;
-  return kapi_task_suspend(L, task, stream_cancel, t, (lua_KContext)t, k);
+  return kapi_task_suspend(L, task, stream_cancel, t, 0, k);
 }
 
 static int stream_head_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  transfer *t = (transfer *)ctx;
+  (void)ctx;
   kapi_task_check_cancel(L, kapi_task_current(L, "stream"));
-  if (!t->slot) return luaL_error(L, "stream: closed");
+  transfer *t = check_stream(L);
   if (!t->headers_seen) return stream_wait(L, t, stream_head_k);
   if (t->done && t->result != CURLE_OK) return push_failure(L, t);
-  push_response_head(L, t);
-  return 1;
+  return push_response_head(L, t);
 }
 
-/* stream:head() -> {status, header_block, http_version} | nil, kind, message */
+/* stream:head() -> status, header_block, http_version | nil, kind, message */
 static int stream_head(lua_State *L) {
-  transfer *t = check_stream(L);
-  return stream_head_k(L, LUA_OK, (lua_KContext)t);
+  check_stream(L);
+  return stream_head_k(L, LUA_OK, 0);
 }
 
 static int stream_read_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  transfer *t = (transfer *)ctx;
+  (void)ctx;
   kapi_task_check_cancel(L, kapi_task_current(L, "stream"));
-  if (!t->slot) return luaL_error(L, "stream: closed");
-  buffer *body = &t->slot->body;
+  transfer *t = check_stream(L);
+  buffer *body = &t->body;
   if (t->read_pos < body->len) {
     lua_pushlstring(L, body->data + t->read_pos, body->len - t->read_pos);
     t->read_pos = body->len;
     if (t->paused) {
       t->paused = 0;
-      curl_easy_pause(t->slot->easy, CURLPAUSE_CONT);
+      curl_easy_pause(t->easy, CURLPAUSE_CONT);
     }
     return 1;
   }
@@ -595,19 +624,31 @@ static int stream_read_k(lua_State *L, int status, lua_KContext ctx) {
 /* stream:read() -> the next chunk of the body, nil at its end, or nil,
  * kind, message when the transfer failed. */
 static int stream_read(lua_State *L) {
-  transfer *t = check_stream(L);
-  return stream_read_k(L, LUA_OK, (lua_KContext)t);
+  check_stream(L);
+  return stream_read_k(L, LUA_OK, 0);
 }
 
+/* Also the stream's __close and __gc: closing twice is harmless. A task
+ * waiting on the stream wakes to find it closed. */
 static int stream_close(lua_State *L) {
-  transfer_close(check_stream(L));
+  stream *s = luaL_checkudata(L, 1, STREAM_METATABLE);
+  transfer *t = s->t;
+  s->t = NULL;
+  if (!t) return 0;
+  wake_waiter(t);
+  transfer_close(t);
   return 0;
 }
 
 /* open(...the arguments of request...) -> stream */
 static int l_open(lua_State *L) {
   kapi_task_current(L, "http stream");
-  start_transfer(L, 1);
+  lua_settop(L, ARG_FOLLOW);
+  stream *s = lua_newuserdatauv(L, sizeof *s, 0); /* first: it may raise */
+  s->t = NULL;
+  luaL_setmetatable(L, STREAM_METATABLE);
+  s->t = start_transfer(L, 1);
+  s->t->stream = s;
   return 1;
 }
 
@@ -637,13 +678,19 @@ static int state_gc(lua_State *L) {
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
   kapi_watch_evict_parked(h->loop, free_watch);
-  while (h->pooled > 0) free_slot(h->pool[--h->pooled]);
+  while (h->pooled > 0) free_transfer(h->pool[--h->pooled]);
+  while (h->busy) { /* normally none: tasks and streams are closed first */
+    transfer *t = h->busy;
+    unlink_busy(h, t);
+    if (t->stream) t->stream->t = NULL;
+    free_transfer(t);
+  }
   curl_slist_free_all(h->default_headers);
   h->default_headers = NULL;
   return 0;
 }
 
-static const luaL_Reg transfer_methods[] = {
+static const luaL_Reg stream_methods[] = {
     {"head", stream_head}, {"read", stream_read}, {"close", stream_close},
     {NULL, NULL}};
 
@@ -686,12 +733,12 @@ static void push_default_headers(lua_State *L) {
 
 int luaopen_kapi_core_http(lua_State *L) {
   new_state(L);
-  if (luaL_newmetatable(L, TRANSFER_METATABLE)) {
-    lua_pushcfunction(L, transfer_gc);
+  if (luaL_newmetatable(L, STREAM_METATABLE)) {
+    lua_pushcfunction(L, stream_close);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, transfer_gc);
+    lua_pushcfunction(L, stream_close);
     lua_setfield(L, -2, "__close");
-    luaL_newlib(L, transfer_methods);
+    luaL_newlib(L, stream_methods);
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHED_KEY "kapi.sched"
-
 enum task_state { T_NEW, T_ACTIVE, T_DONE, T_FAILED };
 
 /* Uservalue slots of a task object. */
@@ -51,11 +49,10 @@ static kapi_sched *upvalue_sched(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* The scheduler lives in the main thread's extra space, which every
+ * coroutine inherits: finding it costs no lookup on a request's path. */
 kapi_sched *kapi_sched_get(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY);
-  kapi_sched *s = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return s;
+  return *(kapi_sched **)lua_getextraspace(L);
 }
 
 kapi_loop *kapi_sched_loop(kapi_sched *sched) { return sched->loop; }
@@ -173,6 +170,23 @@ int kapi_task_suspend(lua_State *L, kapi_task *task, kapi_cancel_fn cancel,
   task->cancel_data = cancel_data;
   lua_pushlightuserdata(L, (void *)&yield_marker);
   return lua_yieldk(L, 1, ctx, k);
+}
+
+/* core.drop_wait(): the running task's wait was registered by a coroutine
+ * whose yield could not reach the task (it was resumed inside a C call,
+ * see scripts/kapi/task.lua), so nothing will ever resume that wait. It is
+ * cancelled now: left registered, it would wake the task later out of some
+ * other wait, or act on a request that has long been given back. */
+static int l_drop_wait(lua_State *L) {
+  kapi_task *t = upvalue_sched(L)->running;
+  if (!t || !t->waiting) return 0;
+  kapi_cancel_fn cancel = t->cancel;
+  void *data = t->cancel_data;
+  t->waiting = 0;
+  t->cancel = NULL;
+  t->cancel_data = NULL;
+  if (cancel) cancel(t, data);
+  return 0;
 }
 
 void kapi_task_cancel(kapi_task *task, const char *reason) {
@@ -554,7 +568,8 @@ static const luaL_Reg task_meta[] = {
 static const luaL_Reg core_functions[] = {
     {"spawn", l_spawn},       {"sleep", l_sleep},
     {"now", l_now},           {"running", l_running},
-    {"foreground", l_foreground}, {NULL, NULL}};
+    {"foreground", l_foreground}, {"drop_wait", l_drop_wait},
+    {NULL, NULL}};
 
 /* --- setup ------------------------------------------------------------- */
 
@@ -563,8 +578,7 @@ kapi_sched *kapi_sched_new(lua_State *L, kapi_loop *loop) {
   if (!s) return NULL;
   s->L = L;
   s->loop = loop;
-  lua_pushlightuserdata(L, s);
-  lua_setfield(L, LUA_REGISTRYINDEX, SCHED_KEY);
+  *(kapi_sched **)lua_getextraspace(L) = s;
   kapi_loop_set_prepare(loop, run_ready, s);
   kapi_loop_on_interrupt_signal(on_interrupt_signal, s);
   return s;

@@ -299,18 +299,14 @@ M.is_loopback = is_loopback
 
 local warned_insecure = false
 
-local function check_request(req)
-  if type(req.url) ~= "string" or not match(req.url, "^https?://[^/]") then
-    errors.usage(("http: url must be an http:// or https:// URL, got %s"):format(tostring(req.url)), 4)
+-- `level` points usage errors at the script's call.
+local function allow_insecure(url, level)
+  if not is_loopback(url) then
+    errors.usage("http: insecure (no TLS verification) is allowed only for loopback hosts", level + 1)
   end
-  if req.insecure then
-    if not is_loopback(req.url) then
-      errors.usage("http: insecure (no TLS verification) is allowed only for loopback hosts", 4)
-    end
-    if not warned_insecure then
-      io.stderr:write("kapi: warning: TLS verification is off for ", req.url:match("^%a+://[^/]+"), "\n")
-      warned_insecure = true
-    end
+  if not warned_insecure then
+    io.stderr:write("kapi: warning: TLS verification is off for ", url:match("^%a+://[^/]+"), "\n")
+    warned_insecure = true
   end
 end
 
@@ -318,9 +314,6 @@ end
 -- of its own a request sends the transport's defaults (Accept: JSON and
 -- User-Agent), passed as nil: a list the transport built once.
 local function build_headers(req)
-  if req.headers == nil and req.json == nil and req.form == nil then
-    return nil, default_headers.sent
-  end
   local lines, names = {}, {}
   for _, pair in ipairs(query_pairs(req.headers)) do
     names[pair[1]:lower()] = true
@@ -337,20 +330,11 @@ local function build_headers(req)
   return lines, names
 end
 
-local function refuse_plain_credentials(req, names)
-  if not (names.authorization or names.hashcode or req.auth) then return end
+-- For a request carrying credentials.
+local function refuse_plain_credentials(req)
   if req.url:match("^https://") or is_loopback(req.url) then return end
-  do
-    errors.usage("http: refusing to send credentials over plain http:// to " ..
-                 req.url:match("^%a+://[^/]+") .. "; use https://", 4)
-  end
-end
-
--- The transport's rarely used options, or nil.
-local function extra_options(req)
-  if req.ca_file or req.insecure or req.follow then
-    return {ca_file = req.ca_file, insecure = req.insecure, follow = req.follow}
-  end
+  errors.usage("http: refusing to send credentials over plain http:// to " ..
+               req.url:match("^%a+://[^/]+") .. "; use https://", 4)
 end
 
 local function full_url(req)
@@ -408,25 +392,34 @@ local function log_attempt(req, url, attempt, status, started, request_headers, 
                                           or (req.form ~= nil and "application/x-www-form-urlencoded"))}
 end
 
--- One exchange: the transport's result or failure, logged.
+-- One exchange: the response (a table, not yet a Response), or nil, the
+-- failure's kind and message; and the URL it went to. Logged. A request
+-- with no headers, query or body of its own (most GETs) skips building them.
 local function exchange(req, attempt)
   local send = transport or get_transport()
-  local headers, names = build_headers(req)
-  refuse_plain_credentials(req, names)
-  local url = full_url(req)
-  local body = body_of(req)
-  local logging = log.active()
+  local headers, names = nil, default_headers.sent
+  if req.headers ~= nil or req.json ~= nil or req.form ~= nil then
+    headers, names = build_headers(req)
+  end
+  if req.auth or names.authorization or names.hashcode then refuse_plain_credentials(req) end
+  local url = req.query == nil and req.url or full_url(req)
+  local body = req.body
+  if req.json ~= nil or req.form ~= nil then body = body_of(req) end
+  local logging = log.verbose or log.tracing
   local started = logging and core.now()
   local defaults = M.defaults
-  local result, kind, message = send.request(
+  local status, header_block, http_version, response_body, time, new_connections = send.request(
     req.method, url, headers, body, req.timeout or defaults.timeout,
     req.connect_timeout or defaults.connect_timeout, req.max_size or defaults.max_size,
-    extra_options(req))
+    req.ca_file, req.insecure, req.follow)
   if logging then
-    log_attempt(req, url, attempt, result and result.status or kind, started,
+    log_attempt(req, url, attempt, status or header_block, started,
                 headers or default_headers.lines, body)
   end
-  return result, kind, message, url
+  if not status then return nil, header_block, http_version, url end
+  return {status = status, header_block = header_block, http_version = http_version,
+          body = response_body, time = time, new_connections = new_connections,
+          url = url, method = req.method, attempts = attempt}, nil, nil, url
 end
 
 local function failure(req, kind, message, url, attempts)
@@ -470,7 +463,6 @@ local function perform(req)
         goto continue
       end
       if result.status < 400 or req.raise == false then
-        result.url, result.method, result.attempts = url, req.method, attempt
         return setmetatable(result, Response)
       end
       retryable = RETRY_STATUS[result.status]
@@ -493,11 +485,15 @@ end
 local METHODS = {GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
                  PATCH = true, OPTIONS = true}
 
+-- Checks a request's options and fills in its method. Usage errors point
+-- at the script's call: request{} or a shortcut, two levels up.
 local function normalize(req)
-  if type(req) ~= "table" then errors.usage("http.request: expects a table of options", 3) end
-  local method = req.method or "GET"
+  local method, url = req.method or "GET", req.url
   req.method = METHODS[method] and method or method:upper()
-  check_request(req)
+  if type(url) ~= "string" or not match(url, "^https?://[^/]") then
+    errors.usage(("http: url must be an http:// or https:// URL, got %s"):format(tostring(url)), 3)
+  end
+  if req.insecure then allow_insecure(url, 3) end
   if req.json ~= nil and (req.body ~= nil or req.form ~= nil) then
     errors.usage("http.request: give one of body, json or form", 3)
   end
@@ -507,6 +503,7 @@ end
 --- request{method, url, query, headers, body | json | form, timeout,
 --- connect_timeout, retry, auth, raise, max_size, ca_file, insecure, follow}
 function M.request(req)
+  if type(req) ~= "table" then errors.usage("http.request: expects a table of options", 2) end
   return perform(normalize(req))
 end
 
@@ -517,7 +514,7 @@ local function shortcut(method)
       for k, v in pairs(opts) do req[k] = v end
       req.method, req.url = method, url
     end
-    return M.request(req)
+    return perform(normalize(req))
   end
 end
 
@@ -526,18 +523,22 @@ M.get, M.head, M.post, M.put, M.delete =
 
 --- open{...}: a streaming response; see docs/api.md.
 function M.open(req)
+  if type(req) ~= "table" then errors.usage("http.open: expects a table of options", 2) end
   req = normalize(req)
   local send = get_transport()
   local headers, names = build_headers(req)
-  refuse_plain_credentials(req, names)
+  if req.auth or names.authorization or names.hashcode then refuse_plain_credentials(req) end
   local stream = send.open(
     req.method, full_url(req), headers, body_of(req), req.timeout or 0,
-    req.connect_timeout or M.defaults.connect_timeout, req.max_size, extra_options(req))
-  local head, kind, message = stream:head()
-  if not head then
+    req.connect_timeout or M.defaults.connect_timeout, req.max_size,
+    req.ca_file, req.insecure, req.follow)
+  local status, header_block, http_version = stream:head()
+  if not status then
     stream:close()
-    error(failure(req, kind, message, req.url, 1), 0)
+    error(failure(req, header_block, http_version, req.url, 1), 0)
   end
+  local head = {status = status, header_block = header_block, http_version = http_version,
+                url = req.url, method = req.method, attempts = 1}
   if head.status >= 400 and req.raise ~= false then
     local chunks = {}
     for chunk in function() return stream:read() end do chunks[#chunks + 1] = chunk end

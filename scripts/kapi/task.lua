@@ -14,11 +14,23 @@ local M = {
 -- yield must travel up to the task and the task's wake-up back down, so
 -- waiting works at any depth. Installed once, before any script runs.
 local marker = core.yield_marker
-local resume, yield, create = coroutine.resume, coroutine.yield, coroutine.create
+local resume, yield, create, close = coroutine.resume, coroutine.yield, coroutine.create, coroutine.close
+local drop_wait = core.drop_wait
+
+-- The task's wake-up, or, when the wait cannot travel up (this coroutine
+-- was resumed inside a C call such as table.sort's comparator), the error
+-- of that, once the wait co registered is dropped and co closed: nothing
+-- could ever resume it.
+local function woken(co, ok, ...)
+  if ok then return ... end
+  drop_wait()
+  close(co)
+  error((...), 0)
+end
 
 local function pass_through(co, ok, first, ...)
   if ok and first == marker then
-    return pass_through(co, resume(co, yield(marker)))
+    return pass_through(co, resume(co, woken(co, pcall(yield, marker))))
   end
   return ok, first, ...
 end
