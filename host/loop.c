@@ -252,6 +252,12 @@ kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events) {
   return w;
 }
 
+void kapi_watch_fd_reused(kapi_loop *loop, int fd) {
+  if (fd < 0 || (size_t)fd >= loop->by_fd_len) return;
+  kapi_watch *w = loop->by_fd[fd];
+  if (w && w->evict) evict(loop, w);
+}
+
 static unsigned kapi_events(uint32_t ev) {
   unsigned events = 0;
   if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) events |= KAPI_READABLE;

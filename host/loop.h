@@ -66,6 +66,10 @@ void kapi_watch_evict_parked(kapi_loop *loop, void (*evict)(kapi_watch *watch));
 /* The parked watch on fd, unparked and asking for `events`; NULL if there
  * is none (or it could not be revived). */
 kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events);
+/* A new descriptor was given the number fd, so a watch parked on that
+ * number belonged to one since closed: it is evicted, never to be mistaken
+ * for the new one (which the kernel has not been asked to watch). */
+void kapi_watch_fd_reused(kapi_loop *loop, int fd);
 
 void kapi_loop_set_prepare(kapi_loop *loop, kapi_prepare_cb cb, void *data);
 

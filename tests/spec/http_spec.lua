@@ -114,6 +114,24 @@ describe("kapi.http requests", function()
     assert.is_true(kapi.now() - start < 0.5)
   end)
 
+  it("connects anew after a request cancelled while still connecting", function()
+    -- The cancelled request's socket is closed without a word to the loop;
+    -- the next one usually gets the same descriptor number and must still
+    -- be watched.
+    local srv <close> = with_server(function() return {body = "fresh"} end)
+    for _ = 1, 10 do
+      local t = kapi.spawn(function() return http.get(srv.url) end)
+      kapi.spawn(function() t:cancel() end) -- runs right after t has started connecting
+      assert.is_false(pcall(t.wait, t))
+      local fresh = kapi.spawn(http.get, srv.url, {timeout = 1, retry = false})
+      local timer = kapi.spawn(function() kapi.sleep(3); fresh:cancel() end)
+      local ok, res = pcall(fresh.wait, fresh)
+      timer:cancel()
+      assert.is_true(ok, tostring(res))
+      assert.equal("fresh", res.body)
+    end
+  end)
+
   it("reports a refused connection as a network error, after retrying", function()
     local ok, err = pcall(http.get, "http://127.0.0.1:1/", {retry = 2})
     assert.is_false(ok)

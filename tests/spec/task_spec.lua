@@ -96,6 +96,27 @@ describe("kapi.sleep", function()
 end)
 
 describe("waiting inside the script's own coroutines", function()
+  it("drops the wait of a coroutine resumed inside a C call, which cannot reach its task", function()
+    local srv <close> = kapi.server.listen {handler = function()
+      kapi.sleep(0.1)
+      return {body = "late"}
+    end}
+    local co = coroutine.create(function() return kapi.http.get(srv.url) end)
+    local ok, err = pcall(table.sort, {1, 2}, function(a, b)
+      coroutine.resume(co)
+      return a < b
+    end)
+    assert.is_false(ok)
+    assert.matches("C%-call boundary", tostring(err))
+    assert.equal("dead", coroutine.status(co))
+    -- The dropped request would have answered after 0.1 s: that must not
+    -- end this sleep early.
+    local started = kapi.now()
+    kapi.sleep(0.4)
+    assert.is_true(kapi.now() - started >= 0.39)
+    assert.equal("late", kapi.http.get(srv.url).body)
+  end)
+
   it("works from a coroutine.wrap generator", function()
     local gen = coroutine.wrap(function()
       for i = 1, 3 do
