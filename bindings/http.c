@@ -418,8 +418,10 @@ static void set_tls(transfer *t, const request_args *a) {
   CURL *e = t->easy;
   if (!same_string(t->set.ca_file, a->ca_file)) {
     free(t->set.ca_file);
+    /* Out of memory, the copy is NULL: the system store, which fails
+     * closed for a server only the file would vouch for. */
     t->set.ca_file = a->ca_file ? strdup(a->ca_file) : NULL;
-    curl_easy_setopt(e, CURLOPT_CAINFO, a->ca_file);
+    curl_easy_setopt(e, CURLOPT_CAINFO, t->set.ca_file);
   }
   if (t->set.insecure != a->insecure) {
     t->set.insecure = a->insecure;
