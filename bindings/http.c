@@ -84,7 +84,6 @@ struct http_state {
   int pooled;
   transfer *busy;              /* every transfer taken from the pool */
   struct curl_slist *default_headers;
-  int running;                 /* as curl last counted (out of date once one is removed) */
   int in_flight;               /* transfers added to the multi handle */
 };
 
@@ -182,12 +181,18 @@ static void collect_done(http_state *h) {
   }
 }
 
+/* Lets curl act on socket s (or on its due timers, for
+ * CURL_SOCKET_TIMEOUT) and wakes the tasks whose transfers finished. */
+static void drive(http_state *h, curl_socket_t s, int flags) {
+  int running; /* curl's count, not used: kapi counts in_flight itself */
+  curl_multi_socket_action(h->multi, s, flags, &running);
+  collect_done(h);
+}
+
 static void on_socket_ready(kapi_watch *w, unsigned events) {
-  http_state *h = w->data;
   int flags = (events & KAPI_READABLE ? CURL_CSELECT_IN : 0) |
               (events & KAPI_WRITABLE ? CURL_CSELECT_OUT : 0);
-  curl_multi_socket_action(h->multi, w->fd, flags, &h->running);
-  collect_done(h);
+  drive(w->data, w->fd, flags);
 }
 
 static void free_watch(kapi_watch *w) { free(w); }
@@ -235,9 +240,7 @@ static curl_socket_t on_open_socket(void *userp, curlsocktype purpose,
 }
 
 static void on_timer_expired(kapi_timer *timer) {
-  http_state *h = timer->data;
-  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &h->running);
-  collect_done(h);
+  drive(timer->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
@@ -467,10 +470,7 @@ static transfer *start_transfer(lua_State *L, int streaming) {
    * request. With others in flight it waits for their next socket event:
    * curl then runs every due transfer in the same call, which at fan-out
    * halves the calls into curl. */
-  if (h->in_flight == 1) {
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &h->running);
-    collect_done(h);
-  }
+  if (h->in_flight == 1) drive(h, CURL_SOCKET_TIMEOUT, 0);
   return t;
 }
 

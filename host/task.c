@@ -172,20 +172,25 @@ int kapi_task_suspend(lua_State *L, kapi_task *task, kapi_cancel_fn cancel,
   return lua_yieldk(L, 1, ctx, k);
 }
 
-/* core.drop_wait(): the running task's wait was registered by a coroutine
- * whose yield could not reach the task (it was resumed inside a C call,
- * see scripts/kapi/task.lua), so nothing will ever resume that wait. It is
- * cancelled now: left registered, it would wake the task later out of some
- * other wait, or act on a request that has long been given back. */
-static int l_drop_wait(lua_State *L) {
-  kapi_task *t = upvalue_sched(L)->running;
-  if (!t || !t->waiting) return 0;
+/* Unregisters the task's wait, letting its owner undo it (stop a timer,
+ * close a transfer). */
+static void drop_wait(kapi_task *t) {
   kapi_cancel_fn cancel = t->cancel;
   void *data = t->cancel_data;
   t->waiting = 0;
   t->cancel = NULL;
   t->cancel_data = NULL;
   if (cancel) cancel(t, data);
+}
+
+/* core.drop_wait(): the running task's wait was registered by a coroutine
+ * whose yield could not reach the task (it was resumed inside a C call,
+ * see scripts/kapi/task.lua), so nothing will ever resume that wait. It is
+ * dropped now: left registered, it would wake the task later out of some
+ * other wait, or act on a request that has long been given back. */
+static int l_drop_wait(lua_State *L) {
+  kapi_task *t = upvalue_sched(L)->running;
+  if (t && t->waiting) drop_wait(t);
   return 0;
 }
 
@@ -367,8 +372,7 @@ int kapi_sched_run_until(kapi_sched *s, kapi_task *task) {
 }
 
 static void discard(kapi_sched *s, kapi_task *t) {
-  if (t->cancel) t->cancel(t, t->cancel_data);
-  t->cancel = NULL;
+  drop_wait(t);
   kapi_timer_stop(s->loop, &t->timer);
   if (t->state == T_ACTIVE) lua_resetthread(t->co); /* runs __close handlers */
   t->cancel_reason = "cancelled";

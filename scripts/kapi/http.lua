@@ -392,19 +392,25 @@ local function log_attempt(req, url, attempt, status, started, request_headers, 
                                           or (req.form ~= nil and "application/x-www-form-urlencoded"))}
 end
 
--- One exchange: the response (a table, not yet a Response), or nil, the
--- failure's kind and message; and the URL it went to. Logged. A request
--- with no headers, query or body of its own (most GETs) skips building them.
-local function exchange(req, attempt)
-  local send = transport or get_transport()
+-- What a request sends: its header lines (nil: the transport's defaults),
+-- the URL with its query, and the body. A request with no headers, query
+-- or body of its own (most GETs) builds nothing.
+local function prepare(req)
   local headers, names = nil, default_headers.sent
   if req.headers ~= nil or req.json ~= nil or req.form ~= nil then
     headers, names = build_headers(req)
   end
   if req.auth or names.authorization or names.hashcode then refuse_plain_credentials(req) end
-  local url = req.query == nil and req.url or full_url(req)
   local body = req.body
   if req.json ~= nil or req.form ~= nil then body = body_of(req) end
+  return headers, req.query == nil and req.url or full_url(req), body
+end
+
+-- One exchange: the response (a table, not yet a Response), or nil, the
+-- failure's kind and message; and the URL it went to. Logged.
+local function exchange(req, attempt)
+  local send = transport or get_transport()
+  local headers, url, body = prepare(req)
   local logging = log.verbose or log.tracing
   local started = logging and core.now()
   local defaults = M.defaults
@@ -526,10 +532,9 @@ function M.open(req)
   if type(req) ~= "table" then errors.usage("http.open: expects a table of options", 2) end
   req = normalize(req)
   local send = get_transport()
-  local headers, names = build_headers(req)
-  if req.auth or names.authorization or names.hashcode then refuse_plain_credentials(req) end
+  local headers, url, body = prepare(req)
   local stream = send.open(
-    req.method, full_url(req), headers, body_of(req), req.timeout or 0,
+    req.method, url, headers, body, req.timeout or 0,
     req.connect_timeout or M.defaults.connect_timeout, req.max_size,
     req.ca_file, req.insecure, req.follow)
   local status, header_block, http_version = stream:head()

@@ -9,12 +9,9 @@ local trace_env = os.getenv("KAPI_TRACE")
 if trace_env == "" then trace_env = nil end
 
 --- Whether a trace file is being written (read once, like KAPI_TRACE).
+--- With .verbose, whether anything is written: callers skip building
+--- records when neither is set.
 M.tracing = trace_env ~= nil
-
---- True when something would be written: callers skip building records.
-function M.active()
-  return M.verbose or M.tracing
-end
 
 --- Writes one line to stderr when --verbose is on.
 function M.debug(fmt, ...)
