@@ -356,6 +356,36 @@ describe("TLS", function()
     assert.matches("certificate", tostring(err))
     assert.equal("secure", http.get(srv.url, {ca_file = cert}).body)
   end)
+
+  it("gives no request the options of the one before it (handles are reused)", function()
+    local tls <close> = with_server(function() return {body = "secure"} end,
+                                    {tls_cert = cert, tls_key = key})
+    local plain <close> = with_server(function(req)
+      if req.path == "/old" then return {status = 302, headers = {Location = "/new"}} end
+      if req.path == "/slow" then kapi.sleep(0.5) end
+      return {json = {method = req.method, path = req.path, body = req.body}}
+    end)
+    local function refused(opts)
+      local ok, err = pcall(http.get, tls.url, opts)
+      return not ok and err.kind == "network"
+    end
+    for _ = 1, 3 do -- the pool hands the same handle back, round after round
+      assert.equal("secure", http.get(tls.url, {ca_file = cert}).body)
+      assert.is_true(refused {retry = false})
+      assert.equal("secure", http.get(tls.url, {insecure = true}).body)
+      assert.is_true(refused {retry = false})
+      assert.equal("/new", http.get(plain.url .. "/old", {follow = true}):json().path)
+      assert.equal(302, http.get(plain.url .. "/old", {raise = false}).status)
+      assert.is_false(pcall(http.get, plain.url .. "/slow", {timeout = 0.2, retry = false}))
+      assert.equal("/slow", http.get(plain.url .. "/slow"):json().path)
+      assert.equal("POST", http.post(plain.url, {body = "x"}):json().method)
+      local got = http.get(plain.url):json()
+      assert.equal("GET", got.method)
+      assert.equal("", got.body)
+      assert.equal(200, http.head(plain.url).status)
+      assert.equal("GET", http.get(plain.url):json().method)
+    end
+  end)
 end)
 
 describe("logging and redaction", function()
