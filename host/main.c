@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "state.h"
 #include "bindings.h"
 #include "host.h"
 #include "loop.h"
@@ -212,7 +213,7 @@ int main(int argc, char **argv) {
   mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   find_tree(&h);
   h.loop = kapi_loop_new();
-  lua_State *L = h.loop ? luaL_newstate() : NULL;
+  lua_State *L = h.loop ? kapi_state_new() : NULL;
   if (!L) {
     fprintf(stderr, "kapi: cannot start: out of memory\n");
     return 1;
@@ -224,7 +225,7 @@ int main(int argc, char **argv) {
   if (status == LUA_OK) code = (int)lua_tointeger(L, -1);
   else fprintf(stderr, "kapi: %s\n", lua_tostring(L, -1));
   fflush(stdout);
-  lua_close(L);
+  kapi_state_close(L);
   if (h.sched) kapi_sched_free(h.sched);
   kapi_loop_free(h.loop);
   return code;

@@ -17,9 +17,6 @@ end
 
 function M.run(args)
   local kapi = require "kapi"
-  -- The catalog is a large heap that never changes: the generational
-  -- collector leaves it alone and serves pages about 60% faster.
-  collectgarbage("generational")
   local cert, key
   if args.tls then
     cert, key = args.tls:match("^([^,]+),([^,]+)$")

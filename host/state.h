@@ -1,0 +1,14 @@
+/* The Lua state kapi runs: its allocator, panic and warning functions. */
+#ifndef KAPI_STATE_H
+#define KAPI_STATE_H
+
+#include <lua.h>
+
+/* A new Lua state, as luaL_newstate makes one but for the allocator, and
+ * in generational collection mode. NULL when out of memory. */
+lua_State *kapi_state_new(void);
+
+/* Closes L and frees what its allocator kept. */
+void kapi_state_close(lua_State *L);
+
+#endif
