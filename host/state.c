@@ -183,7 +183,8 @@ lua_State *kapi_state_new(void) {
    * cycle, 2% of an HTTP fan-out's time (docs/performance.md). A minor
    * collection runs when the heap has grown by half rather than by a
    * fifth: each one walks the stack of every task, which at 64 tasks in
-   * flight cost 1,300 instructions a request. */
+   * flight cost 1,300 instructions a request. (A large heap wants Lua's
+   * fifth back: `kapi sandbox` sets it.) */
   lua_gc(L, LUA_GCGEN, MINOR_MULTIPLIER, 0);
   return L;
 }
