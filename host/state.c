@@ -34,7 +34,6 @@
 #define SMALL_CLASSES (SMALL_MAX / 16)
 #define CLASSES (SMALL_CLASSES + 4 * 5) /* 256-512, ..., 4096-8192 */
 #define CLASS_CACHE_BYTES (128 * 1024)  /* the most a class keeps */
-#define MINOR_MULTIPLIER 50             /* percent; Lua's default is 20 */
 
 typedef struct free_block {
   struct free_block *next;
@@ -177,15 +176,6 @@ lua_State *kapi_state_new(void) {
   }
   lua_atpanic(L, panic);
   lua_setwarnf(L, warning, o);
-  /* A kapi heap is mostly long-lived (modules, a catalog, a store list)
-   * with short-lived responses passing through: what the generational
-   * collector is for. The incremental one re-marks the whole heap every
-   * cycle, 2% of an HTTP fan-out's time (docs/performance.md). A minor
-   * collection runs when the heap has grown by half rather than by a
-   * fifth: each one walks the stack of every task, which at 64 tasks in
-   * flight cost 1,300 instructions a request. (A large heap wants Lua's
-   * fifth back: `kapi sandbox` sets it.) */
-  lua_gc(L, LUA_GCGEN, MINOR_MULTIPLIER, 0);
   return L;
 }
 

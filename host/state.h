@@ -4,8 +4,8 @@
 
 #include <lua.h>
 
-/* A new Lua state, as luaL_newstate makes one but for the allocator, and
- * in generational collection mode. NULL when out of memory. */
+/* A new Lua state, as luaL_newstate makes one but for the allocator.
+ * NULL when out of memory. */
 lua_State *kapi_state_new(void);
 
 /* Closes L and frees what its allocator kept. */
