@@ -13,6 +13,9 @@ local doc = require "kapi.doc"
 
 local M = {}
 
+--- The most product ids one Products call takes (filter.productId).
+M.MAX_PRODUCT_IDS = 50
+
 local Client = {}
 Client.__index = Client
 
@@ -177,7 +180,9 @@ end
 local function product_query(args)
   local ids = list_of(args.productId)
   for i, id in ipairs(ids or {}) do check_product_id(id, ("productId[%d]"):format(i)) end
-  if ids and #ids > 50 then usage("productId takes at most 50 ids") end
+  if ids and #ids > M.MAX_PRODUCT_IDS then
+    usage(("productId takes at most %d ids"):format(M.MAX_PRODUCT_IDS))
+  end
   local fulfillment = list_of(args.fulfillment)
   for _, f in ipairs(fulfillment or {}) do
     if not FULFILLMENT[f] then usage(("fulfillment must be among ais, csp, dth, sth, got %s"):format(tostring(f))) end

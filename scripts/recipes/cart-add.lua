@@ -7,7 +7,6 @@ local errors = require "kapi.errors"
 local gtin = require "kapi.gtin"
 
 local SCOPE = "cart.basic:write"
-local IDS_PER_CALL = 50
 local MAX_QUANTITY = 999
 
 local STATUS_STYLE = {PLANNED = "yellow", ADDED = "green", FAILED = "red", UNKNOWN = "red"}
@@ -63,7 +62,7 @@ end
 local function look_up(kroger, items, problems)
   local ids = {}
   for i, item in ipairs(items) do ids[i] = item.upc end
-  local batches = recipe.batches(ids, IDS_PER_CALL)
+  local batches = recipe.batches(ids, kapi.kroger.MAX_PRODUCT_IDS)
   local found = {}
   local _, failures = kapi.map(batches, function(ids)
     for p in kroger:products {productId = ids} do found[p.productId] = p end

@@ -7,7 +7,6 @@ local errors = require "kapi.errors"
 local gtin = require "kapi.gtin"
 
 local CONCURRENCY = 8
-local IDS_PER_CALL = 50 -- filter.productId takes at most 50 ids
 
 local STATUS_STYLE = {LIVE = "green", NOT_CARRIED = "yellow", NOT_FOUND = "red", ERROR = "red"}
 local COLUMNS = {
@@ -30,7 +29,7 @@ local usage = recipe.usage
 -- found[store id or ""][product id] = product; failed[same][product id] = error.
 local function ask(kroger, args, product_ids, stores)
   local calls = {}
-  for _, batch in ipairs(recipe.batches(product_ids, IDS_PER_CALL)) do
+  for _, batch in ipairs(recipe.batches(product_ids, kapi.kroger.MAX_PRODUCT_IDS)) do
     calls[#calls + 1] = {ids = batch}
     for _, store in ipairs(stores) do calls[#calls + 1] = {ids = batch, store = store} end
   end

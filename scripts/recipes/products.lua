@@ -7,7 +7,6 @@ local errors = require "kapi.errors"
 local gtin = require "kapi.gtin"
 
 local DEFAULT_LIMIT = 25
-local IDS_PER_CALL = 50 -- filter.productId takes at most 50 ids
 
 local STOCK_STYLE = {HIGH = "green", LOW = "yellow", TEMPORARILY_OUT_OF_STOCK = "red"}
 local STOCK_TEXT = {TEMPORARILY_OUT_OF_STOCK = "OUT"}
@@ -112,7 +111,7 @@ local function search(kroger, args, query, store)
     end
   end
   -- Ids go a batch a call; a search is one call with no ids.
-  local batches = query.ids and recipe.batches(query.ids, IDS_PER_CALL) or {{}}
+  local batches = query.ids and recipe.batches(query.ids, kapi.kroger.MAX_PRODUCT_IDS) or {{}}
   for _, ids in ipairs(batches) do
     local left = limit and limit - #rows
     if left and left <= 0 then break end
