@@ -51,6 +51,11 @@ describe("kapi.kroger", function()
       {function() kroger:products {term = "a b c d e f g h i"} end, "term must have 8 words or fewer"},
       {function() kroger:products {term = "milk", limit = 51} end, "limit must be an integer from 1 to 50"},
       {function() kroger:products {} end, "products needs term, productId or brand"},
+      {function()
+        local ids = {}
+        for i = 1, kapi.kroger.MAX_PRODUCT_IDS + 1 do ids[i] = ("%013d"):format(i) end
+        kroger:products {productId = ids}
+      end, "productId takes at most 50 ids"},
       {function() kroger:product("123") end, "id must be a 13%-digit product id"},
       {function() kroger:locations {zip = "4520"} end, "zip must be 5 digits"},
       {function() kroger:cart_add {items = {{upc = "12", quantity = 1}}} end, "items%[1%]%.upc must be 13 digits"},
