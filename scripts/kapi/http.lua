@@ -396,14 +396,13 @@ end
 -- the URL with its query, and the body. A request with no headers, query
 -- or body of its own (most GETs) builds nothing.
 local function prepare(req)
-  local headers, names = nil, default_headers.sent
-  if req.headers ~= nil or req.json ~= nil or req.form ~= nil then
-    headers, names = build_headers(req)
+  local url = req.query == nil and req.url or full_url(req)
+  if req.headers == nil and req.json == nil and req.form == nil and req.auth == nil then
+    return nil, url, req.body -- the defaults carry no credentials
   end
+  local headers, names = build_headers(req)
   if req.auth or names.authorization or names.hashcode then refuse_plain_credentials(req) end
-  local body = req.body
-  if req.json ~= nil or req.form ~= nil then body = body_of(req) end
-  return headers, req.query == nil and req.url or full_url(req), body
+  return headers, url, body_of(req)
 end
 
 -- One exchange: the response (a table, not yet a Response), or nil, the
@@ -455,16 +454,16 @@ end
 
 -- Runs the attempts: returns the response, or raises the error of the last.
 local function perform(req)
-  local attempt, renewed = 0, false
+  local attempt, renewed, auth = 0, false, req.auth
   while true do
     attempt = attempt + 1
-    if req.auth then req.auth:authorize(req) end
+    if auth then auth:authorize(req) end
     local result, kind, message, url = exchange(req, attempt)
     local retryable, wait
     if result then
-      if req.auth and not renewed and is_expired_token(result) and req.auth.renew then
+      if auth and not renewed and is_expired_token(result) and auth.renew then
         renewed = true
-        req.auth:renew(result)
+        auth:renew(result)
         attempt = attempt - 1 -- a renewal is not a retry
         goto continue
       end
@@ -491,14 +490,26 @@ end
 local METHODS = {GET = true, HEAD = true, POST = true, PUT = true, DELETE = true,
                  PATCH = true, OPTIONS = true}
 
+-- The last URL that passed check_url. Most requests repeat a URL (a base
+-- URL and a path; the query is apart), and Lua's pattern matcher costs
+-- more than all the rest of a request's checks. (No URL equals a new table.)
+local last_good_url = {}
+
+-- Usage errors point at the script's call, `level` up.
+local function check_url(url, level)
+  if url == last_good_url then return end
+  if type(url) ~= "string" or not match(url, "^https?://[^/]") then
+    errors.usage(("http: url must be an http:// or https:// URL, got %s"):format(tostring(url)), level + 1)
+  end
+  last_good_url = url
+end
+
 -- Checks a request's options and fills in its method. Usage errors point
 -- at the script's call: request{} or a shortcut, two levels up.
 local function normalize(req)
   local method, url = req.method or "GET", req.url
   req.method = METHODS[method] and method or method:upper()
-  if type(url) ~= "string" or not match(url, "^https?://[^/]") then
-    errors.usage(("http: url must be an http:// or https:// URL, got %s"):format(tostring(url)), 3)
-  end
+  check_url(url, 3)
   if req.insecure then allow_insecure(url, 3) end
   if req.json ~= nil and (req.body ~= nil or req.form ~= nil) then
     errors.usage("http.request: give one of body, json or form", 3)
@@ -515,11 +526,13 @@ end
 
 local function shortcut(method)
   return function(url, opts)
-    local req = {method = method, url = url}
-    if opts then
-      for k, v in pairs(opts) do req[k] = v end
-      req.method, req.url = method, url
+    if opts == nil then -- the commonest call: only the URL to check
+      check_url(url, 2)
+      return perform({method = method, url = url})
     end
+    local req = {}
+    for k, v in pairs(opts) do req[k] = v end
+    req.method, req.url = method, url
     return perform(normalize(req))
   end
 end

@@ -127,6 +127,15 @@ describe("kapi's errors and exit statuses", function()
     assert.matches("option '%-e' needs an argument", r.stderr)
   end)
 
+  it("refuses a script's bad URL with status 2 and one line, in a fresh process too", function()
+    for _, call in ipairs {"kapi.http.get()", "kapi.http.get(nil, {})", "kapi.http.request{}",
+                           "kapi.http.get('ftp://example.test/')"} do
+      local r = kapi {"-e", "local kapi = require 'kapi'; " .. call}
+      assert.equal(2, r.status)
+      assert.matches("^kapi: http: url must be an http:// or https:// URL, got %S+\n$", r.stderr)
+    end
+  end)
+
   it("stops on Ctrl-C with status 130, sleeping, busy or waiting on HTTP", function()
     -- Each case touches $READY once it is where Ctrl-C must reach it, so the
     -- signal never races start-up, however slow the build (sanitizers).

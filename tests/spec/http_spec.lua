@@ -172,6 +172,17 @@ describe("kapi.http requests", function()
 
   it("refuses bad URLs and insecure TLS to other hosts, naming the problem", function()
     assert.error_matches(function() http.get("ftp://example.test/") end, "http:// or https://")
+    -- A good URL is remembered (the check is skipped when it repeats): a
+    -- bad one after it, or none at all, is still refused.
+    local srv <close> = with_server(function() return {body = "ok"} end)
+    http.get(srv.url)
+    for _, bad in ipairs {"ftp://example.test/", "http:///path", false} do
+      assert.error_matches(function() http.get(bad) end, "http:// or https://")
+      assert.error_matches(function() http.get(bad, {}) end, "http:// or https://")
+      assert.error_matches(function() http.request {url = bad} end, "http:// or https://")
+    end
+    assert.error_matches(function() http.get() end, "got nil")
+    assert.error_matches(function() http.request {} end, "got nil")
     assert.error_matches(function() http.get("https://example.test/", {insecure = true}) end,
                          "only for loopback")
   end)
