@@ -1,10 +1,12 @@
 /* The ceiling for a libcurl-based client: N GETs of one URL through one
  * multi handle, `concurrency` at a time, easy handles reused. Prints
  * requests per second.
- *   curl_multi [-H LINE]... [--keep] URL N CONCURRENCY
- * -H sends a header line (bench/http passes the lines kapi sends, so both
- * make the same request); --keep keeps each body in memory, as a client
- * must, instead of discarding it. */
+ *   curl_multi [-H LINE]... [--keep] [--timeout MS] [--connect-timeout MS]
+ *              URL N CONCURRENCY
+ * -H sends a header line and the timeouts are curl's (bench/http passes
+ * the lines and limits kapi sets, so both ask curl for the same transfer);
+ * --keep keeps each response's header lines and body in memory, as a
+ * client must, instead of discarding them. */
 #include <curl/curl.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -12,10 +14,14 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct body {
+typedef struct buffer {
   char *data;
   size_t len, cap;
-} body;
+} buffer;
+
+typedef struct response {
+  buffer head, body;
+} response;
 
 static size_t discard(char *data, size_t size, size_t n, void *userp) {
   (void)data;
@@ -23,8 +29,7 @@ static size_t discard(char *data, size_t size, size_t n, void *userp) {
   return size * n;
 }
 
-static size_t keep(char *data, size_t size, size_t n, void *userp) {
-  body *b = userp;
+static size_t keep(buffer *b, const char *data, size_t size, size_t n) {
   size_t len = size * n;
   if (b->len + len > b->cap) {
     size_t cap = (b->len + len) * 2;
@@ -38,6 +43,14 @@ static size_t keep(char *data, size_t size, size_t n, void *userp) {
   return len;
 }
 
+static size_t keep_body(char *data, size_t size, size_t n, void *userp) {
+  return keep(&((response *)userp)->body, data, size, n);
+}
+
+static size_t keep_head(char *data, size_t size, size_t n, void *userp) {
+  return keep(&((response *)userp)->head, data, size, n);
+}
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -45,34 +58,40 @@ static double now(void) {
 }
 
 static struct curl_slist *headers; /* NULL: curl's defaults */
-static int keep_bodies;
+static int keep_responses;
+static long timeout_ms, connect_timeout_ms; /* 0: curl's defaults */
 
 static CURL *new_handle(const char *url) {
   CURL *e = curl_easy_init();
   curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-  if (keep_bodies) {
-    body *b = calloc(1, sizeof *b);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, keep);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, b);
+  if (keep_responses) {
+    response *r = calloc(1, sizeof *r);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, keep_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, keep_head);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   } else {
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
   }
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  if (timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+  if (connect_timeout_ms) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
   return e;
 }
 
-/* The next transfer on this handle starts with an empty body. */
+/* The next transfer on this handle starts with an empty response. */
 static void reuse(CURL *e) {
-  body *b = NULL;
-  curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&b);
-  if (b) b->len = 0;
+  response *r = NULL;
+  curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+  if (r) r->head.len = r->body.len = 0;
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: curl_multi [-H LINE]... [--keep] URL N CONCURRENCY\n");
+  fprintf(stderr, "usage: curl_multi [-H LINE]... [--keep] [--timeout MS] "
+                  "[--connect-timeout MS] URL N CONCURRENCY\n");
   return 2;
 }
 
@@ -80,7 +99,10 @@ int main(int argc, char **argv) {
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) headers = curl_slist_append(headers, argv[++i]);
-    else if (strcmp(argv[i], "--keep") == 0) keep_bodies = 1;
+    else if (strcmp(argv[i], "--keep") == 0) keep_responses = 1;
+    else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) timeout_ms = atol(argv[++i]);
+    else if (strcmp(argv[i], "--connect-timeout") == 0 && i + 1 < argc)
+      connect_timeout_ms = atol(argv[++i]);
     else return usage();
   }
   if (argc - i != 3) return usage();
