@@ -251,60 +251,58 @@ static void enter(decoder *d) {
   skip_space(d);
 }
 
+static void leave(decoder *d) {
+  d->p++; /* the closing bracket */
+  d->depth--;
+}
+
+/* Whether the next character is c; at the end of the input, no. */
+static int next_is(const decoder *d, char c) { return d->p < d->end && *d->p == c; }
+
 static void push_object(decoder *d) {
   lua_State *L = d->L;
   enter(d);
   lua_createtable(L, 0, 0);
-  if (d->p < d->end && *d->p == '}') {
-    d->p++;
-    d->depth--;
+  if (next_is(d, '}')) {
+    leave(d);
     return;
   }
   for (;;) {
-    if (d->p >= d->end || *d->p != '"') fail(d, "expected a name in quotes");
+    if (!next_is(d, '"')) fail(d, "expected a name in quotes");
     push_string(d);
     skip_space(d);
-    if (d->p >= d->end || *d->p != ':') fail(d, "expected ':'");
+    if (!next_is(d, ':')) fail(d, "expected ':'");
     d->p++;
     push_value(d);
     lua_rawset(L, -3);
     skip_space(d);
-    if (d->p < d->end && *d->p == ',') {
-      d->p++;
-      skip_space(d);
-      continue;
-    }
-    if (d->p < d->end && *d->p == '}') break;
-    fail(d, "expected ',' or '}'");
+    if (next_is(d, '}')) break;
+    if (!next_is(d, ',')) fail(d, "expected ',' or '}'");
+    d->p++;
+    skip_space(d);
   }
-  d->p++;
-  d->depth--;
+  leave(d);
 }
 
 static void push_array(decoder *d) {
   lua_State *L = d->L;
   enter(d);
   lua_createtable(L, 0, 0);
-  if (d->p < d->end && *d->p == ']') {
-    lua_pushvalue(L, d->array_mt);
+  if (next_is(d, ']')) {
+    lua_pushvalue(L, d->array_mt); /* kept an array through a round trip */
     lua_setmetatable(L, -2);
-    d->p++;
-    d->depth--;
+    leave(d);
     return;
   }
   for (lua_Integer i = 1;; i++) {
     push_value(d);
     lua_rawseti(L, -2, i);
     skip_space(d);
-    if (d->p < d->end && *d->p == ',') {
-      d->p++;
-      continue;
-    }
-    if (d->p < d->end && *d->p == ']') break;
-    fail(d, "expected ',' or ']'");
+    if (next_is(d, ']')) break;
+    if (!next_is(d, ',')) fail(d, "expected ',' or ']'");
+    d->p++;
   }
-  d->p++;
-  d->depth--;
+  leave(d);
 }
 
 static void push_value(decoder *d) {

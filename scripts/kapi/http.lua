@@ -413,6 +413,7 @@ local function exchange(req, attempt)
   local logging = log.verbose or log.tracing
   local started = logging and core.now()
   local defaults = M.defaults
+  -- A failure comes back as nil, kind, message; the kind is logged as the status.
   local status, header_block, http_version, response_body, time, new_connections = send.request(
     req.method, url, headers, body, req.timeout or defaults.timeout,
     req.connect_timeout or defaults.connect_timeout, req.max_size or defaults.max_size,
@@ -421,7 +422,10 @@ local function exchange(req, attempt)
     log_attempt(req, url, attempt, status or header_block, started,
                 headers or default_headers.lines, body)
   end
-  if not status then return nil, header_block, http_version, url end
+  if not status then
+    local kind, message = header_block, http_version
+    return nil, kind, message, url
+  end
   return {status = status, header_block = header_block, http_version = http_version,
           body = response_body, time = time, new_connections = new_connections,
           url = url, method = req.method, attempts = attempt}, nil, nil, url
@@ -551,9 +555,10 @@ function M.open(req)
     req.connect_timeout or M.defaults.connect_timeout, req.max_size,
     req.ca_file, req.insecure, req.follow)
   local status, header_block, http_version = stream:head()
-  if not status then
+  if not status then -- nil, kind, message
     stream:close()
-    error(failure(req, header_block, http_version, req.url, 1), 0)
+    local kind, message = header_block, http_version
+    error(failure(req, kind, message, req.url, 1), 0)
   end
   local head = {status = status, header_block = header_block, http_version = http_version,
                 url = req.url, method = req.method, attempts = 1}
