@@ -1,13 +1,20 @@
-/* JSON decoding in one pass, straight into Lua values, with what lua-cjson
- * 2.1.0 (still our encoder) does not give: whole numbers as integers, and
+/* JSON in one pass each way, with what lua-cjson 2.1.0 does not give.
+ * Decoding goes straight into Lua values: whole numbers as integers, and
  * empty arrays marked with the array metatable (kapi/json.lua) so that
  * they encode as [] again. Decoding with cjson and fixing its result up
  * afterwards cost a copy of the text and a second walk over every value,
- * as much again as decoding: pages of Content1 items are megabytes. */
+ * as much again as decoding: pages of Content1 items are megabytes.
+ * Encoding writes integers exactly (cjson's %.14g turns a 16-digit id into
+ * 8.5947431764764e+15), floats in the fewest digits that read back the
+ * same, "/" unescaped, the marked empty arrays as [], and, when asked,
+ * object keys in order so that the same data always gives the same text. */
 #include <lauxlib.h>
 #include <lua.h>
 
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bindings.h"
@@ -338,9 +345,309 @@ static int decode(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg json_functions[] = {{"decode", decode}, {NULL, NULL}};
+
+/* --- encoding ----------------------------------------------------------- */
+
+#define BUFFER_METATABLE "kapi.json.buffer"
+
+/* The text being written. A full userdata owns it, so an error raised
+ * halfway (a function value, a cycle) leaves nothing to leak: the
+ * collector frees it. Lua's own luaL_Buffer cannot be used: walking a
+ * table moves the stack top between writes. */
+typedef struct buffer {
+  char *data;
+  size_t len, cap;
+} buffer;
+
+typedef struct encoder {
+  lua_State *L;
+  buffer *out;
+  int array_mt, null, sorted; /* stack indexes, flag */
+  int depth;
+} encoder;
+
+static int buffer_gc(lua_State *L) {
+  buffer *b = luaL_checkudata(L, 1, BUFFER_METATABLE);
+  free(b->data);
+  b->data = NULL;
+  return 0;
+}
+
+static void reserve(encoder *e, size_t more) {
+  buffer *b = e->out;
+  if (b->cap - b->len >= more) return;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap - b->len < more) cap *= 2;
+  char *data = realloc(b->data, cap);
+  if (!data) {
+    lua_pushliteral(e->L, "json: out of memory");
+    lua_error(e->L);
+  }
+  b->data = data, b->cap = cap;
+}
+
+static void put(encoder *e, const char *s, size_t n) {
+  reserve(e, n);
+  memcpy(e->out->data + e->out->len, s, n);
+  e->out->len += n;
+}
+
+static void put_char(encoder *e, char c) {
+  reserve(e, 1);
+  e->out->data[e->out->len++] = c;
+}
+
+/* Raises "json: cannot encode WHAT", without a location: the line of
+ * kapi.json that called the encoder tells the caller nothing. */
+static void refuse(encoder *e, const char *what) {
+  lua_pushfstring(e->L, "json: cannot encode %s", what);
+  lua_error(e->L);
+}
+
+/* The length of the UTF-8 sequence at s (at most n bytes), or 0 when it is
+ * not one: overlong forms, surrogates and code points past U+10FFFF are
+ * not UTF-8 either (RFC 3629). */
+static size_t utf8_length(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len = c < 0xC2 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF5 ? 4 : 0;
+  if (len == 0 || len > n) return 0;
+  for (size_t i = 1; i < len; i++)
+    if ((s[i] & 0xC0) != 0x80) return 0;
+  if (c == 0xE0 && s[1] < 0xA0) return 0;
+  if (c == 0xED && s[1] >= 0xA0) return 0;
+  if (c == 0xF0 && s[1] < 0x90) return 0;
+  if (c == 0xF4 && s[1] >= 0x90) return 0;
+  return len;
+}
+
+/* A string: quotes, backslashes and control characters escaped; a byte
+ * that is not UTF-8 becomes U+FFFD, since JSON text is UTF-8. */
+static void put_string(encoder *e, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+  reserve(e, n + 2);
+  put_char(e, '"');
+  while (p < end) {
+    unsigned c = *p;
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) { p++; continue; }
+    size_t len = c >= 0x80 ? utf8_length(p, (size_t)(end - p)) : 0;
+    if (len) { p += len; continue; }
+    put(e, (const char *)run, (size_t)(p - run));
+    switch (c) {
+    case '"': put(e, "\\\"", 2); break;
+    case '\\': put(e, "\\\\", 2); break;
+    case '\n': put(e, "\\n", 2); break;
+    case '\r': put(e, "\\r", 2); break;
+    case '\t': put(e, "\\t", 2); break;
+    case '\b': put(e, "\\b", 2); break;
+    case '\f': put(e, "\\f", 2); break;
+    default:
+      if (c < 0x20) {
+        char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        put(e, u, 6);
+      } else {
+        put(e, "\xEF\xBF\xBD", 3); /* U+FFFD */
+      }
+    }
+    run = ++p;
+  }
+  put(e, (const char *)run, (size_t)(p - run));
+  put_char(e, '"');
+}
+
+/* A float in the fewest significant digits that read back as the same
+ * double, with ".0" when it is whole, so that it decodes as a float. */
+static void put_float(encoder *e, double v) {
+  if (!isfinite(v)) refuse(e, isnan(v) ? "NaN" : "an infinite number");
+  char text[40];
+  for (int digits = 15; digits <= 17; digits++) {
+    snprintf(text, sizeof text, "%.*g", digits, v);
+    if (strtod(text, NULL) == v) break;
+  }
+  put(e, text, strlen(text));
+  if (!strpbrk(text, ".eE")) put(e, ".0", 2);
+}
+
+static void put_value(encoder *e, int index);
+
+/* Whether the table at index is an array: marked as one, or holding the
+ * keys 1..n (n > 0) and nothing else. */
+static int is_array(encoder *e, int index, lua_Integer *n) {
+  lua_State *L = e->L;
+  *n = (lua_Integer)lua_rawlen(L, index);
+  if (lua_getmetatable(L, index)) {
+    int marked = lua_rawequal(L, -1, e->array_mt);
+    lua_pop(L, 1);
+    if (marked) return 1;
+  }
+  if (*n == 0) return 0;
+  lua_Integer keys = 0;
+  lua_pushnil(L);
+  while (lua_next(L, index)) {
+    lua_pop(L, 1);
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > *n) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    keys++;
+  }
+  return keys == *n;
+}
+
+static void put_array(encoder *e, int index, lua_Integer n) {
+  put_char(e, '[');
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (i > 1) put_char(e, ',');
+    lua_rawgeti(e->L, index, i);
+    put_value(e, lua_gettop(e->L));
+    lua_pop(e->L, 1);
+  }
+  put_char(e, ']');
+}
+
+/* A key as JSON has it: a string, or an integer written as one. */
+static void put_key(encoder *e, int key) {
+  lua_State *L = e->L;
+  size_t n;
+  if (lua_type(L, key) == LUA_TSTRING) {
+    const char *s = lua_tolstring(L, key, &n);
+    put_string(e, s, n);
+  } else if (lua_isinteger(L, key)) {
+    char text[24];
+    int len = snprintf(text, sizeof text, "\"%lld\"", (long long)lua_tointeger(L, key));
+    put(e, text, (size_t)len);
+  } else {
+    refuse(e, lua_type(L, key) == LUA_TNUMBER ? "a table with a fractional key" : "a table with a key of that type");
+  }
+}
+
+static void put_member(encoder *e, int key, int value, int first) {
+  if (!first) put_char(e, ',');
+  put_key(e, key);
+  put_char(e, ':');
+  put_value(e, value);
+}
+
+static int compare_keys(const void *a, const void *b) {
+  const char *const *x = a, *const *y = b;
+  return strcmp(*x, *y);
+}
+
+/* An object with its keys in byte order. The keys are gathered as
+ * strings in a table that keeps them alive while they are sorted. */
+static void put_sorted_object(encoder *e, int index) {
+  lua_State *L = e->L;
+  lua_newtable(L);
+  int keys = lua_gettop(L);
+  lua_Integer n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, index)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING && !lua_isinteger(L, -1)) put_key(e, lua_gettop(L)); /* refuses */
+    lua_pushvalue(L, -1);
+    lua_tostring(L, -1); /* the copy, not the key lua_next needs, becomes text */
+    lua_pushvalue(L, -2);
+    lua_rawset(L, keys); /* text -> the key */
+    n++;
+  }
+  const char **names = lua_newuserdatauv(L, (size_t)n * sizeof *names, 0);
+  lua_Integer i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, keys)) {
+    lua_pop(L, 1);
+    names[i++] = lua_tostring(L, -1);
+  }
+  qsort(names, (size_t)n, sizeof *names, compare_keys);
+  put_char(e, '{');
+  for (i = 0; i < n; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawget(L, keys);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, index);
+    put_member(e, lua_gettop(L) - 1, lua_gettop(L), i == 0);
+    lua_pop(L, 2);
+  }
+  put_char(e, '}');
+  lua_pop(L, 2);
+}
+
+static void put_object(encoder *e, int index) {
+  lua_State *L = e->L;
+  if (e->sorted) {
+    put_sorted_object(e, index);
+    return;
+  }
+  int first = 1;
+  put_char(e, '{');
+  lua_pushnil(L);
+  while (lua_next(L, index)) {
+    put_member(e, lua_gettop(L) - 1, lua_gettop(L), first);
+    first = 0;
+    lua_pop(L, 1);
+  }
+  put_char(e, '}');
+}
+
+static void put_table(encoder *e, int index) {
+  if (++e->depth > MAX_DEPTH) refuse(e, "a table nested that deep (a cycle?)");
+  luaL_checkstack(e->L, 8, "json: nested too deeply");
+  lua_Integer n;
+  if (is_array(e, index, &n)) put_array(e, index, n);
+  else put_object(e, index);
+  e->depth--;
+}
+
+static void put_value(encoder *e, int index) {
+  lua_State *L = e->L;
+  switch (lua_type(L, index)) {
+  case LUA_TNIL: put(e, "null", 4); break;
+  case LUA_TBOOLEAN: lua_toboolean(L, index) ? put(e, "true", 4) : put(e, "false", 5); break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, index)) {
+      char text[24];
+      put(e, text, (size_t)snprintf(text, sizeof text, "%lld", (long long)lua_tointeger(L, index)));
+    } else {
+      put_float(e, lua_tonumber(L, index));
+    }
+    break;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, index, &n);
+    put_string(e, s, n);
+    break;
+  }
+  case LUA_TTABLE: put_table(e, index); break;
+  default:
+    if (lua_rawequal(L, index, e->null)) put(e, "null", 4);
+    else refuse(e, lua_pushfstring(L, "a %s value", luaL_typename(L, index)));
+  }
+}
+
+/* encode(value, array_mt, null, sorted) -> text */
+static int encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checkany(L, 3);
+  int sorted = lua_toboolean(L, 4);
+  lua_settop(L, 3);
+  encoder e = {L, NULL, 2, 3, sorted, 0};
+  e.out = lua_newuserdatauv(L, sizeof *e.out, 0);
+  memset(e.out, 0, sizeof *e.out);
+  luaL_setmetatable(L, BUFFER_METATABLE);
+  put_value(&e, 1);
+  lua_pushlstring(L, e.out->data ? e.out->data : "", e.out->len);
+  free(e.out->data);
+  e.out->data = NULL;
+  return 1;
+}
+
+static const luaL_Reg json_functions[] = {{"decode", decode}, {"encode", encode}, {NULL, NULL}};
 
 int luaopen_kapi_core_json(lua_State *L) {
+  luaL_newmetatable(L, BUFFER_METATABLE);
+  lua_pushcfunction(L, buffer_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   luaL_newlib(L, json_functions);
   return 1;
 }

@@ -8,11 +8,13 @@
 #include <lua.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "loop.h"
 #include "task.h"
@@ -337,6 +339,40 @@ static struct MHD_Daemon *start_daemon(server *s, struct sockaddr_in *addr,
       MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
 }
 
+/* Why the address cannot be bound, as errno (0: it can): libmicrohttpd
+ * only says that it could not start, so the reason is asked again. */
+static int bind_errno(const struct sockaddr_in *addr) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int err = bind(fd, (const struct sockaddr *)addr, sizeof *addr) < 0 ? errno : 0;
+  close(fd);
+  return err;
+}
+
+/* Raises the reason a daemon did not start, in words, as a structured
+ * "network" error (a runtime failure, not a bug at the Lua call site): the
+ * address (in use, not allowed) or, with TLS, the certificate and key. */
+static int refuse_start(lua_State *L, const struct sockaddr_in *addr, int tls) {
+  char host[INET_ADDRSTRLEN], message[256];
+  inet_ntop(AF_INET, &addr->sin_addr, host, sizeof host);
+  int port = ntohs(addr->sin_port), err = bind_errno(addr);
+  if (err == EADDRINUSE)
+    snprintf(message, sizeof message, "server: cannot listen on %s:%d: the port is in use", host, port);
+  else if (err == EACCES)
+    snprintf(message, sizeof message,
+             "server: cannot listen on %s:%d: permission denied (ports below 1024 need privileges)", host, port);
+  else if (err)
+    snprintf(message, sizeof message, "server: cannot listen on %s:%d: %s", host, port, strerror(err));
+  else if (tls)
+    snprintf(message, sizeof message, "server: the TLS certificate or key was refused (not PEM, or not a pair)");
+  else
+    snprintf(message, sizeof message, "server: cannot start on %s:%d", host, port);
+  kapi_push_error(L, "network", message);
+  return lua_error(L);
+}
+
 /* listen{host = "127.0.0.1", port = 0, serve = fn, cert = PEM, key = PEM} */
 static int l_listen(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -355,14 +391,15 @@ static int l_listen(lua_State *L) {
   struct sockaddr_in addr = {.sin_family = AF_INET};
   const char *host = opt_string(L, "host");
   lua_getfield(L, 1, "port");
-  addr.sin_port = htons((uint16_t)luaL_optinteger(L, -1, 0));
+  lua_Integer port = luaL_optinteger(L, -1, 0);
+  luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be from 0 to 65535");
+  addr.sin_port = htons((uint16_t)port);
   lua_pop(L, 1);
   if (inet_pton(AF_INET, host ? host : "127.0.0.1", &addr.sin_addr) != 1)
     return luaL_error(L, "server: host must be an IPv4 address, got %s", host);
-  s->daemon = start_daemon(s, &addr, opt_string(L, "cert"), opt_string(L, "key"));
-  if (!s->daemon)
-    return luaL_error(L, "server: cannot listen on %s:%d (in use, or a bad certificate?)",
-                      host ? host : "127.0.0.1", ntohs(addr.sin_port));
+  const char *cert = opt_string(L, "cert"), *key = opt_string(L, "key");
+  s->daemon = start_daemon(s, &addr, cert, key);
+  if (!s->daemon) return refuse_start(L, &addr, cert && key);
   s->port = bound_port(s->daemon);
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
   kapi_watch_start(s->loop, &s->watch, info->epoll_fd, KAPI_READABLE, on_ready, s);

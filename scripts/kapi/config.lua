@@ -62,29 +62,76 @@ local function kroger_credentials()
   end
 end
 
---- The environment: explicit, KAPI_ENV, the config's, or "sandbox" when
---- there are no credentials (else "prod").
-function M.env(explicit)
-  local env = explicit or getenv("KAPI_ENV") or M.load().env
-  if not env then env = kroger_credentials() and "prod" or "sandbox" end
-  if env ~= "sandbox" and env ~= "ce" and env ~= "prod" then
-    error(errors.new("usage", ("unknown environment %q (sandbox, ce or prod)"):format(env)), 0)
+local function oneworldsync_credentials()
+  local c = M.load().oneworldsync or {}
+  return (getenv("ONEWORLDSYNC_APP_ID") or c.app_id) and (getenv("ONEWORLDSYNC_SECRET") or c.secret)
+end
+
+local ENVS = {sandbox = true, ce = true, prod = true}
+
+local function checked(env, source)
+  if not ENVS[env] then
+    error(errors.new("usage", ("%s: unknown environment %s (sandbox, ce or prod)"):format(source, errors.excerpt(env))), 0)
   end
-  return env
+  return env, source
+end
+
+--- The environment and what chose it: explicit (--env), KAPI_ENV, the
+--- config's `env`, else "prod" when any credentials are configured and
+--- "sandbox" (chosen by nothing: the second value is nil) when none are.
+function M.env(explicit)
+  if explicit then return checked(explicit, "--env " .. explicit) end
+  local env = getenv("KAPI_ENV")
+  if env then return checked(env, "KAPI_ENV=" .. env) end
+  env = M.load().env
+  if env ~= nil then return checked(env, "env in " .. M.path()) end
+  if kroger_credentials() or oneworldsync_credentials() then return "prod", "the credentials configured" end
+  return "sandbox", nil
+end
+
+--- True when nothing chose the sandbox: kapi fell back to it because no
+--- credentials are configured. A user's own data (a report, item files)
+--- is then never sent to it.
+function M.sandbox_by_default(explicit)
+  local env, source = M.env(explicit)
+  return env == "sandbox" and source == nil and not getenv("KAPI_SANDBOX_URL")
+end
+
+--- True when working in env would start a sandbox inside this process
+--- (the sandbox environment, and no KAPI_SANDBOX_URL).
+function M.in_process_sandbox(explicit)
+  return M.env(explicit) == "sandbox" and not getenv("KAPI_SANDBOX_URL")
 end
 
 local sandbox
 
+local function checked_url(url)
+  if not url:match("^https?://[%w.%-]+[:%d]*/?$") and not url:match("^https?://%[[%x:]+%][:%d]*/?$") then
+    error(errors.new("usage", ("KAPI_SANDBOX_URL=%s: expected the base URL of a kapi sandbox, e.g. "
+                               .. "http://127.0.0.1:8080"):format(errors.excerpt(url))), 0)
+  end
+  return (url:gsub("/$", ""))
+end
+
 --- The sandbox this process uses: KAPI_SANDBOX_URL, or one started here
---- (once), saying so on stderr.
-function M.sandbox_url()
+--- (once), said once on stderr with what chose it (see M.env). Its tokens
+--- live in memory and it closes when the program ends (M.close).
+function M.sandbox_url(reason)
   local url = getenv("KAPI_SANDBOX_URL")
-  if url and url ~= "" then return url end
+  if url then return checked_url(url) end
   if not sandbox then
     sandbox = require("kapi.sandbox").start {}
-    io.stderr:write("kapi: using the built-in sandbox at ", sandbox.url, " (no credentials configured)\n")
+    require("kapi.auth.store").in_memory(sandbox.url)
+    require("kapi.log").note("kapi: using the built-in sandbox at %s (%s)", sandbox.url,
+                             reason or "no credentials configured")
   end
   return sandbox.url
+end
+
+--- Closes the sandbox started in this process, if any (the program ends).
+function M.close()
+  if sandbox then sandbox:close() end
+  sandbox = nil
 end
 
 --- True when url is the sandbox started inside this process (it ends with
@@ -96,7 +143,7 @@ end
 --- Where and as whom to talk to Kroger: {env, base_url, client_id,
 --- client_secret, redirect_uri, source}.
 function M.kroger(explicit_env, base_url)
-  local env = M.env(explicit_env)
+  local env, source = M.env(explicit_env)
   local creds = kroger_credentials()
   if env == "sandbox" then
     creds = creds and creds.client_id:match("^kapi%-sandbox") and creds
@@ -106,17 +153,17 @@ function M.kroger(explicit_env, base_url)
                              .. "or use --env sandbox"):format(env)), 0)
   end
   creds.env = env
-  creds.base_url = base_url or (env == "sandbox" and M.sandbox_url() or M.KROGER[env])
+  creds.base_url = base_url or (env == "sandbox" and M.sandbox_url(source) or M.KROGER[env])
   return creds
 end
 
 --- Where and as whom to talk to 1WorldSync: {env, base_url, app_id, secret, gln}.
 function M.oneworldsync(explicit_env, base_url)
-  local env = M.env(explicit_env)
+  local env, source = M.env(explicit_env)
   local c = M.load().oneworldsync or {}
   local id, secret = getenv("ONEWORLDSYNC_APP_ID") or c.app_id, getenv("ONEWORLDSYNC_SECRET") or c.secret
   if env == "sandbox" then
-    return {env = env, base_url = base_url or M.sandbox_url(), app_id = id or "kapisbx1",
+    return {env = env, base_url = base_url or M.sandbox_url(source), app_id = id or "kapisbx1",
             secret = secret or "sandbox-hmac-secret", gln = getenv("ONEWORLDSYNC_GLN") or c.gln}
   end
   if not (id and secret) then

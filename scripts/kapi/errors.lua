@@ -2,6 +2,11 @@
 -- that raised them knows (status, url, attempts, ...). tostring gives a
 -- one-line message. The metatable is shared with the C host, which raises
 -- "interrupted", "cancelled" and "deadlock" errors of the same shape.
+--
+-- The kinds decide the exit status (docs/usage.md, "The contract"):
+-- "usage" (a mistake on the command line) and "input" (input that cannot
+-- be used: unreadable, malformed, empty, naming nothing that exists) exit
+-- 2; "interrupted" 130; everything else (the work failed) 1.
 local M = {}
 
 local meta = debug.getregistry()["kapi.error"]
@@ -27,8 +32,18 @@ function M.usage(message, level)
   error(M.new("usage", message), level or 2)
 end
 
+--- Raises an input error: what the user gave cannot be used (exit code 2).
+function M.input(message, level)
+  error(M.new("input", message), level or 2)
+end
+
 function M.is(e, kind)
   return getmetatable(e) == meta and (kind == nil or e.kind == kind)
+end
+
+--- True for the errors that are the user's to fix (usage and input).
+function M.is_input(e)
+  return M.is(e, "usage") or M.is(e, "input")
 end
 
 --- The one-line text of any error value.
@@ -42,8 +57,41 @@ end
 --- The exit status a command line gives for an error.
 function M.exit_code(e)
   if M.is(e, "interrupted") then return 130 end
-  if M.is(e, "usage") then return 2 end
+  if M.is_input(e) then return 2 end
   return 1
+end
+
+M.EXCERPT = 60
+M.LINE = 400
+
+local ESCAPES = {["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t"}
+
+-- text on one line (control characters as \n, \t or \xNN, bytes that are
+-- not UTF-8 as \xNN), cut in the middle to at most max characters; the
+-- full length is said when `tell` is set.
+local function shorten(text, max, tell)
+  text = text:gsub("[%z\1-\31\127]", function(c) return ESCAPES[c] or ("\\x%02X"):format(c:byte()) end)
+  local length = utf8.len(text)
+  if not length then
+    text = text:gsub("[\128-\255]", function(c) return ("\\x%02X"):format(c:byte()) end)
+    length = #text
+  end
+  if length <= max then return text end
+  local head = utf8.offset(text, max // 2 + 1)
+  local tail = utf8.offset(text, -(max // 3))
+  return text:sub(1, head - 1) .. "..." .. text:sub(tail) .. (tell and (" (%d characters)"):format(length) or "")
+end
+
+--- A value as it may be quoted in a message: one line, at most `max`
+--- characters (default 60), cut in the middle with "..." and the full
+--- length. A 100,000-digit argument must not make a 100 KB error line.
+function M.excerpt(value, max)
+  return shorten(tostring(value), max or M.EXCERPT, true)
+end
+
+--- A message as it is printed: one line of at most 400 characters.
+function M.line(text)
+  return shorten(tostring(text), M.LINE, false)
 end
 
 return M

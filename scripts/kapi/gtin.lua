@@ -22,23 +22,41 @@ function M.check_digit(body)
   return tostring((10 - sum % 10) % 10)
 end
 
+-- A code as messages quote it: in quotes, cut to a readable length.
+local function quoted(code)
+  return '"' .. errors.excerpt(code, 40) .. '"'
+end
+
+-- The character at byte position i of s (a whole UTF-8 character when it
+-- is one), as a message shows it.
+local function character_at(s, i)
+  local c = s:match("^[\xC2-\xF4][\x80-\xBF]+", i) or s:sub(i, i)
+  if utf8.len(c) ~= 1 then return ("byte 0x%02X"):format(c:byte()) end
+  if #c == 1 and not c:match("%g") then return ("character 0x%02X"):format(c:byte()) end
+  return #c > 1 and c:match("^\xEF\xBB\xBF$") and "U+FEFF (a byte-order mark)" or ('"' .. c .. '"')
+end
+
 -- nil when the code is well formed, else why not.
 local function problem(code, lengths, what)
   if type(code) ~= "string" then return ("%s must be a string of digits, got %s"):format(what, type(code)) end
+  if code == "" then return what .. " is empty" end
   local bad = code:find("%D")
-  if bad then return ("%s %q has a non-digit %q at position %d"):format(what, code, code:sub(bad, bad), bad) end
+  if bad then
+    return ("%s %s has a non-digit %s at position %d"):format(what, quoted(code), character_at(code, bad),
+                                                           utf8.len(code:sub(1, bad)) or bad)
+  end
   if not lengths[#code] then
     local allowed = {}
     for n in pairs(lengths) do allowed[#allowed + 1] = n end
     table.sort(allowed)
     local last = table.remove(allowed)
     local counts = #allowed > 0 and table.concat(allowed, ", ") .. " or " .. last or tostring(last)
-    return ("%s %q has %d digits; it must have %s"):format(what, code, #code, counts)
+    return ("%s %s has %d digits; it must have %s"):format(what, quoted(code), #code, counts)
   end
   local expected = M.check_digit(code:sub(1, -2))
   if code:sub(-1) ~= expected then
-    return ("%s %q has check digit %s; it should be %s (or another digit is wrong)"):format(
-      what, code, code:sub(-1), expected)
+    return ("%s %s has check digit %s; it should be %s (or another digit is wrong)"):format(
+      what, quoted(code), code:sub(-1), expected)
   end
 end
 

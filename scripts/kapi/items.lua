@@ -6,6 +6,8 @@ local http = require "kapi.http"
 local auth = require "kapi.auth"
 local config = require "kapi.config"
 local errors = require "kapi.errors"
+local json = require "kapi.json"
+local input = require "kapi.input"
 local doc = require "kapi.doc"
 
 local M = {}
@@ -57,14 +59,14 @@ function M.parse_csv(text)
   return rows
 end
 
---- Reads an exported report: the records, and the problems of rows that
---- could not be read (each naming its line), so good rows are never lost.
+--- Reads an exported report ("-": standard input): the records, and the
+--- problems of rows that could not be read (each naming its line), so good
+--- rows are never lost. A report that cannot be read at all raises an
+--- input error naming it.
 function M.read_report(path)
-  local f, err = io.open(path, "r")
-  if not f then errors.usage("report: " .. err, 2) end
-  local rows = M.parse_csv(f:read("a"))
-  f:close()
-  if #rows == 0 then errors.usage("report: " .. path .. " is empty", 2) end
+  local name = input.name(path)
+  local rows = M.parse_csv(input.read(path))
+  if #rows == 0 then errors.input(name .. ": is empty", 0) end
   local columns, known = {}, 0
   for i, label in ipairs(rows[1]) do
     columns[i] = LABELS[label_key(label)]
@@ -72,7 +74,10 @@ function M.read_report(path)
   end
   local has_gtin = false
   for _, c in pairs(columns) do has_gtin = has_gtin or c == "gtin" end
-  if not has_gtin then errors.usage("report: " .. path .. " has no GTIN column", 2) end
+  if not has_gtin then
+    errors.input(("%s: not a publication report: no GTIN column in its header (%s)")
+                 :format(name, errors.excerpt(table.concat(rows[1], ","))), 0)
+  end
   local records, problems = {}, {}
   for line = 2, #rows do
     local row = rows[line]
@@ -81,8 +86,8 @@ function M.read_report(path)
       for i, value in ipairs(row) do
         if columns[i] then record[columns[i]] = value:match("^%s*(.-)%s*$") end
       end
-      if not record.gtin or not record.gtin:match("^%d+$") then
-        problems[#problems + 1] = ("%s:%d: no valid GTIN (%q)"):format(path, line, tostring(record.gtin))
+      if not record.gtin or not record.gtin:match("^%d+$") or #record.gtin > 14 then
+        problems[#problems + 1] = ("%s:%d: no valid GTIN (%s)"):format(name, line, errors.excerpt(record.gtin or "empty"))
       else
         record.gtin = ("0"):rep(14 - #record.gtin) .. record.gtin
         record.syncStatus = record.syncStatus and record.syncStatus:upper():gsub("[%s]+", "_")
@@ -92,7 +97,58 @@ function M.read_report(path)
       end
     end
   end
+  if #records == 0 and #problems == 0 then errors.input(name .. ": holds no publication, only its header", 0) end
   return records, problems
+end
+
+local LEVELS = {BASE_UNIT_OR_EACH = true, PACK_OR_INNER_PACK = true, CASE = true, DISPLAY_SHIPPER = true,
+                PALLET = true}
+
+local function kind_of(value)
+  if type(value) ~= "table" then return type(value) == "userdata" and "null" or ("a " .. type(value)) end
+  if value[1] ~= nil or json.is_array(value) then return "an array" end
+  return nil
+end
+
+-- Why value is not an item hierarchy (item-format.md), or nil when it is.
+local function not_hierarchy(value)
+  local kind = kind_of(value)
+  if kind then return kind .. ", not an item hierarchy object" end
+  local gtin, level = value.gtin, value.level
+  if gtin == nil and level == nil then
+    local keys = {}
+    for k in pairs(value) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    return #keys == 0 and "an empty object, not an item hierarchy (it needs gtin and level)"
+           or ("not an item hierarchy: no gtin or level among its keys (%s)"):format(errors.excerpt(table.concat(keys, ", ")))
+  end
+  if level ~= nil and not LEVELS[level] then
+    return ("level %s is not one of BASE_UNIT_OR_EACH, PACK_OR_INNER_PACK, CASE, DISPLAY_SHIPPER, PALLET")
+           :format(errors.excerpt(level))
+  end
+  if value.children ~= nil and kind_of(value.children) ~= "an array" and next(value.children) ~= nil then
+    return "children must be an array of item hierarchies"
+  end
+end
+
+--- The item hierarchies in a decoded JSON value: one hierarchy, or an
+--- array of them. Anything else (an empty array, an object that is not a
+--- hierarchy, an entry that is a number) raises an input error that names
+--- `where` (the file) and the entry: a file that checks nothing must not
+--- pass as if it had been checked.
+function M.hierarchies(value, where)
+  local function refuse(why) error(errors.new("input", where .. ": " .. why), 0) end
+  if kind_of(value) ~= "an array" then
+    local why = not_hierarchy(value)
+    if why then refuse(why) end
+    return {value}
+  end
+  if #value == 0 then refuse("an empty array: no item hierarchy to check") end
+  for i, entry in ipairs(value) do
+    local why = not_hierarchy(entry)
+    if why then refuse(("entry %d: %s"):format(i, why)) end
+  end
+  return value
 end
 
 --- client{env, base_url, app_id, secret}: the Item Management API.

@@ -1,11 +1,11 @@
--- JSON: our decoder (bindings/json.c) and lua-cjson's encoder, with `null`
--- and empty arrays that survive a round trip (decode "[]", encode it back
--- as "[]", not "{}").
-local cjson = require("cjson").new() -- our settings stay ours
-local decoder = require "kapi.core.json"
+-- JSON: our decoder and encoder (bindings/json.c), with `null` and empty
+-- arrays that survive a round trip (decode "[]", encode it back as "[]",
+-- not "{}") and integers that stay exact both ways.
+local null = require("cjson").null -- the null every Lua JSON library here agrees on
+local core = require "kapi.core.json"
 local doc = require "kapi.doc"
 
-local M = {null = cjson.null}
+local M = {null = null}
 
 local array_mt = {__name = "kapi.json.array"}
 M.array_mt = array_mt
@@ -22,38 +22,12 @@ end
 --- Decodes JSON text; raises on malformed text, naming where. Whole
 --- numbers decode as Lua integers.
 function M.decode(text)
-  return decoder.decode(text, array_mt, cjson.null)
+  return core.decode(text, array_mt, null)
 end
 
-local EMPTY = "\0kapi-empty-array\0"
-local EMPTY_ENCODED = ('"\\u0000kapi-empty-array\\u0000"'):gsub("%p", "%%%0")
-
--- The value with empty arrays replaced by a placeholder; tables are copied
--- only along the paths that hold one, so the caller's tables stay as they are.
-local function prepare(value, depth)
-  if type(value) ~= "table" then return value, false end
-  if depth > 1000 then error("json: nested too deeply (a cycle?)", 0) end
-  if getmetatable(value) == array_mt and next(value) == nil then return EMPTY, true end
-  local copy
-  for k, v in next, value do
-    local replaced, changed = prepare(v, depth + 1)
-    if changed then
-      if not copy then
-        copy = {}
-        for k2, v2 in next, value do copy[k2] = v2 end
-      end
-      copy[k] = replaced
-    end
-  end
-  return copy or value, copy ~= nil
-end
-
---- Encodes a value as JSON.
-function M.encode(value)
-  local prepared, changed = prepare(value, 0)
-  local text = cjson.encode(prepared)
-  if changed then text = text:gsub(EMPTY_ENCODED, "[]") end
-  return text
+--- Encodes a value as JSON; with opts.sorted, object keys in order.
+function M.encode(value, opts)
+  return core.encode(value, array_mt, null, opts ~= nil and opts.sorted)
 end
 
 doc.declare("kapi.json.decode", M.decode, [[
@@ -64,12 +38,17 @@ as an array, so that encoding it gives [] again; whole numbers are integers
 where: json: expected ',' or ']' at character 4, near '2]'.
 Example:
   local v = kapi.json.decode('{"tags": [], "brand": null}')
-  print(kapi.json.encode(v))  --> {"tags":[],"brand":null} (key order may vary)]])
+  print(kapi.json.encode(v, {sorted = true}))  --> {"brand":null,"tags":[]}]])
 
 doc.declare("kapi.json.encode", M.encode, [[
-kapi.json.encode(value) -> text
-Encodes a value. Tables with keys 1..n are arrays; an empty table is {}
-unless marked with kapi.json.array().]])
+kapi.json.encode(value[, {sorted = true}]) -> text
+Encodes a value. Tables with the keys 1..n are arrays; an empty table is
+{} unless marked with kapi.json.array(). Integers are written exactly,
+floats in the fewest digits that read back the same; sorted = true puts
+object keys in order, so the same data always gives the same text. A
+function, a cycle or NaN raises an error naming it.
+Example:
+  kapi.json.encode{id = 8594743176476373, url = "a/b"}  --> {"id":8594743176476373,"url":"a/b"}]])
 
 doc.declare("kapi.json.array", M.array, [[
 kapi.json.array([t]) -> t

@@ -1,5 +1,6 @@
--- Where kapi reports what it does: --verbose lines on stderr and the
--- KAPI_TRACE=FILE request log (JSON lines). Callers redact first.
+-- Where kapi reports what it does: notes on stderr (never with --quiet),
+-- --verbose lines on stderr and the KAPI_TRACE=FILE request log (JSON
+-- lines). Callers redact first.
 local M = {verbose = os.getenv("KAPI_DEBUG") ~= nil}
 
 local trace_file, trace_path
@@ -12,6 +13,15 @@ if trace_env == "" then trace_env = nil end
 --- With .verbose, whether anything is written: callers skip building
 --- records when neither is set.
 M.tracing = trace_env ~= nil
+
+--- .quiet: --quiet was given; notes are not written (errors always are).
+M.quiet = false
+
+--- A note for people on stderr (what kapi chose, what it did), one line;
+--- nothing with --quiet.
+function M.note(fmt, ...)
+  if not M.quiet then io.stderr:write(fmt:format(...), "\n") end
+end
 
 --- Writes one line to stderr when --verbose is on.
 function M.debug(fmt, ...)
@@ -27,7 +37,7 @@ function M.trace(record)
     trace_file, trace_path = io.open(path, "a"), path
     if trace_file then trace_file:setvbuf("line") end
   end
-  if trace_file then trace_file:write(require("cjson").encode(record), "\n") end
+  if trace_file then trace_file:write(require("kapi.json").encode(record), "\n") end
 end
 
 return M

@@ -9,6 +9,7 @@ local json = require "kapi.json"
 local gtin = require "kapi.gtin"
 local errors = require "kapi.errors"
 local doc = require "kapi.doc"
+local input = require "kapi.input"
 
 local M = {}
 
@@ -54,18 +55,11 @@ end
 
 --- An argparse :convert for a whole number from low to high; the message
 --- names the option: "--radius 500: expected a whole number from 1 to 100".
-function M.whole_number(name, low, high)
-  return function(text)
-    local n = math.tointeger(tonumber(text))
-    if not n or n < low or n > high then
-      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, text, low, high)
-    end
-    return n
-  end
-end
+M.whole_number = require("kapi.cli").whole_number
 
---- The values of an option declared :args("+"):count("*"), one flat list
---- whether given as `--opt A B`, `--opt A --opt B` or `--opt A,B`.
+--- The values of an option declared :count("*"), one flat list whether
+--- given as `--opt A --opt B` or `--opt A,B`. (An option takes one value
+--- per use, so it never swallows the positional arguments after it.)
 function M.values(option)
   local out = {}
   for _, group in ipairs(option or {}) do
@@ -89,7 +83,8 @@ function M.place_options(parser, opts)
   parser:option("--radius", "Miles around the place (1-100)", "10"):convert(M.whole_number("--radius", 1, 100))
         :argname("MILES")
   if opts and opts.store then
-    parser:option("--store", "These stores, by location id (e.g. 01400376)"):args("+"):count("*"):argname("ID")
+    parser:option("--store", "This store, by location id (e.g. 01400376; repeat it, or ID,ID,...)"):count("*")
+          :argname("ID")
   end
   return parser
 end
@@ -136,10 +131,19 @@ function M.place(args, opts)
           latlong = lat and ("%.6f,%.6f"):format(lat, lon)}
 end
 
+--- Raises the input error of a place that has no store in reach: the
+--- same words and exit status (2) in every recipe.
+function M.no_store(place, radius)
+  local where = place.zip and ("--zip " .. place.zip) or ("--near " .. tostring(place.latlong))
+  errors.input(("%s: no store within %d miles%s"):format(where, radius,
+               radius < 100 and "; try a larger --radius" or ""), 0)
+end
+
 --- The stores of a place (from recipe.place): those given, in their order,
 --- an unknown one named in problems ("--store ID: no such store"); or the
 --- nearest to the ZIP code or point, nearest first, at most opts.limit
---- (default 5) within opts.radius miles (default 100); {} for no place.
+--- (default 5) within opts.radius miles (default 100), none there being an
+--- input error (M.no_store); {} for no place.
 function M.stores(kroger, place, opts, problems)
   opts = opts or {}
   if place.ids then
@@ -155,8 +159,10 @@ function M.stores(kroger, place, opts, problems)
     return stores
   end
   if not (place.zip or place.latlong) then return {} end
-  return kroger:locations {zip = place.zip, latlong = place.latlong, radius = opts.radius or 100,
-                           limit = opts.limit or 5}
+  local radius = opts.radius or 100
+  local stores = kroger:locations {zip = place.zip, latlong = place.latlong, radius = radius, limit = opts.limit or 5}
+  if #stores == 0 then M.no_store(place, radius) end
+  return stores
 end
 
 -- Terminal ----------------------------------------------------------------------
@@ -306,22 +312,7 @@ end
 -- JSON with the keys of nested objects sorted, so that the same data
 -- always gives the same text.
 function json_value(value)
-  if value == nil then return "null" end
-  -- (cjson writes "/" as "\/": valid, but not what people expect to read)
-  if type(value) == "string" then return (json.encode(value):gsub("\\/", "/")) end
-  if type(value) ~= "table" or value == json.null then return json.encode(value) end
-  if value[1] ~= nil or json.is_array(value) then
-    local parts = {}
-    for i, v in ipairs(value) do parts[i] = json_value(v) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  local keys = {}
-  for k in pairs(value) do keys[#keys + 1] = k end
-  if #keys == 0 then return "{}" end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  local parts = {}
-  for i, k in ipairs(keys) do parts[i] = json.encode(tostring(k)) .. ":" .. json_value(value[k]) end
-  return "{" .. table.concat(parts, ",") .. "}"
+  return json.encode(value, {sorted = true})
 end
 
 --- A JSON array of objects whose keys come in the order of keys (so the
@@ -494,27 +485,53 @@ end
 local Problems = {}
 Problems.__index = Problems
 
---- Records a bad input ("where: what") and reports it on stderr at once.
+local function tell(problems, text)
+  local line = errors.line(text)
+  problems[#problems + 1] = line
+  problems.report(line)
+end
+
+local function to_stderr(line) io.stderr:write("kapi: ", line, "\n") end
+
+--- Records input that cannot be used (a bad entry, an unreadable file, an
+--- id that names nothing) and names it on stderr at once: exit status 2.
 function Problems:add(where, what)
-  self[#self + 1] = where .. ": " .. what
-  io.stderr:write("kapi: ", where, ": ", what, "\n")
+  self.inputs = self.inputs + 1
+  tell(self, where .. ": " .. what)
 end
 
---- A list of bad inputs: each named on stderr as it is found, and
---- counted for the exit status; the good inputs are still processed.
-function M.problems()
-  return setmetatable({}, Problems)
+--- Records work that failed on good input (an API call, an action) and
+--- names it on stderr at once: exit status 1.
+function Problems:fail(where, what)
+  self.failures = self.failures + 1
+  tell(self, where .. ": " .. what)
 end
 
---- The lines of a file, or {} after naming in problems why it cannot be
+--- Records an error value by its kind (input and usage errors as bad
+--- input, anything else as failed work), its message after `where` when
+--- given (an input error names its file itself).
+function Problems:error(err, where)
+  local text = where and (where .. ": " .. errors.message(err)) or errors.message(err)
+  if errors.is_input(err) then self.inputs = self.inputs + 1 else self.failures = self.failures + 1 end
+  tell(self, text)
+end
+
+--- A list of the problems of a run, each named on stderr as it is found
+--- (or given to opts.report(line)) and counted for the exit status; the
+--- good inputs are still processed.
+function M.problems(opts)
+  return setmetatable({inputs = 0, failures = 0, report = opts and opts.report or to_stderr}, Problems)
+end
+
+--- The lines of a file ("-": standard input; a byte-order mark and CRLF
+--- line ends are fine), or {} after naming in problems why it cannot be
 --- read ("list.txt: No such file or directory").
 function M.lines(path, problems)
-  local f, err = io.open(path, "r")
-  if not f then problems:add(path, (err:gsub("^[^:]+: ", ""))); return {} end
-  local lines = {}
-  for line in f:lines() do lines[#lines + 1] = line end
-  f:close()
-  return lines
+  local ok, lines = pcall(input.lines, path)
+  if ok then return lines end
+  if not errors.is(lines, "input") then error(lines, 0) end
+  problems:error(lines)
+  return {}
 end
 
 --- GTINs from the command line and from files (one per line, # comments,
@@ -531,10 +548,15 @@ function M.gtins(values, files, problems, option)
   end
   for i, value in ipairs(values or {}) do add(value, ("%s %d"):format(option or "argument", i)) end
   for _, path in ipairs(files or {}) do
+    local entries, before = 0, problems.inputs
     for n, line in ipairs(M.lines(path, problems)) do
       local code = line:gsub("#.*", ""):match("^%s*([^,%s]*)")
-      if code ~= "" and not (n == 1 and code:lower():match("gtin")) then add(code, ("%s:%d"):format(path, n)) end
+      if code ~= "" and not (n == 1 and code:lower():match("gtin")) then
+        entries = entries + 1
+        add(code, ("%s:%d"):format(input.name(path), n))
+      end
     end
+    if entries == 0 and problems.inputs == before then problems:add(input.name(path), "holds no GTIN") end
   end
   return out
 end
@@ -548,11 +570,13 @@ function M.check_gln(option, value)
   return value
 end
 
---- The exit status: 1 when some input was bad or failed is true, else 0
---- (usage errors, 2, are raised before any work).
-function M.status(problems, failed)
-  if problems and #problems > 0 then return 1 end
-  return failed and 1 or 0
+--- The exit status of a run (docs/usage.md): 2 when some input could not
+--- be used, else 1 when some work failed or `found` is true (a rule
+--- error, a check that did not pass), else 0.
+function M.status(problems, found)
+  if problems and problems.inputs > 0 then return 2 end
+  if (problems and problems.failures > 0) or found then return 1 end
+  return 0
 end
 
 doc.declare("kapi.recipe.print", M.print, [[
@@ -608,8 +632,8 @@ Example:
 
 doc.declare("kapi.recipe.values", M.values, [[
 kapi.recipe.values(option) -> list
-The values of an option declared :args("+"):count("*") as one list, however
-they were given: `--upc A B`, `--upc A --upc B` or `--upc A,B`.
+The values of a repeatable option (declared :count("*")) as one list,
+however they were given: `--upc A --upc B` or `--upc A,B`.
 Example:
   local upcs = kapi.recipe.values(args.upc)   -- {"A", "B"}]])
 

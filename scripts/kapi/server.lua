@@ -73,15 +73,10 @@ function M.listen(opts)
   if type(opts) ~= "table" or type(opts.handler) ~= "function" then
     errors.usage("server.listen: needs {handler = function(request) ... end}", 2)
   end
-  local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local data = f:read("a")
-    f:close()
-    return data
-  end
   local core = require "kapi.core.server"
-  local cert = opts.tls_cert and read(opts.tls_cert)
-  local key = opts.tls_key and read(opts.tls_key)
+  local input = require "kapi.input"
+  local cert = opts.tls_cert and input.read(opts.tls_cert)
+  local key = opts.tls_key and input.read(opts.tls_key)
   local host = opts.host or "127.0.0.1"
   local daemon = core.listen {host = host, port = opts.port or 0,
                               serve = serve_with(opts.handler), cert = cert, key = key}

@@ -4,6 +4,7 @@
 local kapi = require "kapi"
 local recipe = require "kapi.recipe"
 local errors = require "kapi.errors"
+local input = require "kapi.input"
 local gtin = require "kapi.gtin"
 
 local SCOPE = "cart.basic:write"
@@ -48,11 +49,16 @@ local function read_items(args, problems)
   end
   for i, text in ipairs(args.item) do add(read_entry(text, ("argument %d"):format(i), problems)) end
   for _, path in ipairs(args.file) do
+    local entries, before = 0, problems.inputs
     for n, line in ipairs(recipe.lines(path, problems)) do
       local text = line:gsub("#.*", "")
       local header = n == 1 and text:lower():match("%a") and not text:match("^%s*%d")
-      if text:match("%S") and not header then add(read_entry(text, ("%s:%d"):format(path, n), problems)) end
+      if text:match("%S") and not header then
+        entries = entries + 1
+        add(read_entry(text, ("%s:%d"):format(input.name(path), n), problems))
+      end
     end
+    if entries == 0 and problems.inputs == before then problems:add(input.name(path), "holds no UPC[:QTY] entry") end
   end
   return items
 end
@@ -133,10 +139,7 @@ was bad or the cart call failed, 2 for a usage error.]],
     if #args.item == 0 and #args.file == 0 then usage("what? give UPC[:QTY] ... or --file FILE") end
     local problems = recipe.problems()
     local items = read_items(args, problems)
-    if #items == 0 then
-      recipe.note(args, "kapi: nothing to add")
-      return recipe.status(problems, true)
-    end
+    if #items == 0 then return recipe.status(problems) end
     local kroger = kapi.kroger.client {env = args.env}
     items = look_up(kroger, items, problems)
     for _, item in ipairs(items) do item.modality, item.status = args.modality, "PLANNED" end

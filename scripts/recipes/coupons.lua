@@ -97,16 +97,10 @@ end
 
 local function list(args, problems)
   local place, upc_ids = read_listing(args, problems)
-  if upc_ids and #upc_ids == 0 then return recipe.status(problems, true) end
+  if upc_ids and #upc_ids == 0 then return recipe.status(problems) end
   local kroger = kapi.kroger.client {env = args.env}
   local stores = recipe.stores(kroger, place, {radius = args.radius, limit = args.stores}, problems)
-  if #stores == 0 then
-    if not place.ids then
-      recipe.note(args, "kapi: no stores within %d miles of %s; try a larger --radius", args.radius,
-                  place.zip or place.latlong)
-    end
-    return recipe.status(problems, true)
-  end
+  if #stores == 0 then return recipe.status(problems) end
   stores = recipe.shard(args, stores, function(s) return s.locationId end)
   local bar = recipe.progress(args, {label = "coupons", unit = "stores", total = #stores})
   local found, failures = kapi.map(stores, function(store)
@@ -118,7 +112,7 @@ local function list(args, problems)
   local rows = {}
   for i, store in ipairs(stores) do
     if failures and failures[i] then
-      problems:add("store " .. store.locationId, errors.message(failures[i]))
+      problems:error(failures[i], "store " .. store.locationId)
     else
       for _, c in ipairs(found[i]) do rows[#rows + 1] = coupon_row(c, store) end
     end
@@ -150,7 +144,7 @@ local function clip(args, problems)
   end, {concurrency = CONCURRENCY})
   local rows = {}
   for i, id in ipairs(wanted) do
-    if failures and failures[i] then problems:add("--clip " .. id, errors.message(failures[i]))
+    if failures and failures[i] then problems:error(failures[i], "--clip " .. id)
     elseif not coupons[i] then problems:add("--clip " .. id, "no such coupon")
     else
       local row = coupon_row(coupons[i])
@@ -218,11 +212,13 @@ Exit status: 0 when everything asked for was done, 1 when an input was bad
     recipe.place_options(parser, {store = true})
     parser:option("--stores", "How many of the nearest stores (1-200)", "5")
           :convert(recipe.whole_number("--stores", 1, 200)):argname("N")
-    parser:option("--upc", "Only coupons for these products (UPC or GTIN)"):args("+"):count("*"):argname("UPC")
+    parser:option("--upc", "Only coupons for this product (UPC or GTIN; repeat it, or UPC,UPC,...)"):count("*")
+          :argname("UPC")
     parser:option("--term", "Only coupons for products this search finds at each store"):argname("TEXT")
     parser:option("--limit", "At most N coupons per store"):convert(recipe.whole_number("--limit", 1, 100000))
           :argname("N")
-    parser:option("--clip", "Clip these coupons to the customer's card (with --apply)"):args("+"):count("*")
+    parser:option("--clip", "Clip this coupon to the customer's card (with --apply; repeat it, or ID,ID,...)")
+          :count("*")
           :argname("ID")
     recipe.options(parser, {"output", "quiet", "env", "shard", "apply"})
   end,

@@ -114,7 +114,7 @@ check failed; 2 for a usage error.]],
   arguments = function(parser)
     parser:argument("gtin", "A GTIN to check"):args("*"):argname("GTIN")
     parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*"):argname("FILE")
-    parser:option("--store", "Check at these stores (location ids)"):args("+"):count("*"):argname("ID")
+    parser:option("--store", "Check at this store (location id; repeat it, or ID,ID,...)"):count("*"):argname("ID")
     parser:option("--zip", "Check at the stores nearest this ZIP code"):argname("ZIP")
     parser:option("--stores", "With --zip: how many stores (1-50)", "3")
           :convert(recipe.whole_number("--stores", 1, 50)):argname("N")
@@ -127,15 +127,12 @@ check failed; 2 for a usage error.]],
     local place = recipe.place(args, {conflict = "give --store or --zip, not both"})
     local problems = recipe.problems()
     local gtins = recipe.shard(args, recipe.gtins(args.gtin, args.file, problems))
-    if #gtins == 0 then
-      recipe.note(args, "kapi: no GTIN to check")
-      return recipe.status(problems)
-    end
+    if #gtins == 0 then return recipe.status(problems) end
     local kroger = kapi.kroger.client {env = args.env}
     -- The stores given, the nearest to the ZIP code, or none (then only
     -- whether the API knows the product).
     local stores = recipe.stores(kroger, place, {limit = args.stores}, problems)
-    if place.zip and #stores == 0 then usage("--zip %s: no store within 100 miles", place.zip) end
+    if place.ids and #stores == 0 then return recipe.status(problems) end
     local product_ids = {}
     for i, code in ipairs(gtins) do product_ids[i] = gtin.to_product_id(code) end
     local found, failed = ask(kroger, args, product_ids, stores)

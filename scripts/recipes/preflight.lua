@@ -3,8 +3,8 @@
 local kapi = require "kapi"
 local recipe = require "kapi.recipe"
 local rules = require "kapi.rules.kroger"
-local json = require "kapi.json"
 local errors = require "kapi.errors"
+local input = require "kapi.input"
 
 local SHORT_LEVEL = {BASE_UNIT_OR_EACH = "EACH", PACK_OR_INNER_PACK = "PACK", DISPLAY_SHIPPER = "DISPLAY"}
 
@@ -19,25 +19,24 @@ local KEYS = {"rule", "severity", "gtin", "level", "attribute", "message", "fix"
 
 local function top_gtin(h) return tostring(h.gtin) end
 
+-- The hierarchies of item files ("-": standard input); a file that cannot
+-- be read, or holds no hierarchy, is named and the others are checked.
 local function read_files(paths, problems)
   local out = {}
   for _, path in ipairs(paths) do
-    local f, err = io.open(path, "r")
-    if not f then
-      problems:add(path, (err:gsub("^[^:]+: ", "")))
-    else
-      local ok, value = pcall(json.decode, f:read("a"))
-      f:close()
-      if not ok or type(value) ~= "table" then
-        problems:add(path, "not an item hierarchy in JSON (" .. tostring(ok and type(value) or value) .. ")")
-      elseif value.gtin or value.level then
-        out[#out + 1] = value
-      else
-        for _, h in ipairs(value) do out[#out + 1] = h end
-      end
-    end
+    local ok, err = pcall(function()
+      for _, h in ipairs(kapi.items.hierarchies(input.json(path), input.name(path))) do out[#out + 1] = h end
+    end)
+    if not ok then problems:error(err) end
   end
   return out
+end
+
+-- A GTIN the service does not know is an input that names nothing (exit
+-- 2); any other failure is the work's (exit 1).
+local function not_found(err)
+  if errors.is(err, "http") and err.status == 404 then return errors.new("input", "not found") end
+  return err
 end
 
 -- Hierarchies as 1WorldSync holds them: Content1 (what was published),
@@ -51,18 +50,19 @@ local function read_published(args, problems)
     read = function(g) return (items:item(g)) end
   else
     local content1 = kapi.content1.client {env = args.env}
-    read = function(g) return content1:hierarchy(g) or error("not found in Content1", 0) end
+    read = function(g) return content1:hierarchy(g) or errors.input("not found in Content1", 0) end
   end
   local found, failures = kapi.map(gtins, read)
   local out = {}
   for i, g in ipairs(gtins) do
-    if failures and failures[i] then problems:add(g, errors.message(failures[i])) else out[#out + 1] = found[i] end
+    if failures and failures[i] then problems:error(not_found(failures[i]), g) else out[#out + 1] = found[i] end
   end
   if args.gln then
     local content1 = kapi.content1.client {env = args.env}
     local bar = recipe.progress(args, {label = "reading " .. args.gln, unit = "items"})
     local all = content1:hierarchies({ipGln = args.gln}, {progress = function(n) bar:step(n) end})
     bar:finish()
+    if #all == 0 then problems:add("--gln " .. args.gln, "no item hierarchy of this supplier in Content1") end
     for _, h in ipairs(recipe.shard(args, all, top_gtin)) do out[#out + 1] = h end
   end
   return out
@@ -85,7 +85,7 @@ no error (warnings allowed), 1 when there are errors or an input could not
 be read, 2 on a usage error.]],
 
   arguments = function(parser)
-    parser:argument("file", "Item hierarchy JSON files (one hierarchy or an array)"):args("*")
+    parser:argument("file", "Item hierarchy JSON files (one hierarchy or an array; - reads stdin)"):args("*")
     parser:option("--gtin", "Check this GTIN's hierarchy as published (repeatable)"):count("*")
     parser:option("--gln", "Check every hierarchy of this supplier (information provider GLN)")
     parser:option("--from", "Where --gtin reads from: content1 (published) or items (saved now)")
@@ -110,7 +110,8 @@ be read, 2 on a usage error.]],
 
     local error_count, warnings = rules.count(findings)
     if #findings == 0 and #hierarchies > 0 then
-      recipe.say(args, ("%d %s pass every Kroger rule."):format(#hierarchies, #hierarchies == 1 and "hierarchy" or "hierarchies"))
+      recipe.say(args, #hierarchies == 1 and "1 hierarchy passes every Kroger rule."
+                       or ("%d hierarchies pass every Kroger rule."):format(#hierarchies))
     elseif #findings > 0 then
       recipe.say(args, ("\n%d %s checked: %d %s, %d %s."):format(#hierarchies, #hierarchies == 1 and "hierarchy" or "hierarchies",
           error_count, error_count == 1 and "error" or "errors", warnings, warnings == 1 and "warning" or "warnings"))

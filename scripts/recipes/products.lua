@@ -58,14 +58,14 @@ end
 local function find_store(kroger, args)
   if args.store then
     local ok, store = pcall(kroger.location, kroger, args.store)
-    if not ok and errors.is(store, "http") and store.status == 404 then usage("--store %s: no such store", args.store) end
+    if not ok and errors.is(store, "http") and store.status == 404 then
+      errors.input(("--store %s: no such store"):format(args.store), 0)
+    end
     if not ok then error(store, 0) end
     return store
   end
   if args.zip then
-    local store = kroger:nearest_stores(args.zip, 1)[1]
-    if not store then usage("--zip %s: no store within 100 miles", args.zip) end
-    return store
+    return recipe.stores(kroger, {zip = args.zip}, {limit = 1})[1]
   end
 end
 
@@ -106,8 +106,8 @@ local function search(kroger, args, query, store)
     reachable = total - hidden
     -- Said once, and only when the results asked for run past the offset limit.
     if not limit or limit > total - hidden then
-      io.stderr:write(("kapi: %d of %d results cannot be reached (the API stops at offset %d); narrow the search\n")
-                      :format(hidden, total, kroger.max_offset))
+      recipe.note(args, "kapi: %d of %d results cannot be reached (the API stops at offset %d); narrow the search",
+                  hidden, total, kroger.max_offset)
     end
   end
   -- Ids go a batch a call; a search is one call with no ids.
@@ -149,7 +149,7 @@ for a usage error.]],
 
   arguments = function(parser)
     parser:option("--term", "Words to search for (3+ characters, 8 words at most)"):argname("TEXT")
-    parser:option("--upc", "Products by UPC or GTIN"):args("+"):count("*"):argname("UPC")
+    parser:option("--upc", "A product by UPC or GTIN (repeat it, or UPC,UPC,...)"):count("*"):argname("UPC")
     parser:option("--brand", "Only this brand (repeatable)"):count("*"):argname("NAME")
     parser:option("--store", "Prices and stock at this store (location id)"):argname("ID")
     parser:option("--zip", "Prices and stock at the store nearest this ZIP code"):argname("ZIP")
@@ -174,13 +174,13 @@ for a usage error.]],
     if query.ids then
       local found = {}
       for _, row in ipairs(rows) do found[row.productId] = true end
-      local missing = {}
+      recipe.print(args, rows, COLUMNS, KEYS)
       for _, id in ipairs(query.ids) do
-        if not found[id] then missing[#missing + 1] = gtin.from_product_id(id) end
+        if not found[id] then
+          problems:add("--upc " .. gtin.from_product_id(id), "not in the Products API" .. (store and (" at " .. store.locationId) or ""))
+        end
       end
-      if #missing > 0 then
-        recipe.note(args, "kapi: not found%s: %s", store and (" at " .. store.locationId) or "", table.concat(missing, " "))
-      end
+      return recipe.status(problems)
     end
     recipe.print(args, rows, COLUMNS, KEYS)
     return recipe.status(problems)

@@ -6,6 +6,8 @@ local kapi = require "kapi"
 local recipe = require "kapi.recipe"
 local certification = require "kapi.certification"
 local errors = require "kapi.errors"
+local config = require "kapi.config"
+local input = require "kapi.input"
 
 local KROGER_GLNS = {[certification.QUEUE] = true, [certification.CERTIFIED] = true,
                      [certification.PRODUCT_INTRO] = true}
@@ -21,7 +23,7 @@ local COLUMNS = {
   {key = "verdict", title = "VERDICT", style = function(v) return STYLE[v] or "red" end},
   {key = "explained", title = "CAUSE AND NEXT STEP", wrap = true},
 }
-local KEYS = {"gtin", "recipientGln", "verdict", "cause", "next"}
+local KEYS = {"gtin", "recipientGln", "verdict", "cause", "next", "action", "result", "error"}
 
 -- Publication records -------------------------------------------------------------
 
@@ -45,7 +47,7 @@ local function from_api(args, items, problems)
   local out = {}
   for i, g in ipairs(gtins) do
     if failures and failures[i] then
-      problems:add(g, errors.message(failures[i]))
+      problems:error(failures[i], g)
     elseif #kroger_only(found[i]) == 0 then
       problems:add(g, "has no publication to a Kroger GLN (publish the top level to 0838016000123)")
     else
@@ -64,9 +66,16 @@ local function from_report(args, problems)
   return records
 end
 
--- The Item Management API, or nil when there is none here (a report was
--- given, so verdicts come from the report alone).
+-- The Item Management API, or nil when there is none here. With a
+-- report, verdicts can come from the report alone; and a report is the
+-- user's own data, never checked against the built-in sandbox, which
+-- knows nothing of their items.
 local function items_client(args)
+  if args.report and config.sandbox_by_default(args.env) then
+    recipe.note(args, "kapi: verdicts come from the report alone (no 1WorldSync credentials are configured, "
+                .. "so the items are not re-checked)")
+    return nil
+  end
   local ok, client = pcall(kapi.items.client, {env = args.env})
   if ok then return client end
   if not args.report then error(client, 0) end
@@ -97,10 +106,10 @@ end
 -- Acting ----------------------------------------------------------------------------
 
 local ACTIONS = {
-  READY_TO_REPUBLISH = {word = "republish as New", run = function(items, r)
+  READY_TO_REPUBLISH = {key = "republish", word = "republish as New", run = function(items, r)
     return items:republish(r.gtin, r.recipientGln, {publicationType = "NEW"})
   end},
-  RESEND = {word = "resend", run = function(items, r)
+  RESEND = {key = "resend", word = "resend", run = function(items, r)
     return items:resend(r.gtin, r.recipientGln, {reason = "kapi republish-check: " .. r.cause})
   end},
 }
@@ -109,17 +118,42 @@ local function plan_of(rows)
   return only(rows, function(r) return ACTIONS[r.verdict] end)
 end
 
--- Never retried and never in parallel: each is a button press at 1WorldSync.
-local function apply(plan, items, args, problems)
+-- Never retried and never in parallel: each is a button press at
+-- 1WorldSync. Each row of the plan gets its result ("done" or "failed").
+local function apply(plan, items, problems)
   for _, r in ipairs(plan) do
     local action = ACTIONS[r.verdict]
     local ok, result = pcall(action.run, items, r)
     if ok then
-      recipe.say(args, ("done: %s %s to %s (now %s%s)"):format(action.word, r.gtin, r.recipientGln,
-          result.syncStatus, result.cicState ~= "" and (", CIC " .. result.cicState) or ", review pending"))
+      r.result = "done"
+      r.after = ("now %s%s"):format(result.syncStatus,
+                                    result.cicState ~= "" and (", CIC " .. result.cicState) or ", review pending")
     else
-      problems:add(r.gtin, ("could not %s: %s"):format(action.word, errors.message(result)))
+      r.result, r.error = "failed", errors.message(result)
+      problems:fail(r.gtin, ("could not %s: %s"):format(action.word, r.error))
     end
+  end
+end
+
+local function say_plan(args, plan)
+  recipe.say(args, "\nPlan (dry run; --apply does it):")
+  for _, r in ipairs(plan) do
+    recipe.say(args, ("  %s %s to %s"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln))
+  end
+end
+
+local function say_done(args, plan, items)
+  recipe.say(args, "")
+  for _, r in ipairs(plan) do
+    if r.result == "done" then
+      recipe.say(args, ("done: %s %s to %s (%s)"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln, r.after))
+    end
+  end
+  if config.is_in_process_sandbox(items.base_url) then
+    recipe.say(args, "The built-in sandbox ends with this run: a new run starts from its first state. To follow "
+               .. "the review across runs, start `kapi sandbox` and set KAPI_SANDBOX_URL to its address.")
+  else
+    recipe.say(args, "Run it again to see the new state (Kroger reviews a republished item within about 24 h).")
   end
 end
 
@@ -139,7 +173,7 @@ failed; 2 on a usage error.]],
   arguments = function(parser)
     parser:argument("gtin", "GTINs of published (top-level) items"):args("*")
     parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*")
-    parser:option("--report", "Read the publications from an exported report (CSV)")
+    parser:option("--report", "Read the publications from an exported report (CSV; - reads stdin)")
     parser:option("--gln", "Every publication of this supplier (information provider GLN)")
     parser:flag("--all", "Every publication the account can see")
     recipe.options(parser)
@@ -153,9 +187,14 @@ failed; 2 on a usage error.]],
     end
     recipe.check_gln("--gln", args.gln)
     local problems = recipe.problems()
+    local report = args.report and from_report(args, problems)
     local items = items_client(args)
-    local records = args.report and from_report(args, problems) or from_api(args, items, problems)
+    local records = report or from_api(args, items, problems)
     records = recipe.shard(args, kroger_only(records), function(r) return r.gtin end)
+    if #records == 0 and #problems == 0 then
+      problems:add(args.gln and ("--gln " .. args.gln) or args.report and input.name(args.report) or "--all",
+                   "no publication to a Kroger GLN")
+    end
 
     local bar = recipe.progress(args, {label = "checking", unit = "items"})
     local rows, unread = certification.assess(records, items, {progress = function(n, total)
@@ -163,24 +202,21 @@ failed; 2 on a usage error.]],
       bar:step(n)
     end})
     bar:finish()
-    for gtin, err in pairs(unread) do problems:add(gtin, "could not read the item: " .. errors.message(err)) end
+    for gtin, err in pairs(unread) do problems:fail(gtin, "could not read the item: " .. errors.message(err)) end
 
-    show(args, rows)
     local plan = plan_of(rows)
-    if #plan == 0 then return recipe.status(problems) end
-    if not args.apply then
-      recipe.say(args, "\nPlan (dry run; --apply does it):")
-      for _, r in ipairs(plan) do
-        recipe.say(args, ("  %s %s to %s"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln))
+    for _, r in ipairs(plan) do r.action, r.result = ACTIONS[r.verdict].key, "planned" end
+    local acting = args.apply and #plan > 0 and items
+    if acting then apply(plan, items, problems) end
+    show(args, rows)
+    if acting then
+      say_done(args, plan, items)
+    elseif #plan > 0 then
+      say_plan(args, plan)
+      if args.apply then
+        recipe.usage("--apply needs the Item Management API, which is not here: do the plan above in Item Management")
       end
-      return recipe.status(problems)
     end
-    if not items then
-      recipe.usage("--apply needs the Item Management API; do the plan above in Item Management")
-    end
-    recipe.say(args, "")
-    apply(plan, items, args, problems)
-    recipe.say(args, "Run it again to see the new state (Kroger reviews a republished item within about 24 h).")
     return recipe.status(problems)
   end,
 }

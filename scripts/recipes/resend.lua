@@ -92,7 +92,7 @@ one was refused, unknown or failed; 2 on a usage error.]],
     for i, t in ipairs(wanted) do
       local key = t.gtin .. "@" .. t.recipientGln
       if failures and failures[i] then
-        problems:add(t.gtin, errors.message(failures[i]))
+        problems:error(failures[i], t.gtin)
       else
         for _, r in ipairs(found[i]) do
           local k = r.gtin .. "@" .. r.recipientGln

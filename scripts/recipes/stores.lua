@@ -146,10 +146,19 @@ usage error.]],
     for _, c in ipairs(COLUMNS) do
       if c.key ~= "miles" or place.lat then columns[#columns + 1] = c end
     end
+    if #rows == 0 and near then
+      -- No store at all there is an input that names nowhere (as in every
+      -- recipe); none of the chain or with the departments is an answer.
+      local filtered = chain or #args.department > 0
+      if not filtered or #kroger:locations {zip = place.zip, latlong = place.latlong, radius = args.radius, limit = 1} == 0 then
+        recipe.no_store(place, args.radius)
+      end
+    end
     recipe.print(args, rows, columns, KEYS)
     if #rows == 0 then
-      recipe.note(args, "kapi: no stores%s%s", near and (" within %d miles of %s"):format(args.radius, near) or "",
-                  chain and (" of " .. chain) or "")
+      recipe.note(args, "kapi: no stores%s%s%s", chain and (" of " .. chain) or "",
+                  #args.department > 0 and (" with department " .. table.concat(args.department, " and ")) or "",
+                  near and (" within %d miles of %s"):format(args.radius, near) or "")
     end
     return 0
   end,

@@ -30,8 +30,9 @@ describe("kapi auth", function()
       wait $a; wait $b
       "$KAPI" auth token --env sandbox > %s/token3
       "$KAPI" auth status > %s/status
+      "$KAPI" auth status --env prod > %s/status-prod 2>&1
     ]]):format(dir, dir, process.quote(process.kapi), dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir, dir,
-               dir, dir)
+               dir, dir, dir)
     local r = process.sh(script)
     local function read(name)
       local f = io.open(dir .. "/" .. name)
@@ -40,6 +41,7 @@ describe("kapi auth", function()
       return text
     end
     local t1, t2, t3, page = read("token1"), read("token2"), read("token3"), read("page.html")
+    local status, status_prod = read("status"), read("status-prod")
     local everything = table.concat({read("login.out"), read("err1"), read("err2"), read("trace.jsonl"),
                                      read("status"), r.stdout, r.stderr}, "\n")
     process.cleanup(dir)
@@ -50,7 +52,10 @@ describe("kapi auth", function()
     assert.equal(t1, t2)
     assert.truthy(#t1 > 20)
     assert.equal(t1, t3)
-    assert.matches("customer client kapi%-sandbox", everything)
+    -- The stored login, by environment (the sandbox's address), kind, client and scopes.
+    assert.matches("^ENV +KIND +CLIENT +SCOPES +STATE\nhttp://127%.0%.0%.1:%d+ +customer +kapi%-sandbox +cart%.basic:write "
+                   .. "+expires in %d+ s, renewable\n", status)
+    assert.equal("kapi: no stored tokens for prod; log in with: kapi auth login\n", status_prod)
     for _, secret in ipairs {"sandbox-secret", "a2FwaS1zYW5kYm94OnNhbmRib3gtc2VjcmV0", (t1:gsub("%s+$", ""))} do
       assert.is_nil(everything:find(secret, 1, true), "leaked: " .. secret)
     end
@@ -73,14 +78,32 @@ describe("with no credentials", function()
     assert.equal(1, announcements)
   end)
 
-  it("uses a sandbox started in the same process, and says so once", function()
+  it("refuses to log in to, or hand out tokens of, the sandbox that ends with the command", function()
+    local dir = process.tempdir()
+    for _, action in ipairs {"login --no-browser", "token --service --scope product.compact", "logout"} do
+      local r = process.sh(("unset KROGER_CLIENT_ID KROGER_CLIENT_SECRET KAPI_ENV KAPI_SANDBOX_URL; " ..
+                            "XDG_STATE_HOME=%s XDG_CONFIG_HOME=%s %s auth %s")
+                           :format(dir, dir, process.quote(process.kapi), action))
+      assert.equal(2, r.status, action)
+      assert.equal("", r.stdout)
+      assert.matches("^kapi: kapi auth %a+ needs a service that outlives this command: configure Kroger "
+                     .. "credentials, or start `kapi sandbox` and set KAPI_SANDBOX_URL to its address\n$", r.stderr)
+    end
+    local left = process.sh("find " .. process.quote(dir) .. " -mindepth 1").stdout
+    process.cleanup(dir)
+    assert.equal("", left)
+  end)
+
+  it("keeps the tokens of the sandbox it starts in memory, never in the token store", function()
     local dir = process.tempdir()
     local r = process.sh(("unset KROGER_CLIENT_ID KROGER_CLIENT_SECRET KAPI_ENV KAPI_SANDBOX_URL; " ..
-                          "XDG_STATE_HOME=%s XDG_CONFIG_HOME=%s %s auth token --service --scope product.compact")
-                         :format(dir, dir, process.quote(process.kapi)))
+                          "HOME=%s XDG_STATE_HOME=%s/state XDG_CONFIG_HOME=%s/config %s run cart-add 00762111010261 "
+                          .. "--apply --json && %s run stores --zip 45202 --json"):format(dir, dir, dir,
+                          process.quote(process.kapi), process.quote(process.kapi)))
+    local left = process.sh("find " .. process.quote(dir) .. " -mindepth 1").stdout
     process.cleanup(dir)
     assert.equal(0, r.status, r.stderr)
-    assert.matches("^[%w_-]+\n$", r.stdout)
-    assert.matches("^kapi: using the built%-in sandbox at http://127%.0%.0%.1:%d+ %(no credentials configured%)\n$", r.stderr)
+    assert.matches('"status":"ADDED"', r.stdout)
+    assert.equal("", left)
   end)
 end)

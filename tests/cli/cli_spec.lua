@@ -104,10 +104,13 @@ describe("kapi's errors and exit statuses", function()
     assert.equal("kapi: (error object is a table value)\n", r.stderr)
   end)
 
-  it("names a missing script", function()
+  it("names a script it cannot open, with the reason, as an input error", function()
     local r = kapi {dir .. "/missing.lua"}
-    assert.equal(1, r.status)
-    assert.equal("kapi: cannot open " .. dir .. "/missing.lua (no such file)\n", r.stderr)
+    assert.equal(2, r.status)
+    assert.equal("kapi: cannot open " .. dir .. "/missing.lua (No such file or directory)\n", r.stderr)
+    r = kapi {dir}
+    assert.equal(2, r.status)
+    assert.equal("kapi: cannot open " .. dir .. " (Is a directory)\n", r.stderr)
   end)
 
   it("reports a syntax error with its place", function()

@@ -163,8 +163,8 @@ describe("kapi run coupons", function()
       if c.merchant == "ALL" then product = c.productIds[1]; break end
     end
     local code = kapi.gtin.from_product_id(product)
-    local r = kapi_run {"run", "coupons", "--zip", "45202", "--upc", "12345", code, "--csv"}
-    assert.equal(1, r.status)
+    local r = kapi_run {"run", "coupons", "--zip", "45202", "--upc", "12345", "--upc", code, "--csv"}
+    assert.equal(2, r.status) -- a bad UPC is bad input; the good one is still looked up
     assert.matches('kapi: %-%-upc value 1: GTIN "12345" has 5 digits', r.stderr)
     local rows = lines(r.stdout)
     assert.equal("locationId,storeName,couponId,brand,description,savings,valueType,valueAmount,minimumQuantity,"
@@ -193,7 +193,7 @@ describe("kapi run coupons", function()
     assert.same(expected, got)
   end)
 
-  it("names bad input: usage errors exit 2 before anything is sent; an unknown store exits 1", function()
+  it("names bad input: usage errors exit 2 before anything is sent, an unknown store exits 2 too", function()
     local cases = {
       {{"--zip", "4520"}, "^kapi: %-%-zip 4520: expected 5 digits\n$"},
       {{}, "^kapi: where%? give %-%-zip ZIP"},
@@ -213,8 +213,8 @@ describe("kapi run coupons", function()
     local r = kapi_run {"run", "coupons", "--radius", "500", "--zip", "45202"}
     assert.equal(2, r.status)
     assert.matches("%-%-radius 500: expected a whole number from 1 to 100", r.stderr)
-    r = kapi_run {"run", "coupons", "--store", "01400376", "01499999", "--limit", "2"}
-    assert.equal(1, r.status)
+    r = kapi_run {"run", "coupons", "--store", "01400376,01499999", "--limit", "2"}
+    assert.equal(2, r.status)
     assert.matches("kapi: %-%-store 01499999: no such store", r.stderr)
     assert.matches("01400376  C%d+", r.stdout)
   end)
@@ -225,8 +225,8 @@ describe("kapi run coupons", function()
       local first = kroger:coupons {locationId = "01400376", max_items = 2}:all()
       local a, b = first[1].couponId, first[2].couponId
       -- The plan: nothing changes, and it says so.
-      local r = kapi_run({"run", "coupons", "--clip", a, b, "C9999999"}, {sandbox = url})
-      assert.equal(1, r.status)
+      local r = kapi_run({"run", "coupons", "--clip", a .. "," .. b, "--clip", "C9999999"}, {sandbox = url})
+      assert.equal(2, r.status)
       assert.matches("kapi: %-%-clip C9999999: no such coupon", r.stderr)
       assert.matches("dry run: nothing was clipped; add %-%-apply to clip 2 coupons", r.stderr)
       assert.matches(a .. "[^\n]+PLANNED", r.stdout)
@@ -237,7 +237,7 @@ describe("kapi run coupons", function()
       assert.matches("^kapi: no customer is logged in; run: kapi auth login %-%-scope coupon%.personalized:rw\n$", r.stderr)
       log_in(url, {"coupon.personalized:rw"})
       assert.equal("", card(url))
-      r = kapi_run({"run", "coupons", "--clip", a, b, "--apply", "--json"}, {sandbox = url})
+      r = kapi_run({"run", "coupons", "--clip", a, "--clip", b, "--apply", "--json"}, {sandbox = url})
       assert.equal(0, r.status, r.stderr)
       local rows = decode(r)
       assert.same({"CLIPPED", "CLIPPED"}, {rows[1].status, rows[2].status})
@@ -309,8 +309,8 @@ describe("kapi run products", function()
 
   it("looks products up by UPC, naming the bad ones", function()
     local p = catalog.products[7]
-    local r = kapi_run {"run", "products", "--upc", kapi.gtin.from_product_id(p.productId), "00761111010263", "--json"}
-    assert.equal(1, r.status)
+    local r = kapi_run {"run", "products", "--upc", kapi.gtin.from_product_id(p.productId) .. ",00761111010263", "--json"}
+    assert.equal(2, r.status)
     assert.matches('%-%-upc value 2: GTIN "00761111010263" has check digit 3; it should be 4', r.stderr)
     local rows = decode(r)
     assert.equal(1, #rows)
@@ -373,7 +373,7 @@ describe("kapi run cart-add", function()
                                                    :format(gb, ga))
     local r = kapi_run {"run", "cart-add", ga .. ":3", "12345", "00614141000012", "--file", file,
                         "--file", dir .. "/missing.txt", "--json"}
-    assert.equal(1, r.status)
+    assert.equal(2, r.status)
     assert.matches('kapi: argument 2: GTIN "12345" has 5 digits', r.stderr)
     assert.matches("kapi: argument 3: GTIN 00614141000012 is not in the Products API; left out", r.stderr)
     assert.matches(file:gsub("%p", "%%%0") .. ':5: GTIN "0001111041700" has check digit 0', r.stderr)
@@ -439,7 +439,7 @@ describe("kapi run live-check", function()
     local file = process.write(dir .. "/gtins.txt", "gtin\n" .. gtins[4] .. "\n00614141000013\n")
     local r = kapi_run {"run", "live-check", gtins[1], gtins[2], gtins[3], "--file", file, "--store", "01400376",
                         "--json"}
-    assert.equal(1, r.status) -- the bad GTIN in the file
+    assert.equal(2, r.status) -- the bad GTIN in the file
     assert.matches("gtins%.txt:3: GTIN \"00614141000013\" has check digit 3; it should be 2", r.stderr)
     assert.matches("kapi: 2 of 4 live %(4 GTINs at 1 store%); not carried 1, not found 1", r.stderr)
     local rows = decode(r)

@@ -30,6 +30,6 @@ describe("kapi sandbox", function()
   it("rejects a bad option with status 2", function()
     local r = process.kapi_run {"sandbox", "--tls", "only-one-file"}
     assert.equal(2, r.status)
-    assert.matches("%-%-tls takes CERT,KEY", r.stderr)
+    assert.matches("^kapi: %-%-tls only%-one%-file: expected CERT,KEY %(two PEM files%)\n$", r.stderr)
   end)
 end)

@@ -86,16 +86,19 @@ describe("kapi.recipe.gtins", function()
   it("normalises, drops duplicates, and names bad entries by argument or file line", function()
     local dir = process.tempdir()
     process.write(dir .. "/list.csv", "gtin,note\n614141000012,each\n# comment\n10614141000018,bad check digit\n")
-    local problems = setmetatable({}, {__index = {add = function(self, where, what)
-      self[#self + 1] = where .. ": " .. what
-    end}})
-    local got = recipe.gtins({"00614141000012", "12ab"}, {dir .. "/list.csv", dir .. "/missing"}, problems)
+    process.write(dir .. "/comments.txt", "# nothing but a comment\n\n")
+    local problems = recipe.problems {report = function() end}
+    local got = recipe.gtins({"00614141000012", "12ab"},
+                             {dir .. "/list.csv", dir .. "/missing", dir .. "/comments.txt"}, problems)
     process.cleanup(dir)
     assert.same({"00614141000012"}, got)
-    assert.equal(3, #problems)
+    assert.equal(4, #problems)
+    assert.equal(4, problems.inputs)
     assert.matches("^argument 2: .*non%-digit", problems[1])
     assert.matches("list%.csv:4: .*check digit 8; it should be 9", problems[2])
     assert.matches("missing: No such file", problems[3])
+    assert.matches("comments%.txt: holds no GTIN", problems[4])
+    assert.equal(2, recipe.status(problems, true))
   end)
 end)
 
@@ -109,7 +112,7 @@ end
 
 -- A problems list (as recipe.problems) that keeps quiet.
 local function collect()
-  return setmetatable({}, {__index = {add = function(self, where, what) self[#self + 1] = where .. ": " .. what end}})
+  return recipe.problems {report = function() end}
 end
 
 describe("kapi.recipe options", function()
@@ -141,9 +144,12 @@ describe("kapi.recipe places", function()
   it("adds the place options, which parse into what recipe.place reads", function()
     local parser = require("kapi.cli").parser("kapi run test")
     recipe.place_options(parser, {store = true})
-    local args = parser:parse {"--near", "39.1,-84.5", "--store", "01400376", "01601423", "--store", "01400377"}
+    local args = parser:parse {"--near", "39.1,-84.5", "--store", "01400376,01601423", "--store", "01400377"}
     assert.equal(10, args.radius)
-    assert.same({{"01400376", "01601423"}, {"01400377"}}, args.store)
+    assert.same({"01400376,01601423", "01400377"}, args.store)
+    assert.same({"01400376", "01601423", "01400377"}, recipe.values(args.store))
+    -- One value a use: what follows is not the option's
+    assert.is_false((parser:pparse {"--store", "01400376", "01601423"}))
     assert.is_nil(args.zip)
     local ok, err = parser:pparse {"--radius", "500"}
     assert.is_false(ok)
@@ -201,7 +207,8 @@ describe("kapi.recipe places", function()
     local kroger, problems = fake_kroger {a, b}, collect()
     local stores = recipe.stores(kroger, {ids = {"01601423", "01499999", "01400376"}}, nil, problems)
     assert.same({b, a}, stores)
-    assert.same({"--store 01499999: no such store"}, problems)
+    assert.same({"--store 01499999: no such store"}, {table.unpack(problems)})
+    assert.equal(1, problems.inputs)
     assert.equal(1, #kroger.calls)
     assert.equal(3, kroger.calls[1].limit)
   end)
@@ -214,6 +221,16 @@ describe("kapi.recipe places", function()
     assert.same({latlong = "39.100000,-84.500000", radius = 10, limit = 3}, kroger.calls[2])
     assert.same({}, recipe.stores(kroger, {}, nil, collect()))
     assert.equal(2, #kroger.calls)
+  end)
+
+  it("makes a place with no store in reach an input error, in the same words everywhere", function()
+    local kroger = fake_kroger {}
+    local ok, err = pcall(recipe.stores, kroger, {zip = "90210"}, {radius = 10}, collect())
+    assert.is_false(ok)
+    assert.equal("input", err.kind)
+    assert.equal("--zip 90210: no store within 10 miles; try a larger --radius", err.message)
+    ok, err = pcall(recipe.stores, kroger, {latlong = "1.000000,2.000000"}, nil, collect())
+    assert.equal("--near 1.000000,2.000000: no store within 100 miles", err.message)
   end)
 end)
 

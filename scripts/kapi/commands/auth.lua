@@ -8,16 +8,18 @@ function M.arguments(parser)
   parser:require_command(true)
   local login = parser:command("login", "Log in as a customer (authorization code with PKCE)")
   login:option("--env", "sandbox, ce or prod (default: KAPI_ENV, the config file, or by credentials)")
+    :choices {"sandbox", "ce", "prod"}
   login:option("--scope", "A scope to ask for (repeatable)"):count("*")
   login:option("--port", "Port of the local callback (default: from KROGER_REDIRECT_URI, else free)")
-    :convert(math.tointeger)
+    :convert(require("kapi.cli").whole_number("--port", 1, 65535))
   login:flag("--no-browser", "Only print the address to open")
-  local status = parser:command("status", "Show the stored logins and tokens (never the tokens)")
-  status:option("--env", "Only this environment")
+  local status = parser:command("status", "Show the stored logins and tokens (never the tokens themselves)")
+  status:option("--env", "Only this environment (prod, ce, or a sandbox's address)")
+  status:flag("--json", "Print a JSON array of {env, kind, client_id, scopes, state, expires_at, renewable}")
   local logout = parser:command("logout", "Forget the stored tokens of an environment")
-  logout:option("--env", "sandbox, ce or prod")
+  logout:option("--env", "sandbox, ce or prod"):choices {"sandbox", "ce", "prod"}
   local token = parser:command("token", "Print an access token, for piping into other tools")
-  token:option("--env", "sandbox, ce or prod")
+  token:option("--env", "sandbox, ce or prod"):choices {"sandbox", "ce", "prod"}
   token:flag("--service", "A service token (client credentials) instead of the customer's")
   token:option("--scope", "Scopes of the service token (repeatable)"):count("*")
 end
@@ -34,8 +36,19 @@ end
 
 local actions = {}
 
+-- Where this command talks to Kroger; never the sandbox started inside
+-- this process, which ends with it: a login or a token there would be
+-- lost the moment they were printed.
+local function kroger_of(config, args, action)
+  if config.in_process_sandbox(args.env) then
+    require("kapi.errors").usage(("kapi auth %s needs a service that outlives this command: configure "
+      .. "Kroger credentials, or start `kapi sandbox` and set KAPI_SANDBOX_URL to its address"):format(action), 0)
+  end
+  return config.kroger(args.env)
+end
+
 function actions.login(args, config, auth)
-  local kroger = config.kroger(args.env)
+  local kroger = kroger_of(config, args, "login")
   local scopes = #args.scope > 0 and args.scope or DEFAULT_SCOPES
   local record = require("kapi.auth.login").login {
     base_url = kroger.base_url, client_id = kroger.client_id, client_secret = kroger.client_secret,
@@ -46,21 +59,59 @@ function actions.login(args, config, auth)
   return 0
 end
 
+-- The environment a token's host belongs to: prod, ce, or the address of
+-- another service (a kapi sandbox).
+local function env_of(config, host)
+  for env, url in pairs(config.KROGER) do
+    if url == host then return env end
+  end
+  return host
+end
+
+-- What state a stored token is in, for people; nil for one that is of no
+-- use to anybody (an expired service token: a new one is fetched anyway).
+local function token_state(r)
+  local left = (r.expires_at or 0) - os.time()
+  if left > 0 then return when(r.expires_at) .. (r.refresh_token and ", renewable" or "") end
+  if r.kind == "customer" and r.refresh_token then return "access token expired; renewed on next use" end
+  if r.kind == "customer" then return "expired: log in again (kapi auth login)" end
+end
+
 function actions.status(args, config, auth)
-  local records = auth.store.list()
-  if #records == 0 then
-    print("No stored tokens. Log in with: kapi auth login")
+  local rows = {}
+  for _, r in ipairs(auth.store.list()) do
+    local env, state = env_of(config, r.host or "?"), token_state(r)
+    if not state then
+      auth.store.remove(r.key)
+    elseif not args.env or env == args.env or r.host == args.env then
+      rows[#rows + 1] = {env = env, kind = r.kind or "?", client_id = r.client_id or "?",
+                         scopes = table.concat(r.scopes or {}, " "), state = state,
+                         expires_at = r.expires_at, renewable = r.refresh_token ~= nil}
+    end
+  end
+  table.sort(rows, function(a, b)
+    if a.env ~= b.env then return a.env > b.env end -- prod, then ce, then other services
+    return a.kind < b.kind
+  end)
+  if args.json then
+    io.write(require("kapi.json").encode(require("kapi.json").array(rows)), "\n")
     return 0
   end
-  for _, r in ipairs(records) do
-    print(("%s  %-8s client %s  scopes: %s  %s%s"):format(r.host or "?", r.kind or "?", r.client_id or "?",
-      table.concat(r.scopes or {}, " "), when(r.expires_at or 0), r.refresh_token and ", renewable" or ""))
+  if #rows == 0 then
+    io.stderr:write(("kapi: no stored tokens%s; log in with: kapi auth login\n")
+                    :format(args.env and (" for " .. args.env) or ""))
+    return 0
   end
+  local recipe = require "kapi.recipe"
+  io.write(recipe.render_table(rows, {
+    {key = "env", title = "ENV"}, {key = "kind", title = "KIND"}, {key = "client_id", title = "CLIENT"},
+    {key = "scopes", title = "SCOPES", wrap = true}, {key = "state", title = "STATE", wrap = true},
+  }, {width = recipe.width(1)}))
   return 0
 end
 
 function actions.logout(args, config, auth)
-  local kroger = config.kroger(args.env)
+  local kroger = kroger_of(config, args, "logout")
   local host, removed = host_of(kroger.base_url), 0
   for _, r in ipairs(auth.store.list()) do
     if r.host == host and r.client_id == kroger.client_id then
@@ -73,7 +124,7 @@ function actions.logout(args, config, auth)
 end
 
 function actions.token(args, config, auth)
-  local kroger = config.kroger(args.env)
+  local kroger = kroger_of(config, args, "token")
   local authenticator
   if args.service then
     authenticator = auth.service {base_url = kroger.base_url, client_id = kroger.client_id,

@@ -11,8 +11,8 @@ end
 function M.run(args)
   local list = recipes.list()
   if args.json then
-    local cjson = require "cjson"
-    print(#list == 0 and "[]" or cjson.encode(list))
+    local json = require "kapi.json"
+    print(json.encode(json.array(list), {sorted = true}))
     return 0
   end
   if #list == 0 then

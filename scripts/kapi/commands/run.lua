@@ -3,6 +3,8 @@
 local cli = require "kapi.cli"
 local recipes = require "kapi.recipes"
 local errors = require "kapi.errors"
+local log = require "kapi.log"
+local input = require "kapi.input"
 
 local M = {
   summary = "Run a recipe by name, or a Lua file",
@@ -24,11 +26,17 @@ local function is_path(target)
   return target:find("/", 1, true) or target:match("%.lua$")
 end
 
-local function run_recipe(recipe, name, args)
+--- The parser of a recipe's command line, as `kapi run NAME --help` shows it.
+function M.parser(recipe, name)
   local parser = cli.parser("kapi run " .. name, recipe.summary, recipe.description)
   if recipe.arguments then recipe.arguments(parser) end
-  local parsed, status = cli.parse(parser, args)
+  return cli.finish_parser(parser)
+end
+
+local function run_recipe(recipe, name, args)
+  local parsed, status = cli.parse(M.parser(recipe, name), args)
   if not parsed then return status end
+  if parsed.quiet then log.quiet = true end
   local result = recipe.run(parsed)
   if math.type(result) == "integer" then return result end
   return result == false and 1 or 0
@@ -37,17 +45,22 @@ end
 -- A file that returns a recipe runs as one; any other file is a script and
 -- has already done its work when its chunk returned.
 local function run_file(path, args)
-  local chunk, err = loadfile(path)
-  if not chunk then
-    local missing = not io.open(path, "r")
-    errors.usage(missing and ("no recipe or file named '" .. path .. "'") or err, 0)
-  end
+  local why = input.unreadable(path)
+  if why then errors.input(("cannot open %s (%s)"):format(errors.excerpt(path, 120), why), 0) end
+  local chunk, load_err = loadfile(path)
+  if not chunk then error(load_err, 0) end
   _G.arg = table.move(args, 1, #args, 1, {[0] = path})
   local value = chunk(table.unpack(args))
   if type(value) == "table" and type(value.run) == "function" then
     return run_recipe(value, path, args)
   end
   return 0
+end
+
+local function names()
+  local out = {}
+  for _, r in ipairs(recipes.list()) do out[#out + 1] = r.name end
+  return out
 end
 
 function M.run(args)
@@ -58,7 +71,10 @@ function M.run(args)
   if is_path(target) then return run_file(target, rest) end
   local path = recipes.find(target)
   if not path then
-    return cli.usage_error(("no recipe named '%s' (kapi recipes lists them)"):format(target), usage)
+    local guess = cli.suggest(target, names())
+    return cli.usage_error(("no recipe named '%s'%s (kapi recipes lists them)")
+                           :format(errors.excerpt(target), guess and (" (did you mean '%s'?)"):format(guess) or ""),
+                           usage)
   end
   local recipe, err = recipes.load(path)
   if not recipe then error(err, 0) end

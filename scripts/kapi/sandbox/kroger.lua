@@ -3,7 +3,6 @@
 -- (with the live wire's casing where it differs, see
 -- observed-product-response.json), validating parameters with the
 -- documented limits and answering with the documented error bodies.
-local cjson = require("cjson").new()
 local json = require "kapi.json"
 local catalog_lib = require "kapi.sandbox.catalog"
 local oauth = require "kapi.sandbox.oauth"
@@ -39,7 +38,7 @@ local function static_json(state, p)
     end
     images[i] = {perspective = perspective, featured = i == 1, sizes = sizes}
   end
-  local text = cjson.encode {
+  local text = json.encode {
     productId = p.productId, upc = p.productId,
     productPageURI = ("/p/%s/%s?cid=dis.api.tpi_products-api_20240521_b:all_c:p_t:")
                      :format(catalog_lib.slug(p), p.productId),
@@ -53,7 +52,7 @@ local function static_json(state, p)
 end
 
 local function json_string(s)
-  return cjson.encode(s)
+  return json.encode(s)
 end
 
 -- The per-store part of a product, formatted directly: it is built for
@@ -343,7 +342,7 @@ function M.locations(state, req)
   local data = {}
   for i = 1, math.min(#found, p.limit) do data[i] = location_json(found[i].store) end
   return {status = 200, body = ('{"data":%s,"meta":{"pagination":{"start":0,"limit":%d,"total":%d}}}')
-                                 :format(#data > 0 and cjson.encode(data) or "[]", p.limit, #found),
+                                 :format(#data > 0 and json.encode(data) or "[]", p.limit, #found),
           headers = {["Content-Type"] = "application/json"}}
 end
 
