@@ -243,6 +243,24 @@ static int l_history_list(lua_State *L) {
   return 1;
 }
 
+/* --- notices ------------------------------------------------------------ */
+
+/* notice(text): writes a line to stderr while the user may be typing:
+ * above the prompt, which is drawn again with what was typed so far. */
+static int l_notice(lua_State *L) {
+  repl *r = check_repl(L);
+  const char *text = luaL_checkstring(L, 1);
+  if (!r->installed) {
+    fprintf(stderr, "%s\n", text);
+    return 0;
+  }
+  fputs("\r\033[K", stdout);
+  fflush(stdout);
+  fprintf(stderr, "%s\n", text);
+  rl_forced_update_display();
+  return 0;
+}
+
 /* --- the module -------------------------------------------------------- */
 
 static int repl_gc(lua_State *L) {
@@ -258,7 +276,8 @@ static int repl_gc(lua_State *L) {
 static const luaL_Reg repl_functions[] = {
     {"readline", l_readline},         {"set_completer", l_set_completer},
     {"history_open", l_history_open}, {"history_add", l_history_add},
-    {"history_list", l_history_list}, {NULL, NULL}};
+    {"history_list", l_history_list}, {"notice", l_notice},
+    {NULL, NULL}};
 
 int kapi_repl_open(lua_State *L) {
   repl *r = lua_newuserdatauv(L, sizeof *r, 0);

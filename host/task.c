@@ -256,6 +256,21 @@ static void finish_ok(kapi_sched *s, kapi_task *t, int nres) {
   finish(s, t, T_DONE);
 }
 
+#define UNWAITED_HOOK "kapi.on_unwaited_failure"
+
+/* A task failed and nobody waits for it: the hook set with
+ * core.on_unwaited_failure (the REPL's) hears of it now, not whenever the
+ * collector finds the task. The hook runs protected, outside any task. */
+static void tell_unwaited_failure(kapi_sched *s, int task) {
+  lua_State *L = s->L;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, UNWAITED_HOOK) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushvalue(L, task);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
 static void finish_error(kapi_sched *s, kapi_task *t) {
   lua_State *L = s->L;
   push_task(s, t);
@@ -265,7 +280,25 @@ static void finish_error(kapi_sched *s, kapi_task *t) {
   /* Runs pending __close handlers; leaves the (possibly new) error on top. */
   lua_resetthread(t->co);
   lua_xmove(t->co, L, 1);
+  int unwaited = !t->waiters && !t->observed;
+  if (unwaited) { /* the task stays on the stack for the hook */
+    push_task(s, t);
+    lua_insert(L, -2);
+  }
   finish(s, t, T_FAILED);
+  if (unwaited) {
+    tell_unwaited_failure(s, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+/* core.on_unwaited_failure(fn | nil): fn(task) is called as soon as a task
+ * fails that nobody is waiting for. */
+static int l_on_unwaited_failure(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, UNWAITED_HOOK);
+  return 0;
 }
 
 static void finish_cancelled_early(kapi_sched *s, kapi_task *t) {
@@ -573,6 +606,7 @@ static const luaL_Reg core_functions[] = {
     {"spawn", l_spawn},       {"sleep", l_sleep},
     {"now", l_now},           {"running", l_running},
     {"foreground", l_foreground}, {"drop_wait", l_drop_wait},
+    {"on_unwaited_failure", l_on_unwaited_failure},
     {NULL, NULL}};
 
 /* --- setup ------------------------------------------------------------- */

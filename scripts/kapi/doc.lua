@@ -79,25 +79,70 @@ function M.list(prefix)
   return out
 end
 
---- What help() prints.
-function M.help(thing)
-  if thing == nil then
-    local lines = {"kapi: automate the Kroger and 1WorldSync APIs from Lua.",
-                   "help(kapi.spawn) or help(\"kapi.spawn\") shows one entry.", ""}
-    for _, entry in ipairs(ordered()) do
-      local signature, first = summary(entry)
-      lines[#lines + 1] = ("  %-40s %s"):format(signature, first)
-    end
-    return table.concat(lines, "\n")
+-- text fitted to width: when a line is longer, the prose is reflowed
+-- (lines of one indentation joined into paragraphs, then wrapped) and a
+-- long line of an example is wrapped with its indentation kept.
+local function fit(text, width)
+  if not width then return text end
+  local wrap = require("kapi.output").wrap
+  local lines, too_long = {}, false
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    lines[#lines + 1] = line
+    too_long = too_long or (utf8.len(line) or #line) > width
   end
+  if not too_long then return text end
+  local out, paragraph, indent, in_example = {}, {}, nil, false
+  local function flush()
+    if #paragraph == 0 then return end
+    for _, part in ipairs(wrap(table.concat(paragraph, " "), math.max(20, width - #indent))) do
+      out[#out + 1] = indent .. part
+    end
+    paragraph = {}
+  end
+  for _, line in ipairs(lines) do
+    local lead, rest = line:match("^(%s*)(.-)%s*$")
+    in_example = in_example or rest == "Example:"
+    if in_example or rest == "" or lead ~= indent then flush() end
+    if in_example or rest == "" then
+      for _, part in ipairs(rest == "" and {""} or wrap(rest, math.max(20, width - #lead))) do
+        out[#out + 1] = lead .. part
+      end
+    else
+      indent = lead
+      paragraph[#paragraph + 1] = rest
+    end
+  end
+  flush()
+  return table.concat(out, "\n")
+end
+
+local function overview(width)
+  local lines = {"kapi: automate the Kroger and 1WorldSync APIs from Lua.",
+                 "help(kapi.spawn) or help(\"kapi.spawn\") shows one entry.", ""}
+  for _, entry in ipairs(ordered()) do
+    local signature, first = summary(entry)
+    local line = ("  %-40s %s"):format(signature, first)
+    if width and (utf8.len(line) or #line) > width then
+      lines[#lines + 1] = "  " .. signature
+      line = "      " .. first
+    end
+    lines[#lines + 1] = line
+  end
+  return fit(table.concat(lines, "\n"), width)
+end
+
+--- What help() prints, fitted to width columns when width is given (the
+--- terminal's, in the REPL).
+function M.help(thing, width)
+  if thing == nil then return overview(width) end
   local text = M.text(thing)
-  if text then return text end
+  if text then return fit(text, width) end
   if type(thing) == "string" then
     local matches = M.list(thing)
     if #matches > 0 then
       local lines = {}
       for _, entry in ipairs(matches) do lines[#lines + 1] = "  " .. (summary(entry)) end
-      return table.concat(lines, "\n")
+      return fit(table.concat(lines, "\n"), width)
     end
   end
   return "no help for " .. tostring(thing) .. "; help() lists what there is"

@@ -1,15 +1,16 @@
 -- What every recipe shares: the common options (--json, --csv, --quiet,
 -- --env, --shard, --apply), option values and usage errors, the place
 -- options (--zip, --near, --store) checked and their stores found, output
--- as aligned tables, JSON or CSV, a progress bar, colour, input lists with
--- bad entries named, and the exit status. Recipes describe their workflow;
--- this module does the chores.
+-- in the format asked for (kapi.output renders it), a progress bar, input
+-- lists with bad entries named, and the exit status of the contract
+-- (docs/usage.md). Recipes describe their workflow; this module does the
+-- chores.
 local core = require "kapi.core"
-local json = require "kapi.json"
 local gtin = require "kapi.gtin"
 local errors = require "kapi.errors"
 local doc = require "kapi.doc"
 local input = require "kapi.input"
+local output = require "kapi.output"
 
 local M = {}
 
@@ -165,29 +166,7 @@ function M.stores(kroger, place, opts, problems)
   return stores
 end
 
--- Terminal ----------------------------------------------------------------------
-
---- True when text written to fd (1 or 2) may be coloured: a terminal,
---- NO_COLOR unset (https://no-color.org), TERM not "dumb".
-function M.color(fd)
-  local no_color = os.getenv("NO_COLOR")
-  return core.isatty(fd) and not (no_color and no_color ~= "") and os.getenv("TERM") ~= "dumb"
-end
-
---- The width to fit output to on fd, or nil when it is not a terminal
---- (piped output is never cut).
-function M.width(fd)
-  if not core.isatty(fd) then return nil end
-  return core.terminal_size(fd) or tonumber(os.getenv("COLUMNS")) or 80
-end
-
-local STYLES = {red = "31", green = "32", yellow = "33", blue = "34", bold = "1", dim = "2"}
-
---- text wrapped in an ANSI style when on is true.
-function M.paint(text, style, on)
-  if not on or not STYLES[style] then return text end
-  return "\27[" .. STYLES[style] .. "m" .. text .. "\27[0m"
-end
+-- Values ------------------------------------------------------------------------
 
 --- n when it is a number above 0, else nil: the Products API gives 0 for a
 --- price a store does not have.
@@ -200,150 +179,10 @@ function M.money(n)
   return n and ("$%.2f"):format(n)
 end
 
--- Tables ------------------------------------------------------------------------
+-- Output (kapi.output does the rendering) -------------------------------------
 
-local json_value
-
--- A list as its items separated by spaces; an object as JSON.
-local function cell_text(value)
-  if value == nil or value == json.null then return "" end
-  if type(value) == "table" then
-    if value[1] == nil and next(value) ~= nil then return json_value(value) end
-    local parts = {}
-    for i, v in ipairs(value) do parts[i] = type(v) == "table" and json_value(v) or tostring(v) end
-    return table.concat(parts, " ")
-  end
-  return tostring(value)
-end
-
-local function text_width(s)
-  return utf8.len(s) or #s
-end
-
--- Lines of at most width characters, broken at spaces where possible.
-local function wrap(text, width)
-  local lines, line = {}, ""
-  for word in text:gmatch("%S+") do
-    while text_width(word) > width do
-      if line ~= "" then lines[#lines + 1] = line; line = "" end
-      local cut = utf8.offset(word, width + 1) or #word + 1 -- a character boundary, not a byte
-      lines[#lines + 1] = word:sub(1, cut - 1)
-      word = word:sub(cut)
-    end
-    if line == "" then line = word
-    elseif text_width(line) + 1 + text_width(word) <= width then line = line .. " " .. word
-    else lines[#lines + 1] = line; line = word end
-  end
-  if line ~= "" or #lines == 0 then lines[#lines + 1] = line end
-  return lines
-end
-
--- Widths that fit the terminal: the wrap columns give up space, widest first.
-local function fit(widths, columns, total_width)
-  if not total_width then return widths end
-  local function total()
-    local sum = 0
-    for _, w in ipairs(widths) do sum = sum + w end
-    return sum + 2 * (#widths - 1)
-  end
-  while total() > total_width do
-    local widest
-    for i, c in ipairs(columns) do
-      if c.wrap and widths[i] > 16 and (not widest or widths[i] > widths[widest]) then widest = i end
-    end
-    if not widest then break end
-    widths[widest] = math.max(16, widths[widest] - (total() - total_width))
-  end
-  return widths
-end
-
-local function pad(text, width, right)
-  local gap = (" "):rep(math.max(0, width - text_width(text)))
-  return right and gap .. text or text .. gap
-end
-
---- Renders rows as an aligned table: columns = {{key, title, wrap = bool,
---- right = bool, style = function(value, row) -> style}}; width = the
---- terminal's (nil: no limit). Returns the text.
-function M.render_table(rows, columns, opts)
-  opts = opts or {}
-  local widths, cells = {}, {}
-  for i, c in ipairs(columns) do widths[i] = text_width(c.title) end
-  for r, row in ipairs(rows) do
-    cells[r] = {}
-    for i, c in ipairs(columns) do
-      local text = cell_text(row[c.key])
-      cells[r][i] = text
-      widths[i] = math.max(widths[i], text_width(text))
-    end
-  end
-  widths = fit(widths, columns, opts.width)
-  local out = {}
-  local function emit(texts, styles)
-    local wrapped, height = {}, 1
-    for i, text in ipairs(texts) do
-      wrapped[i] = text_width(text) > widths[i] and wrap(text, widths[i]) or {text}
-      height = math.max(height, #wrapped[i])
-    end
-    for l = 1, height do
-      local parts = {}
-      for i, c in ipairs(columns) do
-        local text = wrapped[i][l] or ""
-        local last = i == #columns
-        local padded = last and not c.right and text or pad(text, widths[i], c.right)
-        parts[i] = M.paint(padded, styles and styles[i], opts.color)
-      end
-      out[#out + 1] = (table.concat(parts, "  "):gsub("%s+$", ""))
-    end
-  end
-  local titles, title_styles = {}, {}
-  for i, c in ipairs(columns) do titles[i], title_styles[i] = c.title, "bold" end
-  emit(titles, title_styles)
-  for r, row in ipairs(rows) do
-    local styles = {}
-    for i, c in ipairs(columns) do styles[i] = c.style and c.style(row[c.key], row) end
-    emit(cells[r], styles)
-  end
-  return table.concat(out, "\n") .. "\n"
-end
-
--- JSON and CSV ------------------------------------------------------------------
-
--- JSON with the keys of nested objects sorted, so that the same data
--- always gives the same text.
-function json_value(value)
-  return json.encode(value, {sorted = true})
-end
-
---- A JSON array of objects whose keys come in the order of keys (so the
---- output is stable and diffable); one object per line.
-function M.render_json(rows, keys)
-  if #rows == 0 then return "[]\n" end
-  local out = {}
-  for r, row in ipairs(rows) do
-    local fields = {}
-    for i, key in ipairs(keys) do fields[i] = json.encode(key) .. ":" .. json_value(row[key]) end
-    out[r] = "  {" .. table.concat(fields, ",") .. "}"
-  end
-  return "[\n" .. table.concat(out, ",\n") .. "\n]\n"
-end
-
-local function csv_field(value)
-  local text = cell_text(value)
-  if text:find('[,"\r\n]') then text = '"' .. text:gsub('"', '""') .. '"' end
-  return text
-end
-
---- CSV (RFC 4180) with a header row of keys.
-function M.render_csv(rows, keys)
-  local out = {table.concat(keys, ",")}
-  for _, row in ipairs(rows) do
-    local fields = {}
-    for i, key in ipairs(keys) do fields[i] = csv_field(row[key]) end
-    out[#out + 1] = table.concat(fields, ",")
-  end
-  return table.concat(out, "\r\n") .. "\r\n"
-end
+M.color, M.width, M.paint = output.color, output.width, output.paint
+M.render_table, M.render_json, M.render_csv = output.render_table, output.render_json, output.render_csv
 
 --- The format the user asked for: "json", "csv" or "table".
 function M.format(args)
@@ -359,11 +198,11 @@ function M.print(args, rows, columns, keys)
     for i, c in ipairs(columns) do keys[i] = c.key end
   end
   if format == "json" then
-    io.stdout:write(M.render_json(rows, keys))
+    io.stdout:write(output.render_json(rows, keys))
   elseif format == "csv" then
-    io.stdout:write(M.render_csv(rows, keys))
+    io.stdout:write(output.render_csv(rows, keys))
   elseif #rows > 0 then
-    io.stdout:write(M.render_table(rows, columns, {width = M.width(1), color = M.color(1)}))
+    io.stdout:write(output.render_table(rows, columns, {width = output.width(1), color = output.color(1)}))
   end
   io.stdout:flush() -- before any note on stderr, also when both go to one file
 end

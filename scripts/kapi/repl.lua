@@ -165,7 +165,7 @@ local function read_chunk(rl)
 end
 
 function M.help(thing)
-  print(doc.help(thing))
+  print(doc.help(thing, require("kapi.output").width(1)))
 end
 
 doc.declare("help", M.help, [[
@@ -174,6 +174,17 @@ In the REPL: shows what the kapi API offers, or the documentation of one
 function (a value or a name such as "kapi.spawn").
 Example:
   help(kapi.map)]])
+
+-- A task spawned from the prompt that fails with nobody waiting for it is
+-- told at once, not when (if ever) the collector finds it; t:wait()
+-- still raises the error, and .trace shows where it happened.
+local function report_background_failures(rl)
+  core.on_unwaited_failure(function(task)
+    local err, traceback = task:error()
+    last_traceback = traceback and errors.message(err) .. "\n" .. traceback
+    rl.notice(("kapi: a background task failed: %s (.trace shows where)"):format(errors.line(errors.message(err))))
+  end)
+end
 
 local function install_globals()
   _G.kapi = require "kapi"
@@ -185,11 +196,14 @@ function M.run(opts)
   opts = opts or {}
   local rl = require "kapi.core.repl"
   install_globals()
+  report_background_failures(rl)
   if opts.history ~= false and rl.tty then rl.history_open(paths.history_file()) end
   rl.set_completer(M.complete)
   if opts.banner ~= false and rl.tty then
-    print(("kapi %s (%s)  help() for help, .help for commands, Ctrl-D to exit")
-          :format(core.version, core.lua_version))
+    local version, hint = ("kapi %s (%s)"):format(core.version, core.lua_version),
+                          "help() for help, .help for commands, Ctrl-D to exit"
+    local width = require("kapi.output").width(1) or 80
+    print(#version + 2 + #hint <= width and version .. "  " .. hint or version .. "\n" .. hint)
   end
   local previous
   while true do

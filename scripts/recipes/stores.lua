@@ -15,7 +15,7 @@ local COLUMNS = {
   {key = "where", title = "ADDRESS", wrap = true},
   {key = "phoneText", title = "PHONE"},
   {key = "hoursToday", title = "TODAY"},
-  {key = "departmentText", title = "DEPARTMENTS", wrap = true},
+  {key = "departmentsShown", title = "DEPARTMENTS", wrap = true},
 }
 local KEYS = {"locationId", "name", "chain", "distance", "address", "city", "state", "zipCode", "phone",
               "latitude", "longitude", "hoursToday", "hours", "departments"}
@@ -64,6 +64,14 @@ local function phone_text(phone)
   return a and ("(%s) %s-%s"):format(a, b, c) or phone
 end
 
+-- A table cell for a long list: the first few, then how many more (the
+-- whole list is in --json and --csv).
+local SHOWN_DEPARTMENTS = 4
+local function short_list(names)
+  if #names <= SHOWN_DEPARTMENTS + 1 then return table.concat(names, ", ") end
+  return ("%s, +%d more"):format(table.concat(names, ", ", 1, SHOWN_DEPARTMENTS), #names - SHOWN_DEPARTMENTS)
+end
+
 local function store_row(s, place)
   local address, geo, hours = s.address or {}, s.geolocation or {}, s.hours or {}
   local distance
@@ -85,6 +93,7 @@ local function store_row(s, place)
     where = ("%s, %s, %s %s"):format(address.addressLine1 or "", address.city or "", address.state or "",
                                      address.zipCode or ""),
     phoneText = phone_text(s.phone), departmentText = table.concat(departments, ", "),
+    departmentsShown = short_list(departments),
   }
 end
 

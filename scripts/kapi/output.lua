@@ -1,0 +1,213 @@
+-- How rows are shown: aligned tables fitted to the terminal (or, where a
+-- table cannot fit, one block per record, as psql's \x does), JSON with
+-- keys in a stable order, CSV (RFC 4180); colour only on a terminal, and
+-- never with NO_COLOR. Recipes reach these through kapi.recipe.print.
+local core = require "kapi.core"
+local json = require "kapi.json"
+
+local M = {}
+
+-- Terminal ----------------------------------------------------------------------
+
+--- True when text written to fd (1 or 2) may be coloured: a terminal,
+--- NO_COLOR unset (https://no-color.org), TERM not "dumb".
+function M.color(fd)
+  local no_color = os.getenv("NO_COLOR")
+  return core.isatty(fd) and not (no_color and no_color ~= "") and os.getenv("TERM") ~= "dumb"
+end
+
+--- The width to fit output to on fd, or nil when it is not a terminal
+--- (piped output is never cut).
+function M.width(fd)
+  if not core.isatty(fd) then return nil end
+  return core.terminal_size(fd) or tonumber(os.getenv("COLUMNS")) or 80
+end
+
+local STYLES = {red = "31", green = "32", yellow = "33", blue = "34", bold = "1", dim = "2"}
+
+--- text wrapped in an ANSI style when on is true.
+function M.paint(text, style, on)
+  if not on or not STYLES[style] then return text end
+  return "\27[" .. STYLES[style] .. "m" .. text .. "\27[0m"
+end
+
+-- Text -----------------------------------------------------------------------------
+
+--- JSON with the keys of nested objects sorted, so that the same data
+--- always gives the same text.
+local function json_value(value)
+  return json.encode(value, {sorted = true})
+end
+
+-- A list as its items separated by spaces; an object as JSON.
+local function cell_text(value)
+  if value == nil or value == json.null then return "" end
+  if type(value) == "table" then
+    if value[1] == nil and next(value) ~= nil then return json_value(value) end
+    local parts = {}
+    for i, v in ipairs(value) do parts[i] = type(v) == "table" and json_value(v) or tostring(v) end
+    return table.concat(parts, " ")
+  end
+  return tostring(value)
+end
+
+local function text_width(s)
+  return utf8.len(s) or #s
+end
+
+--- Lines of at most width characters, broken at spaces where possible and
+--- inside a word (at a character boundary) only when the word is longer.
+function M.wrap(text, width)
+  local lines, line = {}, ""
+  for word in text:gmatch("%S+") do
+    while text_width(word) > width do
+      if line ~= "" then lines[#lines + 1] = line; line = "" end
+      local cut = utf8.offset(word, width + 1) or #word + 1 -- a character boundary, not a byte
+      lines[#lines + 1] = word:sub(1, cut - 1)
+      word = word:sub(cut)
+    end
+    if line == "" then line = word
+    elseif text_width(line) + 1 + text_width(word) <= width then line = line .. " " .. word
+    else lines[#lines + 1] = line; line = word end
+  end
+  if line ~= "" or #lines == 0 then lines[#lines + 1] = line end
+  return lines
+end
+
+local function pad(text, width, right)
+  local gap = (" "):rep(math.max(0, width - text_width(text)))
+  return right and gap .. text or text .. gap
+end
+
+-- Tables ------------------------------------------------------------------------
+
+-- A wrapped column narrower than this (or than half the width, on a very
+-- narrow terminal) reads as a column of syllables: the table is shown as
+-- records instead.
+M.MIN_WRAP = 24
+local GAP = 2
+
+local function total(widths)
+  local sum = 0
+  for _, w in ipairs(widths) do sum = sum + w end
+  return sum + GAP * (#widths - 1)
+end
+
+-- Widths that fit the terminal: the wrap columns give up space, widest
+-- first, down to M.MIN_WRAP; nil when the table cannot fit that way.
+local function fit(widths, columns, total_width)
+  if not total_width then return widths end
+  local least = math.min(M.MIN_WRAP, total_width // 2)
+  while total(widths) > total_width do
+    local widest
+    for i, c in ipairs(columns) do
+      if c.wrap and widths[i] > least and (not widest or widths[i] > widths[widest]) then widest = i end
+    end
+    if not widest then return nil end
+    widths[widest] = math.max(least, widths[widest] - (total(widths) - total_width))
+  end
+  return widths
+end
+
+-- The rows as blocks, one per record: each column's title, then its value
+-- wrapped to what is left of the width; a blank line between records.
+local function render_records(cells, columns, opts)
+  local label = 0
+  for _, c in ipairs(columns) do label = math.max(label, text_width(c.title)) end
+  local room = math.max(10, (opts.width or 80) - label - GAP)
+  local out = {}
+  for r, row in ipairs(cells) do
+    if r > 1 then out[#out + 1] = "" end
+    for i, c in ipairs(columns) do
+      local text = row[i]
+      if text ~= "" then
+        for l, line in ipairs(M.wrap(text, room)) do
+          local title = l == 1 and M.paint(pad(c.title, label), "bold", opts.color) or (" "):rep(label)
+          out[#out + 1] = title .. (" "):rep(GAP) .. M.paint(line, opts.styles[r][i], opts.color)
+        end
+      end
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+--- Renders rows as an aligned table: columns = {{key, title, wrap = bool,
+--- right = bool, style = function(value, row) -> style}}; width = the
+--- terminal's (nil: no limit), color = whether to paint. Where the columns
+--- cannot fit the width, each row becomes a block of "TITLE  value"
+--- lines. Returns the text.
+function M.render_table(rows, columns, opts)
+  opts = opts or {}
+  local widths, cells, styles = {}, {}, {}
+  for i, c in ipairs(columns) do widths[i] = text_width(c.title) end
+  for r, row in ipairs(rows) do
+    cells[r], styles[r] = {}, {}
+    for i, c in ipairs(columns) do
+      local text = cell_text(row[c.key])
+      cells[r][i] = text
+      styles[r][i] = c.style and c.style(row[c.key], row)
+      widths[i] = math.max(widths[i], text_width(text))
+    end
+  end
+  local fitted = fit(widths, columns, opts.width)
+  if not fitted then
+    return render_records(cells, columns, {width = opts.width, color = opts.color, styles = styles})
+  end
+  local out = {}
+  local function emit(texts, line_styles)
+    local wrapped, height = {}, 1
+    for i, text in ipairs(texts) do
+      wrapped[i] = text_width(text) > fitted[i] and M.wrap(text, fitted[i]) or {text}
+      height = math.max(height, #wrapped[i])
+    end
+    for l = 1, height do
+      local parts = {}
+      for i, c in ipairs(columns) do
+        local text = wrapped[i][l] or ""
+        local last = i == #columns
+        local padded = last and not c.right and text or pad(text, fitted[i], c.right)
+        parts[i] = M.paint(padded, line_styles and line_styles[i], opts.color)
+      end
+      out[#out + 1] = (table.concat(parts, (" "):rep(GAP)):gsub("%s+$", ""))
+    end
+  end
+  local titles, title_styles = {}, {}
+  for i, c in ipairs(columns) do titles[i], title_styles[i] = c.title, "bold" end
+  emit(titles, title_styles)
+  for r in ipairs(rows) do emit(cells[r], styles[r]) end
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- JSON and CSV ------------------------------------------------------------------
+
+--- A JSON array of objects whose keys come in the order of keys (so the
+--- output is stable and diffable); one object per line.
+function M.render_json(rows, keys)
+  if #rows == 0 then return "[]\n" end
+  local out = {}
+  for r, row in ipairs(rows) do
+    local fields = {}
+    for i, key in ipairs(keys) do fields[i] = json.encode(key) .. ":" .. json_value(row[key]) end
+    out[r] = "  {" .. table.concat(fields, ",") .. "}"
+  end
+  return "[\n" .. table.concat(out, ",\n") .. "\n]\n"
+end
+
+local function csv_field(value)
+  local text = cell_text(value)
+  if text:find('[,"\r\n]') then text = '"' .. text:gsub('"', '""') .. '"' end
+  return text
+end
+
+--- CSV (RFC 4180) with a header row of keys.
+function M.render_csv(rows, keys)
+  local out = {table.concat(keys, ",")}
+  for _, row in ipairs(rows) do
+    local fields = {}
+    for i, key in ipairs(keys) do fields[i] = csv_field(row[key]) end
+    out[#out + 1] = table.concat(fields, ",")
+  end
+  return table.concat(out, "\r\n") .. "\r\n"
+end
+
+return M
