@@ -456,7 +456,8 @@ static void put_string(encoder *e, const char *s, size_t n) {
 }
 
 /* A float in the fewest significant digits that read back as the same
- * double, with ".0" when it is whole, so that it decodes as a float. */
+ * double (a whole one, 2.0, as 2: kapi decodes whole numbers as
+ * integers anyway, and so does JavaScript). */
 static void put_float(encoder *e, double v) {
   if (!isfinite(v)) refuse(e, isnan(v) ? "NaN" : "an infinite number");
   char text[40];
@@ -465,7 +466,6 @@ static void put_float(encoder *e, double v) {
     if (strtod(text, NULL) == v) break;
   }
   put(e, text, strlen(text));
-  if (!strpbrk(text, ".eE")) put(e, ".0", 2);
 }
 
 static void put_value(encoder *e, int index);

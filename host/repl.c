@@ -136,9 +136,14 @@ static int l_readline(lua_State *L) {
   if (r->reader) return luaL_error(L, "readline: another task is reading");
   if (take_buffered_line(r)) return readline_k(L, LUA_OK, (lua_KContext)t);
   if (kapi_watch_start(r->loop, &r->watch, STDIN_FILENO, KAPI_READABLE,
-                       on_stdin, r) < 0)
-    return luaL_error(L, "readline: cannot watch standard input: %s",
-                      strerror(errno));
+                       on_stdin, r) < 0) {
+    if (errno != EPERM || r->tty)
+      return luaL_error(L, "readline: cannot watch standard input: %s", strerror(errno));
+    /* A regular file (or /dev/null) cannot be watched, and never keeps
+     * anyone waiting: its next line is read at once. */
+    while (!r->line && !r->eof) read_plain(r);
+    return readline_k(L, LUA_OK, (lua_KContext)t);
+  }
   r->reader = t;
   if (r->tty) {
     rl_callback_handler_install(prompt, on_line);

@@ -29,37 +29,41 @@ end
 
 -- Errors ----------------------------------------------------------------------
 
--- The module of kapi's own Lua tree an error message points into
--- ("kapi.items"), or nil when it points elsewhere (the user's script).
-local function internal_module(message)
-  local dir = core.script_dir .. "/"
-  local at = message:find(dir, 1, true)
-  if not at then return nil end
-  local file = message:sub(at + #dir):match("^([%w_/%-]+)%.lua")
-  return file and file:gsub("/init$", ""):gsub("/", ".") or "kapi"
+-- Where the error being handled was raised, for one that carries no
+-- position: the module of kapi's tree whose code ran into it (a C
+-- function failing under it, as ipairs on nil), or nil when `error` raised
+-- it on purpose or the code was the user's. Called from the message
+-- handler, where level 3 is what raised.
+local function raised_in_tree()
+  local raiser = debug.getinfo(3, "f")
+  if not raiser or raiser.func == error then return nil end
+  for level = 3, 60 do
+    local info = debug.getinfo(level, "S")
+    if not info then return nil end
+    if info.what ~= "C" then
+      return errors.internal_module(info.source:sub(2) .. ":1:")
+    end
+  end
 end
 
 --- The line that reports err: its message, or, for a failure inside
 --- kapi's own code (a bug, whose Lua message means nothing to a user),
 --- what happened and how to see the details.
-function M.error_line(err)
-  local message = errors.message(err)
-  local module = not errors.is(err) and not M.options.verbose and internal_module(message)
-  if module then
-    message = ("internal error in %s (a bug in kapi; run again with --verbose for the details, "
-               .. "and please report it)"):format(module:gsub("^recipes%.", "recipe "))
+function M.error_line(err, module)
+  if module and not M.options.verbose and not errors.is(err) then
+    return errors.line(errors.internal_message(module))
   end
-  return errors.line(message)
+  return errors.report_line(err, M.options.verbose)
 end
 
 --- Prints an error the way every kapi command does: one line, plus the
 --- traceback with --verbose or KAPI_DEBUG=1.
-function M.report(err, traceback)
+function M.report(err, traceback, module)
   if errors.is(err, "interrupted") then
     io.stderr:write("kapi: interrupted\n")
     return
   end
-  io.stderr:write("kapi: ", M.error_line(err), "\n")
+  io.stderr:write("kapi: ", M.error_line(err, module), "\n")
   if M.options.verbose and traceback then io.stderr:write(traceback, "\n") end
 end
 
@@ -67,14 +71,15 @@ end
 --- returned (an integer, or true/nil for 0 and false for 1), or the status
 --- for the error it raised, after reporting it.
 function M.protect(fn, ...)
-  local traceback
+  local traceback, module
   local function handler(e)
     traceback = debug.traceback("", 2):gsub("^\n", "")
+    if type(e) == "string" and not e:match("^[^\n]-:%d+: ") then module = raised_in_tree() end
     return e
   end
   local ok, result = xpcall(fn, handler, ...)
   if not ok then
-    M.report(result, traceback)
+    M.report(result, traceback, module)
     return errors.exit_code(result)
   end
   if math.type(result) == "integer" then return result end
@@ -268,11 +273,51 @@ function M.parser(name, summary, description)
   return argparse(name, summary, description)
 end
 
-local function run_command(command, name, args)
-  if command.raw then return command.run(args) end
+--- The parser of `kapi NAME` (a command that parses its own arguments;
+--- nil for the raw ones, run and test, which pass them on).
+function M.command_parser(name)
+  local command = M.command(name)
+  if not command or command.raw then return nil end
   local parser = M.parser("kapi " .. name, command.summary, command.description)
   if command.arguments then command.arguments(parser) end
-  local parsed, status = M.parse(M.finish_parser(parser), args)
+  return M.finish_parser(parser)
+end
+
+local function describe_option(option)
+  local names = {}
+  for _, alias in ipairs(option._aliases or {}) do names[#names + 1] = alias end
+  local argname = option._argname
+  return {
+    names = names, help = option._description, argname = type(argname) == "string" and argname or nil,
+    takes_value = (option._maxargs or 0) > 0, repeatable = (option._maxcount or 1) > 1,
+    required = (option._mincount or 0) > 0, checked = option._convert ~= nil,
+    choices = option._choices, default = option._default,
+  }
+end
+
+--- What a parser accepts, for whatever is derived from it rather than
+--- written twice (the contract test, completions, manual pages, tool
+--- schemas): {name, summary, description, options = {{names, help,
+--- argname, takes_value, repeatable, required, checked (its value is
+--- converted, so a wrong one is refused), choices, default}}, arguments =
+--- {{name, help, argname, min, max}} (max = math.huge: any number),
+--- commands = {descriptions of its subcommands}}.
+function M.describe(parser)
+  local out = {name = parser._name, summary = parser._summary, description = parser._description,
+               options = {}, arguments = {}, commands = {}}
+  for _, option in ipairs(parser._options or {}) do out.options[#out.options + 1] = describe_option(option) end
+  for _, argument in ipairs(parser._arguments or {}) do
+    out.arguments[#out.arguments + 1] = {name = argument._name, help = argument._description,
+      argname = type(argument._argname) == "string" and argument._argname or nil,
+      min = argument._minargs or 1, max = argument._maxargs or 1}
+  end
+  for _, command in ipairs(parser._commands or {}) do out.commands[#out.commands + 1] = M.describe(command) end
+  return out
+end
+
+local function run_command(command, name, args)
+  if command.raw then return command.run(args) end
+  local parsed, status = M.parse(M.command_parser(name), args)
   if not parsed then return status end
   return command.run(parsed)
 end

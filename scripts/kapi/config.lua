@@ -30,15 +30,18 @@ local loaded
 function M.load()
   if loaded then return loaded end
   local path = M.path()
-  local f = io.open(path, "r")
-  if not f then loaded = {}; return loaded end
-  local text = f:read("a")
-  f:close()
-  local chunk, err = load(text, "@" .. path, "t", {})
-  if not chunk then error(errors.new("usage", "config: " .. err), 0) end
+  local input = require "kapi.input"
+  local why = input.unreadable(path)
+  if why == "No such file or directory" then loaded = {}; return loaded end
+  if why then errors.input(("config %s: %s"):format(input.name(path), why), 0) end
+  local text = input.read(path, {empty_ok = true})
+  if not text:find("%S") then loaded = {}; return loaded end
+  local chunk, err = load(text, "=" .. input.name(path), "t", {})
+  if not chunk then errors.input("config " .. err, 0) end
   local ok, value = pcall(chunk)
   if not ok or type(value) ~= "table" then
-    error(errors.new("usage", ("config: %s must return a table"):format(path)), 0)
+    errors.input(("config %s: must return a table, e.g. return {kroger = {client_id = ...}}%s")
+                 :format(input.name(path), ok and "" or (" (" .. errors.message(value) .. ")")), 0)
   end
   local has_secret = (value.kroger or {}).client_secret or (value.oneworldsync or {}).secret
   local mode = require("kapi.core.fs").mode(path)

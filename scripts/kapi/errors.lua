@@ -61,6 +61,36 @@ function M.exit_code(e)
   return 1
 end
 
+-- Internal errors ---------------------------------------------------------------
+
+local tree -- kapi's own Lua tree, "/.../scripts/"
+
+--- The module of kapi's own Lua tree that a Lua error message points
+--- into ("kapi.items", "recipes.preflight"), or nil when the message names
+--- no place there (a structured error, the user's own script).
+function M.internal_module(e)
+  if type(e) ~= "string" then return nil end
+  tree = tree or (require("kapi.core").script_dir .. "/")
+  local at = e:find(tree, 1, true)
+  if not at or at > 3 then return nil end -- a Lua position starts the message
+  local file = e:sub(at + #tree):match("^([%w_/%-]+)%.lua:%d+:")
+  return file and (file:gsub("/init$", ""):gsub("/", "."))
+end
+
+--- The words for an error inside kapi's own code (a bug), whose Lua
+--- message would mean nothing to a user: which module, and what to do.
+function M.internal_message(module)
+  return ("internal error in %s (a bug in kapi; run again with --verbose for the details, and please report it)")
+         :format((module:gsub("^recipes%.", "recipe ")))
+end
+
+--- The one line an error is reported with: its message, or, for a bug
+--- inside kapi, M.internal_message (with verbose, the Lua message).
+function M.report_line(e, verbose)
+  local module = not verbose and M.internal_module(e)
+  return M.line(module and M.internal_message(module) or M.message(e))
+end
+
 M.EXCERPT = 60
 M.LINE = 400
 

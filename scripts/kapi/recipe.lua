@@ -350,7 +350,8 @@ end
 --- input, anything else as failed work), its message after `where` when
 --- given (an input error names its file itself).
 function Problems:error(err, where)
-  local text = where and (where .. ": " .. errors.message(err)) or errors.message(err)
+  local message = errors.report_line(err, require("kapi.log").verbose)
+  local text = where and (where .. ": " .. message) or message
   if errors.is_input(err) then self.inputs = self.inputs + 1 else self.failures = self.failures + 1 end
   tell(self, text)
 end

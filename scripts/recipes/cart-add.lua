@@ -126,7 +126,8 @@ was bad or the cart call failed, 2 for a usage error.]],
 
   arguments = function(parser)
     parser:argument("item", "A product to add: UPC or UPC:QTY"):args("*"):argname("UPC[:QTY]")
-    parser:option("--file", "Read UPC[:QTY] lines from a file (repeatable)"):count("*"):argname("FILE")
+    parser:option("--file", "Read UPC[:QTY] lines from a file (repeatable; - reads stdin)"):count("*")
+          :argname("FILE")
     parser:option("--modality", "PICKUP or DELIVERY", "PICKUP"):convert(function(text)
       local m = text:upper()
       if m ~= "PICKUP" and m ~= "DELIVERY" then return nil, ("--modality %s: expected PICKUP or DELIVERY"):format(text) end

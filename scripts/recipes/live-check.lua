@@ -113,7 +113,8 @@ check failed; 2 for a usage error.]],
 
   arguments = function(parser)
     parser:argument("gtin", "A GTIN to check"):args("*"):argname("GTIN")
-    parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*"):argname("FILE")
+    parser:option("--file", "Read GTINs from a file, one per line (repeatable; - reads stdin)"):count("*")
+          :argname("FILE")
     parser:option("--store", "Check at this store (location id; repeat it, or ID,ID,...)"):count("*"):argname("ID")
     parser:option("--zip", "Check at the stores nearest this ZIP code"):argname("ZIP")
     parser:option("--stores", "With --zip: how many stores (1-50)", "3")

@@ -86,6 +86,7 @@ be read, 2 on a usage error.]],
 
   arguments = function(parser)
     parser:argument("file", "Item hierarchy JSON files (one hierarchy or an array; - reads stdin)"):args("*")
+          :argname("FILE")
     parser:option("--gtin", "Check this GTIN's hierarchy as published (repeatable)"):count("*")
     parser:option("--gln", "Check every hierarchy of this supplier (information provider GLN)")
     parser:option("--from", "Where --gtin reads from: content1 (published) or items (saved now)")

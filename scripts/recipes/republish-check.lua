@@ -39,10 +39,9 @@ local function kroger_only(records)
   return only(records, function(r) return KROGER_GLNS[r.recipientGln] end)
 end
 
-local function from_api(args, items, problems)
+local function from_api(args, gtins, items, problems)
   if args.all then return items:publications() end
   if args.gln then return items:publications {ipGln = args.gln} end
-  local gtins = recipe.gtins(args.gtin, args.file, problems)
   local found, failures = kapi.map(gtins, function(g) return items:publications {gtin = g} end)
   local out = {}
   for i, g in ipairs(gtins) do
@@ -172,8 +171,9 @@ failed; 2 on a usage error.]],
 
   arguments = function(parser)
     parser:argument("gtin", "GTINs of published (top-level) items"):args("*")
-    parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*")
-    parser:option("--report", "Read the publications from an exported report (CSV; - reads stdin)")
+    parser:option("--file", "Read GTINs from a file, one per line (repeatable; - reads stdin)"):count("*")
+          :argname("FILE")
+    parser:option("--report", "Read the publications from an exported report (CSV; - reads stdin)"):argname("FILE")
     parser:option("--gln", "Every publication of this supplier (information provider GLN)")
     parser:flag("--all", "Every publication the account can see")
     recipe.options(parser)
@@ -187,9 +187,12 @@ failed; 2 on a usage error.]],
     end
     recipe.check_gln("--gln", args.gln)
     local problems = recipe.problems()
+    -- What the user gave is read and checked before any service is asked.
     local report = args.report and from_report(args, problems)
+    local gtins = not (args.report or args.all or args.gln) and recipe.gtins(args.gtin, args.file, problems)
+    if gtins and #gtins == 0 then return recipe.status(problems) end
     local items = items_client(args)
-    local records = report or from_api(args, items, problems)
+    local records = report or from_api(args, gtins, items, problems)
     records = recipe.shard(args, kroger_only(records), function(r) return r.gtin end)
     if #records == 0 and #problems == 0 then
       problems:add(args.gln and ("--gln " .. args.gln) or args.report and input.name(args.report) or "--all",

@@ -70,20 +70,22 @@ one was refused, unknown or failed; 2 on a usage error.]],
 
   arguments = function(parser)
     parser:argument("publication", "GTIN or GTIN@RECIPIENT_GLN"):args("*")
-    parser:option("--file", "Read GTINs from a file, one per line (repeatable)"):count("*")
-    parser:option("--reason", "Why it is resent (recorded with the resend; required)")
+    parser:option("--file", "Read GTINs from a file, one per line (repeatable; - reads stdin)"):count("*")
+          :argname("FILE")
+    parser:option("--reason", "Why it is resent (recorded with the resend; required)"):count(1)
     recipe.options(parser, {"output", "quiet", "env", "shard", "apply"})
   end,
 
   run = function(args)
     if not args.reason or args.reason:match("^%s*$") then
-      recipe.usage("--reason is required: say why the publication is resent (it is recorded)")
+      recipe.usage("--reason is empty: say why the publication is resent (it is recorded)")
     end
     if #args.publication == 0 and #args.file == 0 then
       recipe.usage("which publications? give GTIN or GTIN@GLN, or --file FILE")
     end
     local problems = recipe.problems()
     local wanted = recipe.shard(args, targets(args, problems), function(t) return t.gtin end)
+    if #wanted == 0 then return recipe.status(problems) end
     local items = kapi.items.client {env = args.env}
 
     -- Every publication of each GTIN, once: the queue's decides the certified one's verdict.

@@ -120,6 +120,27 @@ describe("kapi's errors and exit statuses", function()
     assert.matches("^kapi: " .. script:gsub("%p", "%%%0") .. ":1: unexpected symbol", r.stderr)
   end)
 
+  it("has the global kapi in -e code and scripts, as in the REPL", function()
+    local script = process.write(dir .. "/global.lua", "print((kapi.gtin.valid('00614141000012')))")
+    assert.equal("true\n", kapi({"-e", "print((kapi.gtin.valid('00614141000012')))"}).stdout)
+    assert.equal("true\n", kapi({script}).stdout)
+  end)
+
+  it("runs piped lines as a REPL with -i, as lua -i does: values printed, errors survived", function()
+    local r = kapi({"-i"}, {stdin = "x = 20 + 1\nx * 2\nerror('on purpose')\n=x\n"})
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("42\nstdin:1: on purpose\n21\n", r.stdout)
+  end)
+
+  it("reports a failure inside kapi's own Lua as an internal error, the details with --verbose", function()
+    local r = kapi {"-e", "kapi.recipe.render_table(nil, {})"}
+    assert.equal(1, r.status)
+    assert.equal("kapi: internal error in kapi.output (a bug in kapi; run again with --verbose for the details, "
+                 .. "and please report it)\n", r.stderr)
+    r = kapi {"--verbose", "-e", "kapi.recipe.render_table(nil, {})"}
+    assert.matches("^kapi: attempt to index a nil value\nstack traceback:\n.*/kapi/output%.lua:%d+:", r.stderr)
+  end)
+
   it("exits 2 with the usage line on a usage error", function()
     local r = kapi {"-x"}
     assert.equal(2, r.status)
@@ -236,6 +257,42 @@ describe("kapi commands", function()
     assert.equal(2, r.status)
     assert.same({"kapi: unknown option '--bogus'", "Usage: kapi recipes [-h] [--json] [--paths]"},
                 lines(r.stderr))
+  end)
+
+  it("shows the usage of the subcommand that was wrong, and suggests what was meant", function()
+    local r = kapi {"auth", "login", "--bogus"}
+    assert.equal(2, r.status)
+    assert.equal("kapi: unknown option '--bogus'", lines(r.stderr)[1])
+    assert.matches("^Usage: kapi auth login ", lines(r.stderr)[2])
+    r = kapi {"run", "stores", "--radus", "5"}
+    assert.equal("kapi: unknown option '--radus' (did you mean '--radius'?)", lines(r.stderr)[1])
+    r = kapi {"rn", "stores"}
+    assert.equal(2, r.status)
+    assert.equal("kapi: no command or script named 'rn' (did you mean 'run'?) (kapi help lists the commands)",
+                 lines(r.stderr)[1])
+    r = kapi {"run", "stors"}
+    assert.equal("kapi: no recipe named 'stors' (did you mean 'stores'?) (kapi recipes lists them)", lines(r.stderr)[1])
+    r = kapi {"coupons", "--zip", "45202"}
+    assert.equal(2, r.status)
+    assert.equal("kapi: 'coupons' is a recipe: run it with kapi run coupons", lines(r.stderr)[1])
+  end)
+
+  it("spells every option's value alike in every --help, with defaults shown one way", function()
+    local cli, run = require "kapi.cli", require "kapi.commands.run"
+    local helps = {}
+    for _, name in ipairs(cli.commands) do
+      local parser = cli.command_parser(name)
+      if parser then helps[#helps + 1] = parser:get_help() end
+    end
+    for _, recipe in ipairs(require("kapi.recipes").list()) do
+      helps[#helps + 1] = run.parser(assert(require("kapi.recipes").load(recipe.path)), recipe.name):get_help()
+    end
+    assert.is_true(#helps >= 14)
+    for _, help in ipairs(helps) do
+      assert.is_nil(help:find("<", 1, true), help)                       -- --file FILE, never --file <file>
+      assert.is_nil(help:find("%(default: [^)]+%) %(default:"), help)    -- one default, said once
+      for line in help:gmatch("[^\n]+") do assert.is_true(#line <= 100, line) end
+    end
   end)
 
   it("prints versions", function()

@@ -322,6 +322,55 @@ describe("kapi run products", function()
   end)
 end)
 
+describe("the shopper recipes, alike", function()
+  it("give a place with no store the same input error: the same words and status everywhere", function()
+    for _, args in ipairs {{"stores"}, {"coupons"}, {"products", "--term", "milk"}, {"live-check", "00762111010261"}} do
+      local line = {"run", table.unpack(args)}
+      line[#line + 1], line[#line + 2] = "--zip", "90210"
+      local r = kapi_run(line)
+      assert.equal(2, r.status, args[1])
+      assert.equal("", r.stdout, args[1])
+      assert.matches("\nkapi: %-%-zip 90210: no store within %d+ miles[^\n]*\n$", "\n" .. r.stderr, args[1])
+    end
+  end)
+
+  it("hush their notes with --quiet, never an error", function()
+    local r = kapi_run {"run", "stores", "--zip", "45202", "--limit", "1", "-q"}
+    assert.equal(0, r.status)
+    assert.equal("", r.stderr) -- no "using the built-in sandbox" either
+    r = kapi_run {"run", "coupons", "--zip", "90210", "--quiet"}
+    assert.equal(2, r.status)
+    assert.equal("kapi: --zip 90210: no store within 10 miles; try a larger --radius\n", r.stderr)
+  end)
+
+  it("say why they use the built-in sandbox", function()
+    local r = kapi_run {"run", "stores", "--zip", "45202", "--limit", "1", "--env", "sandbox"}
+    assert.matches("^kapi: using the built%-in sandbox at http://127%.0%.0%.1:%d+ %(%-%-env sandbox%)\n", r.stderr)
+    r = kapi_run {"run", "stores", "--zip", "45202", "--limit", "1"}
+    assert.matches("^kapi: using the built%-in sandbox at http://127%.0%.0%.1:%d+ %(no credentials configured%)\n", r.stderr)
+    -- 1WorldSync credentials alone: production, and no Kroger credentials there.
+    local config = process.write(dir .. "/config-1ws.lua", "return {oneworldsync = {app_id = 'a', secret = 'b'}}")
+    os.execute("chmod 600 " .. process.quote(config))
+    local env = user_env()
+    env.KAPI_CONFIG = config
+    r = process.kapi_run({"run", "stores", "--zip", "45202"}, {env = env})
+    assert.equal(1, r.status)
+    assert.equal("kapi: no Kroger credentials for prod: set KROGER_CLIENT_ID and KROGER_CLIENT_SECRET, "
+                 .. "or use --env sandbox\n", r.stderr)
+  end)
+
+  it("read options as other command lines do: --verbose anywhere, negative numbers as values", function()
+    local r = kapi_run {"run", "stores", "--lat", "39.10", "--lon", "-84.51", "--limit", "1", "--json", "--verbose"}
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("01400376", decode(r)[1].locationId)
+    assert.matches("kapi: GET http://127%.0%.0%.1:%d+/v1/locations%?[^\n]* %-> 200", r.stderr)
+    -- an option takes one value: what follows it is an argument again
+    local live = kapi_run {"run", "live-check", "--store", "01400376", "00762111010261", "--json"}
+    assert.equal(0, live.status, live.stderr)
+    assert.same({"00762111010261", "01400376"}, {decode(live)[1].gtin, decode(live)[1].locationId})
+  end)
+end)
+
 describe("kapi run stores", function()
   it("lists the stores near a point with distance, address, phone, hours and departments", function()
     local r = kapi_run {"run", "stores", "--near", "39.1031,-84.5120", "--json"}

@@ -83,6 +83,46 @@ describe("kapi run preflight", function()
     assert.matches("kapi: %-%-gln: GLN \"123\" has 3 digits; it must have 13\n", check.stderr)
   end)
 
+  it("reads items as users have them: from stdin with -, with a byte-order mark and CRLF", function()
+    local f = assert(io.open(EXAMPLES .. "clean-case.json"))
+    local text = f:read("a")
+    f:close()
+    local r = process.kapi_run({"run", "preflight", "-"}, {env = process.sandbox_env(), stdin = text})
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("1 hierarchy passes every Kroger rule.\n", r.stdout)
+    local dir = process.tempdir()
+    local windows = process.write(dir .. "/windows.json", "\239\187\191" .. text:gsub("\n", "\r\n"))
+    r = kapi {"run", "preflight", windows}
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("1 hierarchy passes every Kroger rule.\n", r.stdout)
+    -- A GTIN list from a spreadsheet: byte-order mark, CRLF.
+    process.write(dir .. "/gtins.csv", "\239\187\191GTIN\r\n10845678000023\r\n")
+    r = kapi {"run", "republish-check", "--file", dir .. "/gtins.csv", "--json"}
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("READY_TO_REPUBLISH", by_publication(json.decode(r.stdout))["10845678000023@" .. QUEUE].verdict)
+    process.cleanup(dir)
+  end)
+
+  it("refuses input that holds no item hierarchy instead of passing it unchecked", function()
+    local dir = process.tempdir()
+    for text, why in pairs {["{}"] = "an empty object, not an item hierarchy",
+                            ["[]"] = "an empty array: no item hierarchy to check",
+                            ['[{"foo":1}, 3]'] = "entry 1: not an item hierarchy: no gtin or level among its keys %(foo%)",
+                            ['[{"gtin":"00614141000012","level":"CASE"}, 3]'] = "entry 2: a number, not an item hierarchy",
+                            ['{"gtin":"00614141000012","level":"BOX"}'] = "level BOX is not one of"} do
+      local path = process.write(dir .. "/item.json", text)
+      local r = kapi {"run", "preflight", path}
+      assert.equal(2, r.status, text)
+      assert.equal("", r.stdout, text)
+      assert.matches("^kapi: " .. path:gsub("%p", "%%%0") .. ": " .. why, r.stderr)
+    end
+    process.cleanup(dir)
+    local r = kapi {"run", "preflight", "--gln", "0614141000012"}
+    assert.equal(2, r.status)
+    assert.equal("", r.stdout)
+    assert.matches("kapi: %-%-gln 0614141000012: no item hierarchy of this supplier in Content1\n$", r.stderr)
+  end)
+
   it("exits 2 with nothing to check or an unknown option", function()
     assert.equal(2, kapi({"run", "preflight"}).status)
     local r = kapi {"run", "preflight", "--colour"}
@@ -222,6 +262,45 @@ describe("kapi run republish-check", function()
     assert.equal("FAILED_TO_SEND", got["10614141000033@" .. QUEUE].verdict)
   end)
 
+  it("never asks the built-in sandbox about a report's items, which it has never seen", function()
+    local dir = process.tempdir()
+    local report = process.write(dir .. "/export.csv", "GTIN,Recipient GLN,Sync Status,CIC State,Message\n"
+      .. "00012345678905,0838016000123,SYNCHRONISED,REJECTED,Model GTIN error\n")
+    local r = kapi {"run", "republish-check", "--report", report}
+    process.cleanup(dir)
+    assert.equal(0, r.status, r.stderr)
+    assert.is_nil(r.stderr:find("UNKNOWN_GTIN", 1, true))
+    assert.is_nil(r.stderr:find("built-in sandbox", 1, true))
+    assert.matches("verdicts come from the report alone %(no 1WorldSync credentials are configured", r.stderr)
+    assert.matches("00012345678905  queue  FIX_THEN_REPUBLISH", r.stdout)
+  end)
+
+  it("says in --json what --apply did for each publication", function()
+    local rows = by_publication(json.decode(kapi({"run", "republish-check", "--all", "--apply", "--json"}).stdout))
+    local acted = rows["10845678000023@" .. QUEUE]
+    assert.same({"republish", "done"}, {acted.action, acted.result})
+    assert.same({"resend", "done"}, {rows["10860001000020@" .. QUEUE].action, rows["10860001000020@" .. QUEUE].result})
+    assert.same({json.null, json.null}, {rows["10614141000019@" .. QUEUE].action, rows["10614141000019@" .. QUEUE].result})
+    local plan = by_publication(json.decode(kapi({"run", "republish-check", "--all", "--json"}).stdout))
+    assert.same({"republish", "planned"}, {plan["10845678000023@" .. QUEUE].action, plan["10845678000023@" .. QUEUE].result})
+  end)
+
+  it("says what is true after --apply on the built-in sandbox, which ends with the run", function()
+    local r = kapi {"run", "republish-check", "10845678000023", "--apply"}
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("done: republish as New 10845678000023 to 0838016000123", r.stdout)
+    assert.matches("The built%-in sandbox ends with this run: a new run starts from its first state", r.stdout)
+    assert.is_nil(r.stdout:find("Run it again to see the new state", 1, true))
+    assert.is_nil(r.stderr:find("still running", 1, true))
+    local sandbox = process.sandbox()
+    local ok, err = pcall(function()
+      r = kapi({"run", "republish-check", "10845678000023", "--apply"}, sandbox.url)
+      assert.matches("Run it again to see the new state", r.stdout)
+    end)
+    sandbox.stop()
+    assert(ok, err)
+  end)
+
   it("splits the work with --shard: the shards are disjoint and cover everything", function()
     local union, total = {}, 0
     for i = 1, 3 do
@@ -313,7 +392,7 @@ describe("kapi run resend", function()
   it("needs a reason and a publication", function()
     local r = kapi {"run", "resend", "10860001000020"}
     assert.equal(2, r.status)
-    assert.matches("%-%-reason is required", r.stderr)
+    assert.matches("^kapi: missing option '%-%-reason'\n", r.stderr)
     assert.equal(2, kapi({"run", "resend", "--reason", "x"}).status)
   end)
 end)

@@ -7,8 +7,8 @@ local process = require "helpers.process"
 local KAPI = process.quote(process.kapi)
 local DEFECTIVE = process.quote(process.source_dir .. "/examples/items/duplicate-facing-and-made-in.json")
 
-local function run_in_terminal(command, env)
-  local term = tmux.start(command, env)
+local function run_in_terminal(command, env, opts)
+  local term = tmux.start(command, env, opts)
   local ok, screen = pcall(term.wait_for, term, "%[exit %d+%]", 20)
   local coloured = ok and term:screen(true)
   term:stop()
@@ -23,6 +23,21 @@ describe("recipes on a terminal", function()
     for line in screen:gmatch("[^\n]+") do assert.is_true(utf8.len(line) <= 100, line) end
     assert.matches("\n%s+%S", screen)          -- the PROBLEM AND FIX column wrapped onto more lines
     assert.matches("\27%[31merror", coloured)  -- errors in red
+  end)
+
+  it("show one block per record where a table cannot fit, as on a 60-column terminal", function()
+    local screen = run_in_terminal(KAPI .. " run republish-check 10845678000023 10860001000037 -q; " ..
+                                   KAPI .. " run stores --zip 45202 --limit 2 -q",
+                                   {TERM = "xterm", NO_COLOR = "1"}, {width = 60})
+    screen = "\n" .. screen
+    for line in screen:gmatch("[^\n]+") do assert.is_true(utf8.len(line) <= 60, line) end
+    -- Each record a block: the title, then its value wrapped beside it.
+    assert.matches("\nGTIN                 10845678000023\nTO                   queue\n"
+                   .. "VERDICT              READY_TO_REPUBLISH\nCAUSE AND NEXT STEP  Kroger QA rejected it", screen)
+    assert.matches("\n                     [%w(]", screen)
+    assert.matches("\nSTORE        01400376\nNAME         Kroger %- Cincinnati\n", screen)
+    -- A store's departments: the first four and a count, not ten lines.
+    assert.matches("\nDEPARTMENTS  [^\n]+\n[^\n]*%+%d more\n", screen)
   end)
 
   it("print no colour with NO_COLOR", function()

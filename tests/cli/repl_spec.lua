@@ -12,9 +12,9 @@ end
 describe("the REPL", function()
   local dir, term
 
-  local function start(args)
+  local function start(args, opts)
     term = terminal.start(process.quote(process.kapi) .. " " .. (args or ""),
-                          {XDG_STATE_HOME = dir .. "/state", HOME = dir})
+                          {XDG_STATE_HOME = dir .. "/state", HOME = dir}, opts)
     term:wait_for("Ctrl%-D to exit\n> ")
   end
 
@@ -110,6 +110,33 @@ describe("the REPL", function()
     start()
     term:line("help(kapi.spawn)")
     term:wait_for("kapi%.spawn%(fn, %.%.%.%) %-> task")
+  end)
+
+  it("fits its banner and help() to a 60-column terminal", function()
+    start(nil, {width = 60})
+    term:line("help(kapi.map)")
+    local screen = term:wait_for("errors = nil\n> ")
+    for line in screen:gmatch("[^\n]+") do assert.is_true(utf8.len(line) <= 60, line) end
+    assert.matches("^kapi %S+ %(Lua [%d.]+%)\nhelp%(%) for help", screen)
+    assert.matches("\n  Calls fn%(item, index%) for every item, at most\n  `concurrency` calls at a time", screen)
+    term:line("help()")
+    screen = term:wait_for("task:error%(%) %-> err, traceback\n")
+    for line in screen:gmatch("[^\n]+") do assert.is_true(utf8.len(line) <= 60, line) end
+  end)
+
+  it("says at once when a background task fails, above what is being typed", function()
+    start()
+    term:line("t = kapi.spawn(function() kapi.sleep(0.3) error('lost in the background') end)")
+    term:wait_for("\n> %s*$")
+    term:type("x = 41 +")
+    term:wait_for("\nkapi: a background task failed: stdin:1: lost in the background %(%.trace shows where%)\n> x = 41 %+")
+    term:line(" 1")
+    term:line("x")
+    term:wait_for("\n42\n> ")
+    term:line("t:wait()")
+    term:wait_for("\nstdin:1: lost in the background\n> ")
+    term:line(".trace")
+    term:wait_for("stack traceback:")
   end)
 
   it("keeps history across sessions in ~/.local/state/kapi/history, mode 0600", function()

@@ -15,15 +15,16 @@ local function tmux(self, args)
   return out
 end
 
---- Starts `command` (a shell command line) in an 100x40 terminal.
-function M.start(command, env)
+--- Starts `command` (a shell command line) in a terminal of opts.width
+--- (default 100) by 40 lines.
+function M.start(command, env, opts)
   counter = counter + 1
   local self = setmetatable({socket = ("kapi-test-%d-%d"):format(os.time(), counter)}, M)
   local exports = {}
   for k, v in pairs(env or {}) do exports[#exports + 1] = k .. "=" .. process.quote(v) end
   local script = (#exports > 0 and "export " .. table.concat(exports, " ") .. "; " or "")
                  .. command .. "; echo \"[exit $?]\"; sleep 30"
-  tmux(self, "new-session -d -s t -x 100 -y 40 " .. process.quote(script))
+  tmux(self, ("new-session -d -s t -x %d -y 40 "):format(opts and opts.width or 100) .. process.quote(script))
   return self
 end
 

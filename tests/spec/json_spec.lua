@@ -159,4 +159,56 @@ describe("kapi.json.encode", function()
     json.encode(t)
     assert.is_true(json.is_array(t.list))
   end)
+
+  it("writes integers exactly and floats in the fewest digits that read back the same", function()
+    assert.equal("8594743176476373", json.encode(8594743176476373))
+    assert.equal("-9223372036854775808", json.encode(math.mininteger))
+    assert.equal("0.1", json.encode(0.1))
+    assert.equal("2", json.encode(2.0))
+    assert.equal("0.3333333333333333", json.encode(1 / 3))
+    for _, v in ipairs {1 / 3, 2 ^ 60 + 0.0, 1e-300, 123456789012.5, 6.63, 2 ^ 53 + 0.0, 1.7976931348623157e308} do
+      assert.equal(v, json.decode(json.encode(v)))
+    end
+    assert.equal(8594743176476373, json.decode(json.encode {id = 8594743176476373}).id)
+  end)
+
+  it("writes strings as they are, with only what JSON needs escaped, and UTF-8 only", function()
+    assert.equal('"a/b"', json.encode("a/b"))
+    assert.equal([["é \\ \" \n\t\u0000\u001f"]], json.encode("é \\ \" \n\t\0\31"))
+    assert.equal('"\239\191\189x"', json.encode("\255x")) -- not UTF-8: U+FFFD
+    -- a lone surrogate is not UTF-8 either: one U+FFFD a byte, as browsers decode it
+    assert.equal('"' .. ("\239\191\189"):rep(3) .. '"', json.encode("\237\160\128"))
+  end)
+
+  it("tells arrays from objects, keeps marked empty arrays, and sorts keys when asked", function()
+    assert.equal("[3,2,1]", json.encode {3, 2, 1})
+    assert.equal("{}", json.encode {})
+    assert.equal("[]", json.encode(json.array()))
+    assert.equal('{"a":{"1":5,"c":2},"b":[null,1]}', json.encode({b = {json.null, 1}, a = {c = 2, [1] = 5}}, {sorted = true}))
+    local sparse = json.decode(json.encode {[1] = "x", [3] = "y"})
+    assert.same({["1"] = "x", ["3"] = "y"}, sparse)
+  end)
+
+  it("refuses what JSON cannot hold, in one line without a location", function()
+    local cycle = {}
+    cycle.self = cycle
+    for _, case in ipairs {{print, "a function value"}, {cycle, "a table nested that deep"},
+                           {0 / 0, "NaN"}, {math.huge, "an infinite number"}} do
+      local value, message = case[1], case[2]
+      local ok, err = pcall(json.encode, {value})
+      assert.is_false(ok)
+      assert.matches("^json: cannot encode " .. message:gsub("%p", "%%%0"), err)
+    end
+  end)
+
+  it("round-trips the sandbox's pages as lua-cjson reads them", function()
+    local sandbox = require("kapi.sandbox").start {products = 300, stores = 10}
+    local kroger = require("kapi.kroger").client {env = "sandbox", base_url = sandbox.url}
+    local page = require("kapi.http").get(sandbox.url .. "/v1/products?filter.term=milk&filter.locationId=01400376",
+      {auth = kroger:service("product.compact")}):json()
+    sandbox:close()
+    local text = json.encode(page)
+    assert.same(require("cjson").decode(text), require("cjson").decode(json.encode(json.decode(text))))
+    assert.same(json.decode(text), page)
+  end)
 end)

@@ -6,6 +6,7 @@ local DEFAULT_SCOPES = {"cart.basic:write", "profile.compact"}
 function M.arguments(parser)
   parser:command_target("action")
   parser:require_command(true)
+  parser:usage("Usage: kapi auth COMMAND [options]   (COMMAND: login, status, logout or token)")
   local login = parser:command("login", "Log in as a customer (authorization code with PKCE)")
   login:option("--env", "sandbox, ce or prod (default: KAPI_ENV, the config file, or by credentials)")
     :choices {"sandbox", "ce", "prod"}

@@ -13,6 +13,16 @@ function M.run(args)
     print("With no files, busted reads ./.busted or runs ./spec.")
     return 0
   end
+  -- busted would print its own usage error and exit 1; a usage error of
+  -- kapi's commands says it in one line and exits 2.
+  local options = require("pl.tablex").update(require "busted.options", {standalone = false})
+  local busted_cli = require("busted.modules.cli")(options)
+  busted_cli:set_name("kapi test")
+  local parsed, err = busted_cli:parse(args)
+  if not parsed then
+    return require("kapi.cli").usage_error(tostring(err):gsub("^kapi test: error: ", ""):gsub("%s+$", ""),
+                                           "Usage: kapi test [busted options] [spec files or directories]")
+  end
   _G.arg = table.move(args, 1, #args, 1, {[0] = "kapi test"})
   -- busted exits the process itself with the number of failures.
   require("busted.runner")({standalone = false})
