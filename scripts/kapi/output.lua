@@ -81,10 +81,11 @@ end
 
 -- Tables ------------------------------------------------------------------------
 
--- A wrapped column narrower than this (or than half the width, on a very
--- narrow terminal) reads as a column of syllables: the table is shown as
--- records instead.
-M.MIN_WRAP = 24
+-- A wrapped column keeps at least this many characters: the widest one
+-- (the text the table is about) WIDE_WRAP, the others NARROW_WRAP, or
+-- less on a very narrow terminal. A table that cannot fit so is shown as
+-- records instead: a column of syllables reads worse than a block.
+M.WIDE_WRAP, M.NARROW_WRAP = 24, 12
 local GAP = 2
 
 local function total(widths)
@@ -94,17 +95,32 @@ local function total(widths)
 end
 
 -- Widths that fit the terminal: the wrap columns give up space, widest
--- first, down to M.MIN_WRAP; nil when the table cannot fit that way.
+-- first, down to their least; nil when the table cannot fit that way.
 local function fit(widths, columns, total_width)
   if not total_width then return widths end
-  local least = math.min(M.MIN_WRAP, total_width // 2)
+  local widest_wrap
+  for i, c in ipairs(columns) do
+    if c.wrap and (not widest_wrap or widths[i] > widths[widest_wrap]) then widest_wrap = i end
+  end
+  local least = {}
+  for i, c in ipairs(columns) do
+    local floor = i == widest_wrap and M.WIDE_WRAP or M.NARROW_WRAP
+    least[i] = c.wrap and math.min(widths[i], floor, total_width // 2) or widths[i]
+  end
+  -- Like water let out of a tank: the widest column comes down to the
+  -- next widest, then both together, so the space is given up evenly.
   while total(widths) > total_width do
-    local widest
+    local widest, next_width
     for i, c in ipairs(columns) do
-      if c.wrap and widths[i] > least and (not widest or widths[i] > widths[widest]) then widest = i end
+      if c.wrap and widths[i] > least[i] and (not widest or widths[i] > widths[widest]) then widest = i end
     end
     if not widest then return nil end
-    widths[widest] = math.max(least, widths[widest] - (total(widths) - total_width))
+    next_width = least[widest]
+    for i, c in ipairs(columns) do
+      if c.wrap and i ~= widest and widths[i] < widths[widest] then next_width = math.max(next_width, widths[i]) end
+    end
+    if next_width == widths[widest] then next_width = widths[widest] - 1 end
+    widths[widest] = math.max(next_width, widths[widest] - (total(widths) - total_width))
   end
   return widths
 end

@@ -419,6 +419,25 @@ function M.status(problems, found)
   return 0
 end
 
+doc.declare("kapi.recipe.problems", M.problems, [[
+kapi.recipe.problems() -> problems
+The problems of a run, each named on stderr ("kapi: WHERE: WHAT") as it is
+found: problems:add(where, what) for input that cannot be used (exit 2),
+problems:fail(where, what) for work that failed (exit 1),
+problems:error(err, where) to let the error's kind decide. The good inputs
+are still processed; kapi.recipe.status(problems, found) gives the exit
+status of the contract (docs/usage.md).
+Example:
+  local problems = kapi.recipe.problems()
+  if not ok then problems:add("argument 2", why) end
+  return kapi.recipe.status(problems, #errors > 0)]])
+
+doc.declare("kapi.recipe.status", M.status, [[
+kapi.recipe.status(problems[, found]) -> 0 | 1 | 2
+The exit status of a run: 2 when some input could not be used, else 1 when
+some work failed or found is true (a rule error, a check not passed), else
+0.]])
+
 doc.declare("kapi.recipe.print", M.print, [[
 kapi.recipe.print(args, rows, columns[, keys])
 Prints rows as the user asked: an aligned table fitted to the terminal

@@ -121,8 +121,9 @@ built-in sandbox kapi logs in as its test customer by itself.
 JSON keys: gtin, upc (the 13-digit id sent), quantity, modality,
 description, status (PLANNED, ADDED, FAILED, UNKNOWN).
 
-Exit status: 0 when every entry was planned (or added), 1 when an entry
-was bad or the cart call failed, 2 for a usage error.]],
+Exit status (docs/usage.md): 0 when every entry was planned (or added), 1
+when the cart call failed, 2 for a usage error or an entry that was bad or
+unknown to the Products API (named; the others are planned).]],
 
   arguments = function(parser)
     parser:argument("item", "A product to add: UPC or UPC:QTY"):args("*"):argname("UPC[:QTY]")

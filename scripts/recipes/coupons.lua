@@ -205,8 +205,10 @@ minimumQuantity, channels, merchant, expiresAt, productIds. With --clip:
 couponId, brand, description, savings, expiresAt, status (PLANNED, CLIPPED,
 ALREADY_CLIPPED, FAILED), error.
 
-Exit status: 0 when everything asked for was done, 1 when an input was bad
-(named on stderr) or a store or a clip failed, 2 for a usage error.]],
+Exit status (docs/usage.md): 0 when everything asked for was done, 1 when
+a store's coupons could not be read or a clip failed, 2 for a usage error
+or input that names nothing (an unknown store or coupon, a place with no
+store in reach, a bad UPC; named on stderr, the rest is done).]],
 
   arguments = function(parser)
     recipe.place_options(parser, {store = true})

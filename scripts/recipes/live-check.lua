@@ -106,10 +106,11 @@ its check digit); up to 50 are asked for in one call, a few calls at once.
 JSON keys: gtin, productId, locationId, storeName, live (true/false),
 status, description, regularPrice, promoPrice, stockLevel, url, error.
 
-Exit status: 0 when every check was answered, whatever the answer (a
-summary line on stderr counts them); with --fail-missing, 1 when any is not
-live; 1 when a GTIN was bad (named by argument number or FILE:LINE) or a
-check failed; 2 for a usage error.]],
+Exit status (docs/usage.md): 0 when every check was answered, whatever the
+answer (a summary line on stderr counts them); with --fail-missing, 1 when
+any is not live; 1 when a check failed; 2 for a usage error, a bad GTIN
+(named by argument number or FILE:LINE), an unknown store or a --zip with
+no store near it.]],
 
   arguments = function(parser)
     parser:argument("gtin", "A GTIN to check"):args("*"):argname("GTIN")

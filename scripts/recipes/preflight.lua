@@ -80,9 +80,11 @@ return {
   description = [[
 Checks hierarchies in the item format (docs/recipes.md) from JSON files, or
 read from Content1 by GTIN or by supplier GLN, against every Kroger rule
-(KR-...) and prints each finding with the fix. Exit status: 0 when there is
-no error (warnings allowed), 1 when there are errors or an input could not
-be read, 2 on a usage error.]],
+(KR-...) and prints each finding with the fix; a FILE of - is standard
+input. Exit status (docs/usage.md): 0 when there is no error
+(warnings allowed), 1 when there are errors, 2 for a usage error or an
+input that could not be read or holds no item hierarchy (the others are
+still checked).]],
 
   arguments = function(parser)
     parser:argument("file", "Item hierarchy JSON files (one hierarchy or an array; - reads stdin)"):args("*")

@@ -143,9 +143,9 @@ JSON keys: productId, gtin, brand, description, size, regularPrice,
 promoPrice, onPromo, stockLevel, fulfillment, aisle, locationId, url
 (prices are numbers, or null without a store).
 
-Exit status: 0 when the search ran (finding nothing included), 1 when a
---upc was not a valid GTIN (named on stderr; the others are looked up), 2
-for a usage error.]],
+Exit status (docs/usage.md): 0 when the search ran, finding nothing
+included (a --upc not found is named on stderr); 2 for a usage error or
+a --upc that is not a valid GTIN (named; the others are looked up).]],
 
   arguments = function(parser)
     parser:option("--term", "Words to search for (3+ characters, 8 words at most)"):argname("TEXT")
@@ -174,13 +174,14 @@ for a usage error.]],
     if query.ids then
       local found = {}
       for _, row in ipairs(rows) do found[row.productId] = true end
-      recipe.print(args, rows, COLUMNS, KEYS)
+      -- Not found is an answer, as for a search that finds nothing.
+      local missing = {}
       for _, id in ipairs(query.ids) do
-        if not found[id] then
-          problems:add("--upc " .. gtin.from_product_id(id), "not in the Products API" .. (store and (" at " .. store.locationId) or ""))
-        end
+        if not found[id] then missing[#missing + 1] = gtin.from_product_id(id) end
       end
-      return recipe.status(problems)
+      if #missing > 0 then
+        recipe.note(args, "kapi: not found%s: %s", store and (" at " .. store.locationId) or "", table.concat(missing, " "))
+      end
     end
     recipe.print(args, rows, COLUMNS, KEYS)
     return recipe.status(problems)

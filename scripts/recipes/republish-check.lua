@@ -149,8 +149,9 @@ local function say_done(args, plan, items)
     end
   end
   if config.is_in_process_sandbox(items.base_url) then
-    recipe.say(args, "The built-in sandbox ends with this run: a new run starts from its first state. To follow "
-               .. "the review across runs, start `kapi sandbox` and set KAPI_SANDBOX_URL to its address.")
+    recipe.say(args, "The built-in sandbox lives as long as this kapi process: the next kapi command starts it "
+               .. "afresh. To follow the review across commands, start `kapi sandbox` and set KAPI_SANDBOX_URL "
+               .. "to its address.")
   else
     recipe.say(args, "Run it again to see the new state (Kroger reviews a republished item within about 24 h).")
   end
@@ -166,8 +167,11 @@ WAITING, OVERDUE, FIX_THEN_REPUBLISH, READY_TO_REPUBLISH, RESEND,
 FAILED_TO_SEND, WRONG_RECIPIENT or BLOCKED, with the cause and the next
 step. Without --apply it prints the plan; with --apply it republishes as
 New only the READY_TO_REPUBLISH publications and resends only the RESEND
-ones. Exit status: 0, or 1 when an input could not be read or an action
-failed; 2 on a usage error.]],
+ones; with --json, each row says what was planned or done (action,
+result, error). Exit status (docs/usage.md): 0, or 1 when an item could not
+be read or an action failed; 2 for a usage error, or input that could not
+be used (a bad GTIN or report row, a GTIN with no Kroger publication; the
+rest is still checked).]],
 
   arguments = function(parser)
     parser:argument("gtin", "GTINs of published (top-level) items"):args("*")

@@ -65,8 +65,9 @@ Certification Queue 0838016000123 by default) with --reason. Each is checked
 first: a resend that cannot help (a rejection that needs a Republish, an
 item still failing a rule, a publication waiting for review, a wrong
 recipient) is refused with what to do instead. Without --apply it prints the
-plan. Exit status: 0 when every publication was resent (or would be), 1 when
-one was refused, unknown or failed; 2 on a usage error.]],
+plan. Exit status (docs/usage.md): 0 when every publication was resent (or
+would be), 1 when one was refused or failed; 2 for a usage error or a
+publication that is not there (a bad GTIN, not published to that GLN).]],
 
   arguments = function(parser)
     parser:argument("publication", "GTIN or GTIN@RECIPIENT_GLN"):args("*")

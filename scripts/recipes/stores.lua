@@ -125,8 +125,9 @@ JSON keys: locationId, name, chain, distance (miles, or null), address,
 city, state, zipCode, phone, latitude, longitude, hoursToday, hours (the
 week: {"monday": "07:00-23:00", ...}), departments (names).
 
-Exit status: 0 when the search ran (finding no store included), 2 for a
-usage error.]],
+Exit status (docs/usage.md): 0 when the search ran (finding no store of
+the chain or departments asked for included); 2 for a usage error, or a
+place with no store at all within the radius.]],
 
   arguments = function(parser)
     recipe.place_options(parser)

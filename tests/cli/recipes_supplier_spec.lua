@@ -289,7 +289,8 @@ describe("kapi run republish-check", function()
     local r = kapi {"run", "republish-check", "10845678000023", "--apply"}
     assert.equal(0, r.status, r.stderr)
     assert.matches("done: republish as New 10845678000023 to 0838016000123", r.stdout)
-    assert.matches("The built%-in sandbox ends with this run: a new run starts from its first state", r.stdout)
+    assert.matches("The built%-in sandbox lives as long as this kapi process: the next kapi command starts it afresh",
+                   r.stdout)
     assert.is_nil(r.stdout:find("Run it again to see the new state", 1, true))
     assert.is_nil(r.stderr:find("still running", 1, true))
     local sandbox = process.sandbox()
