@@ -97,227 +97,10 @@ function M.version_line()
   return ("kapi %s (%s)"):format(core.version, core.lua_version)
 end
 
--- Suggestions -------------------------------------------------------------------
-
--- Edits (insert, delete, replace, swap two neighbours) from a to b.
-local function distance(a, b)
-  local d = {}
-  for i = 0, #a do d[i] = {[0] = i} end
-  for j = 0, #b do d[0][j] = j end
-  for i = 1, #a do
-    for j = 1, #b do
-      local cost = a:byte(i) == b:byte(j) and 0 or 1
-      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
-        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
-      end
-    end
-  end
-  return d[#a][#b]
-end
-
---- The candidate closest to word, when it is close enough to be what was
---- meant (a typo: at most 2 edits, fewer for short words); else nil.
-function M.suggest(word, candidates)
-  if #word > 40 then return nil end
-  local best, best_distance
-  for _, candidate in ipairs(candidates) do
-    local d = distance(word:lower(), candidate:lower())
-    if d <= math.min(2, #candidate // 3 + 1) and (not best_distance or d < best_distance) then
-      best, best_distance = candidate, d
-    end
-  end
-  return best
-end
-
-local function did_you_mean(word, candidates)
-  local guess = M.suggest(word, candidates)
-  return guess and (" (did you mean '%s'?)"):format(guess) or ""
-end
-
--- Parsing with lua-argparse -------------------------------------------------------
---
--- A few of lua-argparse's fields are read and set here, in one place: the
--- option list (to spell argument names alike and to take "-1" as a value)
--- and the parser that was parsing when an error came (to show that
--- subcommand's usage). Debian's lua-argparse 0.7.1 is the version used.
-
--- Every option and argument a parser and its subcommands declare.
-local function elements(parser, out)
-  out = out or {}
-  for _, option in ipairs(parser._options or {}) do out[#out + 1] = option end
-  for _, argument in ipairs(parser._arguments or {}) do out[#out + 1] = argument end
-  for _, command in ipairs(parser._commands or {}) do elements(command, out) end
-  return out
-end
-
---- Gives a parser kapi's help conventions, once its options are declared:
---- values named in capitals (--file FILE, --shard SHARD) and help fitted
---- to the terminal.
-function M.finish_parser(parser)
-  for _, element in ipairs(elements(parser)) do
-    if not element._argname and not element._choices and (element._maxargs or 0) > 0 then
-      local name = (element._name or ""):match("^%-*(.-)$")
-      if not name:find("%s") then element._argname = name:upper():gsub("[^%w]", "_") end
-    end
-  end
-  local width = core.isatty(1) and core.terminal_size(1) or 80
-  parser:help_max_width(math.max(60, math.min(width, 100)))
-  return parser
-end
-
--- Option names a parser knows, each with whether it takes a value.
-local function option_names(parser)
-  local names = {}
-  for _, element in ipairs(elements(parser)) do
-    for _, alias in ipairs(element._aliases or {}) do
-      if alias:sub(1, 1) == "-" then names[alias] = (element._maxargs or 0) > 0 end
-    end
-  end
-  return names
-end
-
--- args with a negative number after an option that takes a value joined
--- to it ("--lon", "-84.5" -> "--lon=-84.5"): lua-argparse would read
--- "-84.5" as an unknown option.
-local function join_negative_numbers(parser, args)
-  local names, out = option_names(parser), {}
-  for i, arg in ipairs(args) do
-    if arg == "--" then return table.move(args, i, #args, #out + 1, out) end
-    local previous = out[#out]
-    if arg:match("^%-%.?%d") and names[arg] == nil and previous and names[previous] then
-      out[#out] = previous .. (previous:sub(1, 2) == "--" and "=" or "") .. arg
-    else
-      out[#out + 1] = arg
-    end
-  end
-  return out
-end
-
--- lua-argparse's message, on one line: "unknown option '--bogus' (did you
--- mean '--brand'?)".
-local function one_line(message)
-  message = message:gsub("\nDid you mean one of these: ([^\n]-)%?$", " (did you mean one of %1?)")
-  return (message:gsub("\nDid you mean ([^\n]-)%?$", " (did you mean %1?)"):gsub("\n", " "))
-end
-
--- For "too many arguments": the first word that is neither an option nor
--- an option's value, and the option whose value came just before it.
-local function stray_argument(parser, args)
-  local names, i, after = option_names(parser), 1, nil
-  while i <= #args do
-    local a = args[i]
-    if a == "--" then return args[i + 1], nil end
-    if a:sub(1, 1) == "-" and #a > 1 then
-      after = nil
-      if names[a] then after, i = a, i + 1 end
-    else
-      return a, after
-    end
-    i = i + 1
-  end
-end
-
-local function too_many(parser, args)
-  local word, after = stray_argument(parser, args)
-  if not word then return "too many arguments" end
-  local hint = after and (" (%s takes one value: repeat it, or give the values as A,B)"):format(after) or ""
-  return ("unexpected argument '%s'%s"):format(errors.excerpt(word), hint)
-end
-
---- Parses args for a command with lua-argparse; on a usage error prints
---- it on one line with the usage of the (sub)command that was parsing, and
---- returns nil, 2.
-function M.parse(parser, args)
-  args = join_negative_numbers(parser, args)
-  local failed_in, message
-  local ok, result = xpcall(function()
-    return parser:_parse(args, function(p, err)
-      failed_in, message = p, err
-      error(err, 0)
-    end)
-  end, debug.traceback)
-  if ok then return result end
-  if not message then error(result, 0) end
-  if message == "too many arguments" then message = too_many(failed_in or parser, args) end
-  return nil, M.usage_error(one_line(message), (failed_in or parser):get_usage())
-end
-
---- An argparse :convert for a whole number from low to high; the message
---- names the option: "--port 99999: expected a whole number from 0 to 65535".
-function M.whole_number(name, low, high)
-  return function(text)
-    local n = math.tointeger(tonumber(text))
-    if not n or n < low or n > high then
-      return nil, ("%s %s: expected a whole number from %d to %d"):format(name, errors.excerpt(text), low, high)
-    end
-    return n
-  end
-end
-
---- An argparse :convert for a number (fractions allowed) from low to high.
-function M.number(name, low, high)
-  return function(text)
-    local n = tonumber(text)
-    if not n or n ~= n or n < low or n > high then
-      return nil, ("%s %s: expected a number from %s to %s"):format(name, errors.excerpt(text), low, high)
-    end
-    return n
-  end
-end
-
---- An argparse parser for `kapi NAME`, with kapi's help conventions
---- (M.finish_parser once its options are declared).
-function M.parser(name, summary, description)
-  local argparse = require "argparse"
-  return argparse(name, summary, description)
-end
-
---- The parser of `kapi NAME` (a command that parses its own arguments;
---- nil for the raw ones, run and test, which pass them on).
-function M.command_parser(name)
-  local command = M.command(name)
-  if not command or command.raw then return nil end
-  local parser = M.parser("kapi " .. name, command.summary, command.description)
-  if command.arguments then command.arguments(parser) end
-  return M.finish_parser(parser)
-end
-
-local function describe_option(option)
-  local names = {}
-  for _, alias in ipairs(option._aliases or {}) do names[#names + 1] = alias end
-  local argname = option._argname
-  return {
-    names = names, help = option._description, argname = type(argname) == "string" and argname or nil,
-    takes_value = (option._maxargs or 0) > 0, repeatable = (option._maxcount or 1) > 1,
-    required = (option._mincount or 0) > 0, checked = option._convert ~= nil,
-    choices = option._choices, default = option._default,
-  }
-end
-
---- What a parser accepts, for whatever is derived from it rather than
---- written twice (the contract test, completions, manual pages, tool
---- schemas): {name, summary, description, options = {{names, help,
---- argname, takes_value, repeatable, required, checked (its value is
---- converted, so a wrong one is refused), choices, default}}, arguments =
---- {{name, help, argname, min, max}} (max = math.huge: any number),
---- commands = {descriptions of its subcommands}}.
-function M.describe(parser)
-  local out = {name = parser._name, summary = parser._summary, description = parser._description,
-               options = {}, arguments = {}, commands = {}}
-  for _, option in ipairs(parser._options or {}) do out.options[#out.options + 1] = describe_option(option) end
-  for _, argument in ipairs(parser._arguments or {}) do
-    out.arguments[#out.arguments + 1] = {name = argument._name, help = argument._description,
-      argname = type(argument._argname) == "string" and argument._argname or nil,
-      min = argument._minargs or 1, max = argument._maxargs or 1}
-  end
-  for _, command in ipairs(parser._commands or {}) do out.commands[#out.commands + 1] = M.describe(command) end
-  return out
-end
-
 local function run_command(command, name, args)
   if command.raw then return command.run(args) end
-  local parsed, status = M.parse(M.command_parser(name), args)
+  local parsing = require "kapi.parsing"
+  local parsed, status = parsing.parse(parsing.command_parser(name), args)
   if not parsed then return status end
   return command.run(parsed)
 end
@@ -412,7 +195,21 @@ local function not_a_script(name)
   local f = io.open(name, "rb")
   if f then f:close(); return nil end -- there, but unreadable: run_script says why
   return ("no command or script named '%s'%s (kapi help lists the commands)")
-         :format(errors.excerpt(name), did_you_mean(name, M.commands))
+         :format(errors.excerpt(name), require("kapi.parsing").did_you_mean(name, M.commands))
+end
+
+-- The global kapi, as in the REPL, for scripts and -e code that use it
+-- without a require; loaded when first used, so that a script that does
+-- not starts as fast as before. A metatable _G already has is left alone.
+local function lazy_kapi_global()
+  if getmetatable(_G) ~= nil then return end
+  setmetatable(_G, {__index = function(globals, name)
+    if name ~= "kapi" then return nil end
+    setmetatable(globals, nil)
+    local kapi = require "kapi"
+    rawset(globals, "kapi", kapi)
+    return kapi
+  end})
 end
 
 local function interpret(argv)
@@ -426,7 +223,7 @@ local function interpret(argv)
   if run.warnings then warn("@on") end
   if run.version then print(M.version_line()) end
   _G.arg = make_arg(argv, run.script_index)
-  _G.kapi = require "kapi" -- as in the REPL: scripts and -e code may use it without a require
+  lazy_kapi_global()
   local status = run_actions(run)
   if status ~= 0 then return status end
   if run.script_index then

@@ -56,7 +56,7 @@ end
 
 --- An argparse :convert for a whole number from low to high; the message
 --- names the option: "--radius 500: expected a whole number from 1 to 100".
-M.whole_number = require("kapi.cli").whole_number
+M.whole_number = require("kapi.parsing").whole_number
 
 --- The values of an option declared :count("*"), one flat list whether
 --- given as `--opt A --opt B` or `--opt A,B`. (An option takes one value

@@ -278,10 +278,10 @@ describe("kapi commands", function()
   end)
 
   it("spells every option's value alike in every --help, with defaults shown one way", function()
-    local cli, run = require "kapi.cli", require "kapi.commands.run"
+    local cli, parsing, run = require "kapi.cli", require "kapi.parsing", require "kapi.commands.run"
     local helps = {}
     for _, name in ipairs(cli.commands) do
-      local parser = cli.command_parser(name)
+      local parser = parsing.command_parser(name)
       if parser then helps[#helps + 1] = parser:get_help() end
     end
     for _, recipe in ipairs(require("kapi.recipes").list()) do

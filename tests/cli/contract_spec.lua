@@ -7,12 +7,13 @@
 -- way: exit status 2, one line on stderr naming what was wrong (a usage
 -- error may add the usage after it), nothing on stdout, no Lua message, no
 -- path into kapi's Lua tree, no traceback. The commands and recipes come
--- from kapi itself (kapi.cli.describe), so a new recipe or option is
+-- from kapi itself (kapi.parsing.describe), so a new recipe or option is
 -- walked without a line added here. Everything runs with HOME, the XDG
 -- directories and the working directory pointing at empty temporary
 -- directories, which must still be empty afterwards.
 local process = require "helpers.process"
 local cli = require "kapi.cli"
+local parsing = require "kapi.parsing"
 local core = require "kapi.core"
 local run = require "kapi.commands.run"
 
@@ -150,10 +151,10 @@ describe("the command-line contract", function()
   end)
 
   for _, name in ipairs(cli.commands) do
-    local parser = cli.command_parser(name)
+    local parser = parsing.command_parser(name)
     if parser then
       it("is kept by kapi " .. name .. " for every bad input its options take", function()
-        walk({name}, cli.describe(parser))
+        walk({name}, parsing.describe(parser))
       end)
     end
   end
@@ -161,7 +162,7 @@ describe("the command-line contract", function()
   for _, recipe in ipairs(require("kapi.recipes").list()) do
     it("is kept by kapi run " .. recipe.name .. " for every bad input its options take", function()
       local loaded = assert(require("kapi.recipes").load(recipe.path))
-      walk({"run", recipe.name}, cli.describe(run.parser(loaded, recipe.name)))
+      walk({"run", recipe.name}, parsing.describe(run.parser(loaded, recipe.name)))
     end)
   end
 

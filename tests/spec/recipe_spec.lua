@@ -142,7 +142,7 @@ end)
 
 describe("kapi.recipe places", function()
   it("adds the place options, which parse into what recipe.place reads", function()
-    local parser = require("kapi.cli").parser("kapi run test")
+    local parser = require("kapi.parsing").parser("kapi run test")
     recipe.place_options(parser, {store = true})
     local args = parser:parse {"--near", "39.1,-84.5", "--store", "01400376,01601423", "--store", "01400377"}
     assert.equal(10, args.radius)
@@ -154,7 +154,7 @@ describe("kapi.recipe places", function()
     local ok, err = parser:pparse {"--radius", "500"}
     assert.is_false(ok)
     assert.matches("%-%-radius 500: expected a whole number from 1 to 100", err)
-    local bare = require("kapi.cli").parser("kapi run test")
+    local bare = require("kapi.parsing").parser("kapi run test")
     recipe.place_options(bare)
     assert.is_nil(bare:parse({}).store)
   end)

@@ -12,7 +12,7 @@ function M.arguments(parser)
     :choices {"sandbox", "ce", "prod"}
   login:option("--scope", "A scope to ask for (repeatable)"):count("*")
   login:option("--port", "Port of the local callback (default: from KROGER_REDIRECT_URI, else free)")
-    :convert(require("kapi.cli").whole_number("--port", 1, 65535))
+    :convert(require("kapi.parsing").whole_number("--port", 1, 65535))
   login:flag("--no-browser", "Only print the address to open")
   local status = parser:command("status", "Show the stored logins and tokens (never the tokens themselves)")
   status:option("--env", "Only this environment (prod, ce, or a sandbox's address)")

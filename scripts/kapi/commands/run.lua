@@ -1,6 +1,7 @@
 -- kapi run RECIPE|FILE [args]: a recipe by name, or a Lua file (a recipe
 -- file or a plain script).
 local cli = require "kapi.cli"
+local parsing = require "kapi.parsing"
 local recipes = require "kapi.recipes"
 local errors = require "kapi.errors"
 local log = require "kapi.log"
@@ -28,13 +29,13 @@ end
 
 --- The parser of a recipe's command line, as `kapi run NAME --help` shows it.
 function M.parser(recipe, name)
-  local parser = cli.parser("kapi run " .. name, recipe.summary, recipe.description)
+  local parser = parsing.parser("kapi run " .. name, recipe.summary, recipe.description)
   if recipe.arguments then recipe.arguments(parser) end
-  return cli.finish_parser(parser)
+  return parsing.finish_parser(parser)
 end
 
 local function run_recipe(recipe, name, args)
-  local parsed, status = cli.parse(M.parser(recipe, name), args)
+  local parsed, status = parsing.parse(M.parser(recipe, name), args)
   if not parsed then return status end
   if parsed.quiet then log.quiet = true end
   local result = recipe.run(parsed)
@@ -71,7 +72,7 @@ function M.run(args)
   if is_path(target) then return run_file(target, rest) end
   local path = recipes.find(target)
   if not path then
-    local guess = cli.suggest(target, names())
+    local guess = parsing.suggest(target, names())
     return cli.usage_error(("no recipe named '%s'%s (kapi recipes lists them)")
                            :format(errors.excerpt(target), guess and (" (did you mean '%s'?)"):format(guess) or ""),
                            usage)

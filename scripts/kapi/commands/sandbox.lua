@@ -1,11 +1,12 @@
 -- kapi sandbox: serve the offline Kroger sandbox until Ctrl-C.
 local cli = require "kapi.cli"
+local parsing = require "kapi.parsing"
 local errors = require "kapi.errors"
 local input = require "kapi.input"
 
 local M = {summary = "Serve the offline Kroger sandbox on loopback"}
 
-local whole, number = cli.whole_number, cli.number
+local whole, number = parsing.whole_number, parsing.number
 
 function M.arguments(parser)
   parser:option("--port", "Port on 127.0.0.1 (0: a free one)", "0"):convert(whole("--port", 0, 65535))
