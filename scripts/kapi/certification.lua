@@ -5,6 +5,7 @@
 -- moves the item on. Rules re-check the item as it is now.
 local rules = require "kapi.rules.kroger"
 local doc = require "kapi.doc"
+local errors = require "kapi.errors"
 
 local M = {}
 
@@ -190,6 +191,8 @@ end
 --- not be read), changed (when the item last changed, seconds), queue (the
 --- record at the Certification Queue, for the certified GLN), now.
 function M.verdict(pub, ctx)
+  errors.check(pub, "table", "certification.verdict: publication")
+  errors.check(ctx, "table?", "certification.verdict: ctx")
   ctx = ctx or {}
   local now = ctx.now or os.time()
   local state, sync = pub.cicState or "", pub.syncStatus or ""

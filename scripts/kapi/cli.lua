@@ -29,31 +29,25 @@ end
 
 -- Errors ----------------------------------------------------------------------
 
--- Where the error being handled was raised, for one that carries no
--- position: the module of kapi's tree whose code ran into it (a C
--- function failing under it, as ipairs on nil), or nil when `error` raised
--- it on purpose or the code was the user's. Called from the message
--- handler, where level 3 is what raised.
-local function raised_in_tree()
+-- The Lua module of kapi's tree whose code was running when the error
+-- being handled was raised, for an error that carries no position (a C
+-- function failing under kapi's code, as ipairs on nil); nil when `error`
+-- raised it on purpose. Called from the message handler, where level 3 is
+-- what raised.
+local function running_module()
   local raiser = debug.getinfo(3, "f")
   if not raiser or raiser.func == error then return nil end
   for level = 3, 60 do
     local info = debug.getinfo(level, "S")
     if not info then return nil end
-    if info.what ~= "C" then
-      return errors.internal_module(info.source:sub(2) .. ":1:")
-    end
+    if info.what ~= "C" then return (errors.position_in_tree(info.source:sub(2) .. ":1: ")) end
   end
 end
 
---- The line that reports err: its message, or, for a failure inside
---- kapi's own code (a bug, whose Lua message means nothing to a user),
---- what happened and how to see the details.
+--- The line that reports err (errors.report_line): a bug inside kapi as
+--- "internal error in MODULE"; the details only with --verbose.
 function M.error_line(err, module)
-  if module and not M.options.verbose and not errors.is(err) then
-    return errors.line(errors.internal_message(module))
-  end
-  return errors.report_line(err, M.options.verbose)
+  return errors.report_line(err, M.options.verbose, module)
 end
 
 --- Prints an error the way every kapi command does: one line, plus the
@@ -74,7 +68,7 @@ function M.protect(fn, ...)
   local traceback, module
   local function handler(e)
     traceback = debug.traceback("", 2):gsub("^\n", "")
-    if type(e) == "string" and not e:match("^[^\n]-:%d+: ") then module = raised_in_tree() end
+    if type(e) == "string" and not e:match("^[^\n]-:%d+: ") then module = running_module() end
     return e
   end
   local ok, result = xpcall(fn, handler, ...)

@@ -14,6 +14,7 @@ local M = {}
 
 local Client = {}
 Client.__index = Client
+Client.__tostring = function(self) return ("content1 client (%s)"):format(self.base_url) end
 
 -- wire name -> item-format name
 local FIELDS = {
@@ -55,7 +56,7 @@ end
 
 --- client{env = "sandbox" | "preprod" | "prod", base_url, app_id, secret, gln}
 function M.client(opts)
-  opts = opts or {}
+  opts = errors.check(opts, "table?", "content1.client: opts") or {}
   local c = config.oneworldsync(opts.env ~= "preprod" and opts.env or nil, opts.base_url)
   if opts.env == "preprod" and not opts.base_url then c.base_url = config.CONTENT1.preprod end
   return setmetatable({
@@ -75,6 +76,7 @@ local function criteria_of(criteria)
 end
 
 function Client:post(path, criteria, page_size)
+  errors.check(path, "string", "content1:post: path")
   return http.post(self.base_url .. path, {auth = self.signer, json = criteria, retry = true,
                                            query = page_size and {{"pageSize", tostring(page_size)}} or nil})
 end
@@ -87,7 +89,7 @@ end
 --- fetch(criteria, {page_size = 1000, max_items, raw = false}) -> iterator
 --- over items in the item format (raw = true: the wire records)
 function Client:fetch(criteria, opts)
-  opts = opts or {}
+  opts = errors.check(opts, "table?", "content1:fetch: opts") or {}
   local size = opts.page_size or 1000
   if math.type(size) ~= "integer" or size < 1 or size > 1000 then
     errors.usage("content1: page_size must be an integer from 1 to 1000", 2)

@@ -41,6 +41,22 @@ function M.is(e, kind)
   return getmetatable(e) == meta and (kind == nil or e.kind == kind)
 end
 
+local KINDS = {table = "a table", string = "a string", number = "a number", ["function"] = "a function",
+               boolean = "true or false"}
+
+--- Checks an argument of an API function: returns value, or raises the
+--- usage error "WHAT must be a table, got boolean" (exit status 2) when its
+--- type is not kind; a kind ending in "?" also takes nil. For the checks
+--- every public function makes before it uses what it was given.
+function M.check(value, kind, what)
+  local t = type(value)
+  local optional = kind:sub(-1) == "?"
+  local want = optional and kind:sub(1, -2) or kind
+  if t == want or (optional and value == nil) then return value end
+  local got = t == "string" and ('"' .. M.excerpt(value) .. '"') or t
+  error(M.new("usage", ("%s must be %s%s, got %s"):format(what, KINDS[want] or want, optional and " or nil" or "", got)), 3)
+end
+
 --- True for the errors that are the user's to fix (usage and input).
 function M.is_input(e)
   return M.is(e, "usage") or M.is(e, "input")
@@ -65,16 +81,46 @@ end
 
 local tree -- kapi's own Lua tree, "/.../scripts/"
 
---- The module of kapi's own Lua tree that a Lua error message points
---- into ("kapi.items", "recipes.preflight"), or nil when the message names
---- no place there (a structured error, the user's own script).
-function M.internal_module(e)
-  if type(e) ~= "string" then return nil end
+local function kapi_tree()
   tree = tree or (require("kapi.core").script_dir .. "/")
-  local at = e:find(tree, 1, true)
-  if not at or at > 3 then return nil end -- a Lua position starts the message
-  local file = e:sub(at + #tree):match("^([%w_/%-]+)%.lua:%d+:")
-  return file and (file:gsub("/init$", ""):gsub("/", "."))
+  return tree
+end
+
+-- What Lua itself says when code goes wrong ("attempt to index a nil
+-- value", "bad argument #1 to 'ipairs'"): inside kapi, a bug.
+local RUNTIME = {"^attempt to ", "^bad argument #", "^table index is ", "^invalid value %(at index",
+                 "^invalid key to 'next'", "^stack overflow", "^C stack overflow", "^string length overflow",
+                 "^number has no integer representation", "^wrong number of arguments", "^'for' ",
+                 "^bad 'for' ", "^invalid order function", "^attempt to compare", "^module '.*' not found"}
+
+local function is_runtime(message)
+  for _, pattern in ipairs(RUNTIME) do
+    if message:find(pattern) then return true end
+  end
+  return false
+end
+
+--- The module of kapi's own Lua tree a Lua error position names
+--- ("/.../scripts/kapi/items.lua:39: ..." -> "kapi.items"), and the message
+--- after the position; nil when the message does not start with one.
+function M.position_in_tree(e)
+  if type(e) ~= "string" then return nil end
+  local dir = kapi_tree()
+  if e:sub(1, #dir) ~= dir then return nil end
+  local file, rest = e:sub(#dir + 1):match("^([%w_/%-]+)%.lua:%d+: (.*)$")
+  if not file then return nil end
+  return (file:gsub("/init$", ""):gsub("/", ".")), rest
+end
+
+--- The module for a bug: a Lua runtime error (not a message kapi meant to
+--- give) raised in kapi's own code, named by its position or, for one that
+--- has none (a C function failing under it), by `module`, the Lua module
+--- that was running. nil for everything else.
+function M.internal_module(e, module)
+  if type(e) ~= "string" then return nil end
+  local named, rest = M.position_in_tree(e)
+  if named then return is_runtime(rest) and named or nil end
+  if module and not e:find("^[^\n]-:%d+: ") and is_runtime(e) then return module end
 end
 
 --- The words for an error inside kapi's own code (a bug), whose Lua
@@ -84,11 +130,15 @@ function M.internal_message(module)
          :format((module:gsub("^recipes%.", "recipe ")))
 end
 
---- The one line an error is reported with: its message, or, for a bug
---- inside kapi, M.internal_message (with verbose, the Lua message).
-function M.report_line(e, verbose)
-  local module = not verbose and M.internal_module(e)
-  return M.line(module and M.internal_message(module) or M.message(e))
+--- The one line an error is reported with: its message without a position
+--- in kapi's own tree, or, for a bug inside kapi, M.internal_message; the
+--- Lua message as it is with verbose. `module`: see internal_module.
+function M.report_line(e, verbose, module)
+  if verbose then return M.line(M.message(e)) end
+  local internal = M.internal_module(e, module)
+  if internal then return M.line(M.internal_message(internal)) end
+  local _, rest = M.position_in_tree(e)
+  return M.line(rest or M.message(e))
 end
 
 M.EXCERPT = 60

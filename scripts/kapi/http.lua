@@ -84,6 +84,7 @@ M.query_pairs = query_pairs
 
 --- The query string for a query table or list (no leading "?").
 function M.encode_query(query)
+  errors.check(query, "table?", "http.encode_query: query")
   local parts = {}
   for _, pair in ipairs(query_pairs(query)) do
     if pair[2] ~= nil and pair[2] ~= false then
@@ -508,9 +509,46 @@ local function check_url(url, level)
   last_good_url = url
 end
 
+-- The kinds of value each option takes ("any" for json). A wrong kind, or
+-- an option kapi does not know (a typo: timout = 5), is refused at once,
+-- named, instead of failing somewhere below or being ignored.
+local OPTION_KINDS = {
+  method = "string", url = "any", -- url: check_url says what a URL must be
+  query = "table", headers = "table", body = "string", json = "any",
+  form = "table", timeout = "number", connect_timeout = "number", retry = "boolean|number", auth = "table",
+  raise = "boolean", max_size = "number", ca_file = "string", insecure = "boolean", follow = "boolean",
+}
+local OPTION_NAMES = {}
+for name in pairs(OPTION_KINDS) do OPTION_NAMES[#OPTION_NAMES + 1] = name end
+table.sort(OPTION_NAMES)
+
+local function check_options(req, level)
+  for name, value in pairs(req) do
+    local kind = OPTION_KINDS[name]
+    if not kind then
+      local guess = require("kapi.parsing").suggest(tostring(name), OPTION_NAMES)
+      errors.usage(("http.request: unknown option %s%s"):format(errors.excerpt(name),
+                   guess and (" (did you mean %s?)"):format(guess) or ""), level + 1)
+    end
+    if kind ~= "any" and not kind:find(type(value), 1, true) then
+      errors.usage(("http.request: %s must be %s, got %s"):format(name, kind:gsub("|", " or "), type(value)), level + 1)
+    end
+  end
+  for key, value in pairs(req.headers or {}) do
+    local ok = math.type(key) == "integer" and type(value) == "table" and type(value[1]) == "string"
+               and (type(value[2]) == "string" or type(value[2]) == "number")
+               or type(key) == "string" and (type(value) == "string" or type(value) == "number")
+    if not ok then
+      errors.usage("http.request: headers must be {Name = value, ...} or {{name, value}, ...} with string values",
+                   level + 1)
+    end
+  end
+end
+
 -- Checks a request's options and fills in its method. Usage errors point
 -- at the script's call: request{} or a shortcut, two levels up.
 local function normalize(req)
+  check_options(req, 3)
   local method, url = req.method or "GET", req.url
   req.method = METHODS[method] and method or method:upper()
   check_url(url, 3)
@@ -529,11 +567,13 @@ function M.request(req)
 end
 
 local function shortcut(method)
+  local name = "http." .. method:lower()
   return function(url, opts)
     if opts == nil then -- the commonest call: only the URL to check
       check_url(url, 2)
       return perform({method = method, url = url})
     end
+    errors.check(opts, "table", name .. ": opts")
     local req = {}
     for k, v in pairs(opts) do req[k] = v end
     req.method, req.url = method, url

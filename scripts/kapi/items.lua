@@ -14,6 +14,7 @@ local M = {}
 
 local Client = {}
 Client.__index = Client
+Client.__tostring = function(self) return ("items client (%s)"):format(self.base_url) end
 
 M.FIELDS = {"gtin", "recipientGln", "publicationType", "publishedAt", "syncStatus", "cicState",
             "cicDate", "cicCode", "message"}
@@ -153,19 +154,22 @@ end
 
 --- client{env, base_url, app_id, secret}: the Item Management API.
 function M.client(opts)
-  opts = opts or {}
+  opts = errors.check(opts, "table?", "items.client: opts") or {}
   local c = config.items(opts.env, opts.base_url)
   return setmetatable({base_url = c.base_url,
     signer = auth.oneworldsync {app_id = opts.app_id or c.app_id, secret = opts.secret or c.secret}}, Client)
 end
 
 function Client:call(method, path, body, query)
+  errors.check(method, "string", "items:call: method")
+  errors.check(path, "string", "items:call: path")
   return http.request {method = method, url = self.base_url .. path, auth = self.signer, json = body,
                        query = query, retry = method == "GET"}
 end
 
 --- publications{gtin, recipientGln, ipGln} -> records
 function Client:publications(filter)
+  errors.check(filter, "table?", "items:publications: filter")
   return self:call("GET", "/items/v1/publications", nil, filter or {}):json().data
 end
 
@@ -189,12 +193,15 @@ Client.withdraw = action("withdraw")
 
 --- item(gtin) -> the hierarchy in the item format, and when it last changed
 function Client:item(gtin)
+  errors.check(gtin, "string", "items:item: gtin")
   local body = self:call("GET", "/items/v1/items/" .. gtin):json()
   return body.data, body.meta and body.meta.lastChanged
 end
 
 --- update(gtin, hierarchy): saves a fixed hierarchy
 function Client:update(gtin, hierarchy)
+  errors.check(gtin, "string", "items:update: gtin")
+  errors.check(hierarchy, "table", "items:update: hierarchy")
   self:call("PUT", "/items/v1/items/" .. gtin, hierarchy)
 end
 

@@ -4,6 +4,7 @@
 local null = require("cjson").null -- the null every Lua JSON library here agrees on
 local core = require "kapi.core.json"
 local doc = require "kapi.doc"
+local errors = require "kapi.errors"
 
 local M = {null = null}
 
@@ -12,6 +13,7 @@ M.array_mt = array_mt
 
 --- Marks t (or a new table) as a JSON array, so it encodes as [] when empty.
 function M.array(t)
+  errors.check(t, "table?", "json.array: t")
   return setmetatable(t or {}, array_mt)
 end
 
@@ -22,11 +24,13 @@ end
 --- Decodes JSON text; raises on malformed text, naming where. Whole
 --- numbers decode as Lua integers.
 function M.decode(text)
+  if type(text) ~= "string" then errors.check(text, "string", "json.decode: text") end
   return core.decode(text, array_mt, null)
 end
 
 --- Encodes a value as JSON; with opts.sorted, object keys in order.
 function M.encode(value, opts)
+  if opts ~= nil then errors.check(opts, "table", "json.encode: opts") end
   return core.encode(value, array_mt, null, opts ~= nil and opts.sorted)
 end
 

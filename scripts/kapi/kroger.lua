@@ -87,13 +87,15 @@ end
 
 --- client{env = "sandbox" | "ce" | "prod", base_url, client_id, client_secret,
 --- partner} -> Kroger client
+local secrets = setmetatable({}, {__mode = "k"}) -- kept out of the client, as in kapi.auth
+
 function M.client(opts)
-  opts = opts or {}
+  opts = errors.check(opts, "table?", "kroger.client: opts") or {}
   local c = config.kroger(opts.env, opts.base_url)
   local self = setmetatable({
-    env = c.env, base_url = c.base_url, client_id = opts.client_id or c.client_id,
-    client_secret = opts.client_secret or c.client_secret, tokens = {},
+    env = c.env, base_url = c.base_url, client_id = opts.client_id or c.client_id, tokens = {},
   }, Client)
+  secrets[self] = opts.client_secret or c.client_secret
   local partner = opts.partner
   if partner == nil then partner = c.env == "sandbox" and self.client_id == "kapi-sandbox" end
   self.max_offset = opts.max_offset or (partner and 1000 or 250)
@@ -106,13 +108,13 @@ end
 function Client:service(scope)
   local key = scope or ""
   self.tokens[key] = self.tokens[key] or auth.service {base_url = self.base_url, client_id = self.client_id,
-    client_secret = self.client_secret, scopes = scope and {scope} or {}}
+    client_secret = secrets[self], scopes = scope and {scope} or {}}
   return self.tokens[key]
 end
 
 function Client:customer(scope)
   local a = self.tokens.customer or auth.customer {base_url = self.base_url, client_id = self.client_id,
-    client_secret = self.client_secret, scopes = {scope}}
+    client_secret = secrets[self], scopes = {scope}}
   self.tokens.customer = a
   a.scopes = {scope}
   return a
@@ -124,7 +126,7 @@ local function sandbox_login(self, scopes)
   local task = require "kapi.task"
   local followed
   return require("kapi.auth.login").login {
-    base_url = self.base_url, client_id = self.client_id, client_secret = self.client_secret, scopes = scopes,
+    base_url = self.base_url, client_id = self.client_id, client_secret = secrets[self], scopes = scopes,
     browser = false, timeout = 10, announce = function(line)
       local url = line:match("^%s+(https?://%S+)$")
       if not url or followed then return end
@@ -145,6 +147,7 @@ end
 --- login can know, it logs in as the sandbox's customer instead, and says
 --- so on stderr.
 function Client:ensure_customer(scope)
+  errors.check(scope, "string", "kroger:ensure_customer: scope")
   local a = self:customer(scope)
   if self.in_process_sandbox then
     self.sandbox_scopes = self.sandbox_scopes or {}
@@ -170,6 +173,9 @@ function Client:ensure_customer(scope)
 end
 
 function Client:get(path, query, authenticator, opts)
+  errors.check(path, "string", "kroger:get: path")
+  errors.check(query, "table?", "kroger:get: query")
+  errors.check(opts, "table?", "kroger:get: opts")
   opts = opts or {}
   return http.request {method = opts.method or "GET", url = self.base_url .. path, query = query,
                        auth = authenticator, json = opts.json, retry = opts.retry, raise = opts.raise}
@@ -202,6 +208,7 @@ end
 --- products{term, locationId, productId, brand, fulfillment, limit = 50,
 --- max_items} -> iterator over products (normalized)
 function Client:products(args)
+  errors.check(args, "table?", "kroger:products: args")
   args = args or {}
   local query = product_query(args)
   local limit = check_range(args.limit, "limit", 1, 50, 50)
@@ -238,6 +245,9 @@ end
 
 --- product_url(product, chain_name = "KROGER") -> the product page's address.
 function Client:product_url(product, chain_name)
+  errors.check(product, "table", "kroger:product_url: product")
+  errors.check(product.productPageURI, "string", "kroger:product_url: product.productPageURI")
+  errors.check(chain_name, "string?", "kroger:product_url: chain")
   local chain = self:chain(chain_name or "KROGER")
   return "https://www." .. chain.domain .. product.productPageURI
 end
@@ -247,6 +257,7 @@ end
 --- locations{zip | latlong | lat, lon | locationId, radius = 10, limit = 10,
 --- chain, department} -> list of stores, nearest first
 function Client:locations(args)
+  errors.check(args, "table?", "kroger:locations: args")
   args = args or {}
   if args.zip ~= nil and (type(args.zip) ~= "string" or not args.zip:match("^%d%d%d%d%d$")) then
     usage(("zip must be 5 digits, got %s"):format(tostring(args.zip)))
@@ -275,6 +286,7 @@ function Client:nearest_stores(zip, n)
 end
 
 function Client:location(id)
+  errors.check(id, "string", "kroger:location: id")
   check_location(id, "id")
   return self:get("/v1/locations/" .. id, nil, self:service("product.compact")):json().data
 end
@@ -306,6 +318,7 @@ end
 
 --- coupons{locationId, productId, merchant, channels, limit = 50, max_items} -> iterator
 function Client:coupons(args)
+  errors.check(args, "table?", "kroger:coupons: args")
   args = args or {}
   local ids = list_of(args.productId)
   for i, id in ipairs(ids or {}) do check_product_id(id, ("productId[%d]"):format(i)) end
@@ -413,6 +426,7 @@ end
 
 --- collections{name, type} -> the customer's collections
 function Client:collections(args)
+  errors.check(args, "table?", "kroger:collections: args")
   args = args or {}
   return self:get("/v1/collections", {["filter.name"] = args.name, ["filter.type"] = args.type},
                   self:customer("collection.basic")):json().data
@@ -420,6 +434,7 @@ end
 
 --- deliveries{followingAction} -> courier deliveries; confirm_delivery(id)
 function Client:deliveries(args)
+  errors.check(args, "table?", "kroger:deliveries: args")
   args = args or {}
   return self:get("/v1/courier/deliveries", {["filter.followingAction"] = args.followingAction},
                   self:service("delivery.basic")):json().data

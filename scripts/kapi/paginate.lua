@@ -62,6 +62,19 @@ end
 
 Iterator.__close = Iterator.cancel
 
+-- The options every style takes, checked before anything is fetched.
+local function check_options(style, opts)
+  errors.check(opts, "table", "paginate." .. style .. ": opts")
+  errors.check(opts.fetch, "function", "paginate." .. style .. ": fetch")
+  for _, name in ipairs {"limit", "max_items", "max_pages", "max_offset", "concurrency"} do
+    local n = opts[name]
+    if n ~= nil and (math.type(n) ~= "integer" or n < 0) then
+      errors.usage(("paginate.%s: %s must be a whole number, got %s"):format(style, name, errors.excerpt(n)), 3)
+    end
+  end
+  errors.check(opts.progress, "function?", "paginate." .. style .. ": progress")
+end
+
 local function new_iterator(opts)
   return setmetatable({count = 0, position = 0, pages = 0, max_items = opts.max_items,
                        max_pages = opts.max_pages, progress = opts.progress, pending = {}}, Iterator)
@@ -121,6 +134,7 @@ end
 --- max_offset = 250, max_items, max_pages, progress, prefetch = true,
 --- concurrency = 4, on_unreachable = function(n) ... end}
 function M.offset(opts)
+  check_options("offset", opts)
   local limit = opts.limit or 50
   local max_offset = opts.max_offset
   local warned = false
@@ -153,6 +167,7 @@ end
 
 --- Page-number pagination: pages{fetch = function(n) return items, total_items end, limit, ...}
 function M.pages(opts)
+  check_options("pages", opts)
   local limit = opts.limit or 50
   local self = numbered(opts, opts.fetch, function(total) return math.max(1, (total + limit - 1) // limit) end)
   return self, nil, nil, self
@@ -165,6 +180,7 @@ end
 --- nil next cursor or an empty page ends it. The next page is fetched while
 --- the caller works on the current one.
 function M.cursor(opts)
+  check_options("cursor", opts)
   local self = new_iterator(opts)
   local prefetch = opts.prefetch ~= false
   local function start(cursor)
@@ -206,6 +222,8 @@ end
 --- Link pagination (a `Link: <url>; rel="next"` header): link{fetch =
 --- function(url) return items, response end, url = first}.
 function M.link(opts)
+  check_options("link", opts)
+  errors.check(opts.url, "string", "paginate.link: url")
   return M.cursor {
     max_items = opts.max_items, max_pages = opts.max_pages, progress = opts.progress, prefetch = opts.prefetch,
     fetch = function(url)

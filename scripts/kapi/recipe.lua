@@ -16,6 +16,13 @@ local M = {}
 
 -- Options ---------------------------------------------------------------------
 
+-- What argparse(...) made: recipes get one in their arguments function.
+local function check_parser(parser, who)
+  if type(parser) ~= "table" or type(parser.option) ~= "function" or type(parser.flag) ~= "function" then
+    errors.usage(who .. ": parser must be an argparse parser (the one a recipe's arguments function gets)", 3)
+  end
+end
+
 local COMMON = {
   output = function(parser)
     parser:mutex(parser:flag("--json", "Print a JSON array (stable keys, see docs/recipes.md)"),
@@ -42,6 +49,12 @@ local COMMON = {
 --- Adds the common options named (output, quiet, env, shard, apply) to an
 --- argparse parser; all of them when names is nil.
 function M.options(parser, names)
+  check_parser(parser, "recipe.options")
+  errors.check(names, "table?", "recipe.options: names")
+  for _, name in ipairs(names or {}) do
+    if not COMMON[name] then errors.usage(("recipe.options: no common option %s (output, quiet, env, shard, apply)")
+                                          :format(errors.excerpt(name)), 2) end
+  end
   for _, name in ipairs(names or {"output", "quiet", "env", "shard", "apply"}) do
     COMMON[name](parser)
   end
@@ -51,6 +64,7 @@ end
 --- Raises a usage error (exit status 2) saying fmt:format(...): a mistake
 --- on the command line, reported before anything is sent.
 function M.usage(fmt, ...)
+  errors.check(fmt, "string", "recipe.usage: message")
   errors.usage(fmt:format(...), 0)
 end
 
@@ -62,6 +76,7 @@ M.whole_number = require("kapi.parsing").whole_number
 --- given as `--opt A --opt B` or `--opt A,B`. (An option takes one value
 --- per use, so it never swallows the positional arguments after it.)
 function M.values(option)
+  errors.check(option, "table?", "recipe.values: option")
   local out = {}
   for _, group in ipairs(option or {}) do
     for _, value in ipairs(type(group) == "table" and group or {group}) do
@@ -77,6 +92,8 @@ end
 --- --lat and --lon), --radius MILES (1-100, default 10) and, with
 --- opts.store, --store ID ... (location ids). recipe.place checks them.
 function M.place_options(parser, opts)
+  check_parser(parser, "recipe.place_options")
+  errors.check(opts, "table?", "recipe.place_options: opts")
   parser:option("--zip", "Stores near this ZIP code"):argname("ZIP")
   parser:option("--near", "Stores near this point"):argname("LAT,LON")
   parser:option("--lat", "Latitude of the point (with --lon)"):argname("LAT")
@@ -114,6 +131,8 @@ end
 --- says so in the recipe's words) and none when opts.missing (the message)
 --- is given.
 function M.place(args, opts)
+  errors.check(args, "table", "recipe.place: args")
+  errors.check(opts, "table?", "recipe.place: opts")
   opts = opts or {}
   local lat, lon = point(args)
   if args.zip and not args.zip:match("^%d%d%d%d%d$") then M.usage("--zip %s: expected 5 digits", args.zip) end
@@ -146,6 +165,10 @@ end
 --- (default 5) within opts.radius miles (default 100), none there being an
 --- input error (M.no_store); {} for no place.
 function M.stores(kroger, place, opts, problems)
+  errors.check(kroger, "table", "recipe.stores: kroger")
+  errors.check(place, "table", "recipe.stores: place")
+  errors.check(opts, "table?", "recipe.stores: opts")
+  errors.check(problems, "table?", "recipe.stores: problems")
   opts = opts or {}
   if place.ids then
     local by_id = {}
@@ -176,6 +199,7 @@ end
 
 --- An amount as dollars and cents ("$2.49"); nil for nil.
 function M.money(n)
+  errors.check(n, "number?", "recipe.money: amount")
   return n and ("$%.2f"):format(n)
 end
 
@@ -192,6 +216,10 @@ end
 --- Prints rows in the format args asks for. columns as for render_table;
 --- JSON and CSV use keys (default: the columns' keys).
 function M.print(args, rows, columns, keys)
+  errors.check(args, "table", "recipe.print: args")
+  errors.check(rows, "table", "recipe.print: rows")
+  errors.check(columns, "table", "recipe.print: columns")
+  errors.check(keys, "table?", "recipe.print: keys")
   local format = M.format(args)
   if not keys then
     keys = {}
@@ -210,6 +238,8 @@ end
 --- A note for people on stderr (never with --quiet, never mixed into the
 --- JSON or CSV on stdout).
 function M.note(args, fmt, ...)
+  errors.check(args, "table", "recipe.note: args")
+  errors.check(fmt, "string", "recipe.note: format")
   if args.quiet then return end
   io.stderr:write(fmt:format(...), "\n")
 end
@@ -217,6 +247,8 @@ end
 --- Prints what follows the rows (a summary, a plan): on stdout under a
 --- table, as a note on stderr when stdout carries --json or --csv.
 function M.say(args, text)
+  errors.check(args, "table", "recipe.say: args")
+  errors.check(text, "string", "recipe.say: text")
   if M.format(args) == "table" then print(text) else M.note(args, "%s", text) end
 end
 
@@ -273,6 +305,8 @@ end
 --- A progress bar on stderr: {label, unit, total}; silent when stderr is
 --- not a terminal or with --quiet.
 function M.progress(args, opts)
+  errors.check(args, "table", "recipe.progress: args")
+  opts = errors.check(opts, "table?", "recipe.progress: opts") or {}
   return setmetatable({label = opts.label or "working", unit = opts.unit or "items", total = opts.total,
                        done = 0, started = core.now(),
                        enabled = not args.quiet and core.isatty(2)}, Progress)
@@ -301,6 +335,9 @@ end
 --- The entries of list that belong to shard args.shard ("I/N"), chosen by
 --- key(entry) (default tostring) so the split does not depend on order.
 function M.shard(args, list, key)
+  errors.check(args, "table", "recipe.shard: args")
+  errors.check(list, "table", "recipe.shard: list")
+  errors.check(key, "function?", "recipe.shard: key")
   local i, n = M.parse_shard(args.shard)
   if not i then return list end
   key = key or tostring
@@ -314,6 +351,8 @@ end
 --- list cut into lists of at most size entries, in order: the calls to
 --- make when an API takes that many at once (filter.productId: 50).
 function M.batches(list, size)
+  errors.check(list, "table", "recipe.batches: list")
+  if math.type(size) ~= "integer" or size < 1 then errors.usage("recipe.batches: size must be a whole number above 0", 2) end
   local out = {}
   for i = 1, #list, size do
     out[#out + 1] = table.move(list, i, math.min(#list, i + size - 1), 1, {})
@@ -335,6 +374,8 @@ local function to_stderr(line) io.stderr:write("kapi: ", line, "\n") end
 --- Records input that cannot be used (a bad entry, an unreadable file, an
 --- id that names nothing) and names it on stderr at once: exit status 2.
 function Problems:add(where, what)
+  errors.check(where, "string", "problems:add: where")
+  errors.check(what, "string", "problems:add: what")
   self.inputs = self.inputs + 1
   tell(self, where .. ": " .. what)
 end
@@ -342,6 +383,8 @@ end
 --- Records work that failed on good input (an API call, an action) and
 --- names it on stderr at once: exit status 1.
 function Problems:fail(where, what)
+  errors.check(where, "string", "problems:fail: where")
+  errors.check(what, "string", "problems:fail: what")
   self.failures = self.failures + 1
   tell(self, where .. ": " .. what)
 end
@@ -350,6 +393,7 @@ end
 --- input, anything else as failed work), its message after `where` when
 --- given (an input error names its file itself).
 function Problems:error(err, where)
+  errors.check(where, "string?", "problems:error: where")
   local message = errors.report_line(err, require("kapi.log").verbose)
   local text = where and (where .. ": " .. message) or message
   if errors.is_input(err) then self.inputs = self.inputs + 1 else self.failures = self.failures + 1 end
@@ -360,6 +404,7 @@ end
 --- (or given to opts.report(line)) and counted for the exit status; the
 --- good inputs are still processed.
 function M.problems(opts)
+  errors.check(opts, "table?", "recipe.problems: opts")
   return setmetatable({inputs = 0, failures = 0, report = opts and opts.report or to_stderr}, Problems)
 end
 
@@ -367,6 +412,8 @@ end
 --- line ends are fine), or {} after naming in problems why it cannot be
 --- read ("list.txt: No such file or directory").
 function M.lines(path, problems)
+  errors.check(path, "string", "recipe.lines: path")
+  errors.check(problems, "table", "recipe.lines: problems")
   local ok, lines = pcall(input.lines, path)
   if ok then return lines end
   if not errors.is(lines, "input") then error(lines, 0) end
@@ -379,6 +426,9 @@ end
 --- order kept. A bad one is named in problems: "argument N" (or "OPTION N"
 --- when option names where the values came from), or FILE:LINE.
 function M.gtins(values, files, problems, option)
+  errors.check(values, "table?", "recipe.gtins: values")
+  errors.check(files, "table?", "recipe.gtins: files")
+  errors.check(problems, "table", "recipe.gtins: problems")
   local out, seen = {}, {}
   local function add(code, where)
     local ok, why = gtin.valid(code)
@@ -414,6 +464,9 @@ end
 --- be used, else 1 when some work failed or `found` is true (a rule
 --- error, a check that did not pass), else 0.
 function M.status(problems, found)
+  if problems ~= nil and (type(problems) ~= "table" or getmetatable(problems) ~= Problems) then
+    errors.usage("recipe.status: problems must come from recipe.problems()", 2)
+  end
   if problems and problems.inputs > 0 then return 2 end
   if (problems and problems.failures > 0) or found then return 1 end
   return 0

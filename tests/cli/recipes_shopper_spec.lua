@@ -70,6 +70,10 @@ end
 -- log when it stops).
 local function logging_sandbox(name)
   local out, err = ("%s/%s.out"):format(dir, name), ("%s/%s.err"):format(dir, name)
+  -- Files of an earlier run under the same name would be read before the
+  -- new sandbox truncates them: the new run gets files of its own.
+  os.remove(out)
+  os.remove(err)
   local r = process.sh(("%s sandbox --verbose > %s 2> %s & echo $!; " ..
                         "for i in $(seq 200); do grep -q '^kapi sandbox: http' %s 2>/dev/null && break; sleep 0.05; done")
                        :format(process.quote(process.kapi), out, err, out))
@@ -89,14 +93,22 @@ end
 local function log_in(url, scopes)
   local words = {}
   for _, s in ipairs(scopes) do words[#words + 1] = "--scope " .. s end
+  -- Each login writes a file of its own, created empty before the login
+  -- starts: with one file for every login, the wait below could read the
+  -- last login's address before the shell truncated the file for this one
+  -- (the background job's redirection races the next command), send the
+  -- browser to a sandbox that is gone, and leave this login waiting 300 s.
   local r = process.sh(([[
-    %s auth login --env sandbox --no-browser %s > %s/login.out 2>&1 &
+    out=$(mktemp -p %s login.XXXXXX)
+    %s auth login --env sandbox --no-browser %s > "$out" 2>&1 &
     login=$!
-    for i in $(seq 200); do grep -q authorize %s/login.out && break; sleep 0.05; done
-    callback=$(curl -s -o /dev/null -w '%%{redirect_url}' "$(grep -o 'http://[^ ]*authorize[^ ]*' %s/login.out)")
+    for i in $(seq 600); do grep -q 'code_challenge_method=S256' "$out" && break; sleep 0.05; done
+    callback=$(curl -s -o /dev/null -w '%%{redirect_url}' "$(grep -o 'http://[^ ]*authorize[^ ]*' "$out")")
     curl -s -o /dev/null "$callback"
-    wait $login
-  ]]):format(process.quote(process.kapi), table.concat(words, " "), dir, dir, dir), {env = user_env(url)})
+    wait $login; status=$?
+    [ $status = 0 ] || { echo "callback: $callback"; cat "$out"; } >&2
+    exit $status
+  ]]):format(dir, process.quote(process.kapi), table.concat(words, " ")), {env = user_env(url)})
   assert.equal(0, r.status, r.stderr)
 end
 

@@ -12,6 +12,14 @@ local doc = require "kapi.doc"
 
 local M = {store = store}
 
+-- Secrets live here, not in the objects: printing an authenticator (the
+-- REPL shows a table's fields), logging it or walking its fields can then
+-- never show one. Keys are the objects, weakly.
+local secrets = setmetatable({}, {__mode = "k"})
+
+--- The secret an authenticator was made with (for kapi's own clients).
+function M.secret_of(object) return secrets[object] end
+
 M.TOKEN_PATH = "/v1/connect/oauth2/token"
 M.RENEW_BEFORE = 60 -- seconds before expiry a token is renewed
 
@@ -85,18 +93,24 @@ end
 
 local Service = {}
 Service.__index = Service
+Service.__tostring = function(self) return ("service token (%s, %s)"):format(self.base_url, self.client_id) end
 
 --- service{base_url, client_id, client_secret, scopes = {...}} -> authenticator
 function M.service(opts)
-  local self = setmetatable({base_url = opts.base_url, client_id = opts.client_id,
-                             client_secret = opts.client_secret, scopes = opts.scopes or {},
+  errors.check(opts, "table", "auth.service: opts")
+  errors.check(opts.base_url, "string", "auth.service: base_url")
+  errors.check(opts.client_id, "string", "auth.service: client_id")
+  errors.check(opts.client_secret, "string", "auth.service: client_secret")
+  errors.check(opts.scopes, "table?", "auth.service: scopes")
+  local self = setmetatable({base_url = opts.base_url, client_id = opts.client_id, scopes = opts.scopes or {},
                              persist = opts.persist ~= false}, Service)
+  secrets[self] = opts.client_secret
   self.key = store.key(host_of(self.base_url), self.client_id, "service", self.scopes)
   return self
 end
 
 function Service:fetch()
-  local body = token_call(self.base_url, self.client_id, self.client_secret,
+  local body = token_call(self.base_url, self.client_id, secrets[self],
                           {grant_type = "client_credentials", scope = table.concat(self.scopes, " ")})
   local record = {kind = "service", host = host_of(self.base_url), client_id = self.client_id,
                   scopes = self.scopes, access_token = body.access_token, expires_at = expires_at(body)}
@@ -120,6 +134,7 @@ function Service:token()
 end
 
 function Service:authorize(req)
+  errors.check(req, "table", "authenticator:authorize: request")
   req.headers = with_header(req.headers, "Authorization", "Bearer " .. self:token())
 end
 
@@ -133,12 +148,17 @@ end
 
 local Customer = {}
 Customer.__index = Customer
+Customer.__tostring = function(self) return ("customer token (%s, %s)"):format(self.base_url, self.client_id) end
 
 --- customer{base_url, client_id, client_secret} -> authenticator for the
 --- customer who logged in with `kapi auth login`.
 function M.customer(opts)
-  local self = setmetatable({base_url = opts.base_url, client_id = opts.client_id,
-                             client_secret = opts.client_secret, scopes = opts.scopes}, Customer)
+  errors.check(opts, "table", "auth.customer: opts")
+  errors.check(opts.base_url, "string", "auth.customer: base_url")
+  errors.check(opts.client_id, "string", "auth.customer: client_id")
+  errors.check(opts.client_secret, "string", "auth.customer: client_secret")
+  local self = setmetatable({base_url = opts.base_url, client_id = opts.client_id, scopes = opts.scopes}, Customer)
+  secrets[self] = opts.client_secret
   self.key = store.key(host_of(self.base_url), self.client_id, "customer")
   return self
 end
@@ -161,7 +181,7 @@ function Customer:refresh()
     return stored.access_token
   end
   self.force = false
-  local ok, body = pcall(token_call, self.base_url, self.client_id, self.client_secret,
+  local ok, body = pcall(token_call, self.base_url, self.client_id, secrets[self],
                          {grant_type = "refresh_token", refresh_token = stored.refresh_token})
   if not ok then
     if errors.is(body, "auth") and body.code == "invalid_request" then
@@ -184,6 +204,7 @@ function Customer:token()
 end
 
 function Customer:authorize(req)
+  errors.check(req, "table", "authenticator:authorize: request")
   req.headers = with_header(req.headers, "Authorization", "Bearer " .. self:token())
 end
 
@@ -206,11 +227,17 @@ end
 
 local Signer = {}
 Signer.__index = Signer
+Signer.__tostring = function(self) return ("1WorldSync signer (%s)"):format(self.app_id) end
 
 --- oneworldsync{app_id, secret, gln} -> authenticator that signs requests:
 --- timestamp in the query; appid, hashcode (and gln) in the headers.
 function M.oneworldsync(opts)
-  return setmetatable({app_id = opts.app_id, secret = opts.secret, gln = opts.gln}, Signer)
+  errors.check(opts, "table", "auth.oneworldsync: opts")
+  errors.check(opts.app_id, "string", "auth.oneworldsync: app_id")
+  errors.check(opts.secret, "string", "auth.oneworldsync: secret")
+  local self = setmetatable({app_id = opts.app_id, gln = opts.gln}, Signer)
+  secrets[self] = opts.secret
+  return self
 end
 
 --- Base64(HMAC-SHA256(secret, path + "?" + query)) of a URL as it is sent.
@@ -220,6 +247,8 @@ function M.hashcode(secret, url)
 end
 
 function Signer:authorize(req)
+  errors.check(req, "table", "authenticator:authorize: request")
+  errors.check(req.url, "string", "authenticator:authorize: request.url")
   local query = {}
   for _, pair in ipairs(http.query_pairs(req.query)) do
     if pair[1] ~= "timestamp" then query[#query + 1] = pair end -- a retry signs anew
@@ -228,7 +257,7 @@ function Signer:authorize(req)
   req.query = query
   local headers = with_header(req.headers, "appid", self.app_id)
   if self.gln then headers = with_header(headers, "gln", self.gln) end
-  req.headers = with_header(headers, "hashcode", M.hashcode(self.secret, http.full_url(req)))
+  req.headers = with_header(headers, "hashcode", M.hashcode(secrets[self], http.full_url(req)))
 end
 
 doc.declare("kapi.auth.service", M.service, [[
