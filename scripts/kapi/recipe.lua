@@ -244,19 +244,20 @@ function M.note(args, fmt, ...)
   io.stderr:write(fmt:format(...), "\n")
 end
 
---- Prints what follows the rows (a summary, a plan): on stdout under a
---- table, as a note on stderr when stdout carries --json or --csv.
+--- Says what follows the rows (a summary, a plan, what was done): talk,
+--- so on stderr, after the rows, and not with --quiet; stdout carries the
+--- rows alone, whatever the format.
 function M.say(args, text)
   errors.check(args, "table", "recipe.say: args")
   errors.check(text, "string", "recipe.say: text")
-  if M.format(args) == "table" then print(text) else M.note(args, "%s", text) end
+  M.note(args, "%s", text)
 end
 
 doc.declare("kapi.recipe.say", M.say, [[
 kapi.recipe.say(args, text)
-Prints what follows a recipe's rows (a summary, a plan): on stdout under a
-table, as a note on stderr when stdout carries --json or --csv, so that
-their output stays machine-readable.]])
+Says what follows a recipe's rows (a summary, a plan, what was done) on
+stderr, after the rows: stdout carries the rows alone, in every format,
+and --quiet silences it.]])
 
 -- Progress ----------------------------------------------------------------------
 
@@ -347,6 +348,20 @@ function M.shard(args, list, key)
   end
   return out
 end
+
+--- Makes one change at Kroger or 1WorldSync (never retried): "done" and
+--- what fn returned; "failed" and the error; or "unknown" and the
+--- interruption, when Ctrl-C came while the change was in flight (it may
+--- have been made). The caller stops there, shows what was done, then
+--- raises the interruption: the run ends with status 130, nothing lost.
+function M.act(fn, ...)
+  local ok, result = pcall(fn, ...)
+  if ok then return "done", result end
+  if errors.is(result, "interrupted") or errors.is(result, "cancelled") then return "unknown", result end
+  return "failed", result
+end
+
+M.UNKNOWN = "interrupted while it was being sent: it may or may not have been done; look before doing it again"
 
 --- list cut into lists of at most size entries, in order: the calls to
 --- make when an API takes that many at once (filter.productId: 50).

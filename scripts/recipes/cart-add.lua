@@ -94,8 +94,10 @@ end
 local function add_to_cart(kroger, items, modality)
   local body = {}
   for i, item in ipairs(items) do body[i] = {upc = item.upc, quantity = item.quantity, modality = modality} end
-  local ok, err = pcall(kroger.cart_add, kroger, {items = body})
-  local status = ok and "ADDED" or (errors.is(err, "http") and err.status < 500 and "FAILED" or "UNKNOWN")
+  local outcome, err = recipe.act(kroger.cart_add, kroger, {items = body})
+  local ok = outcome == "done"
+  local status = ok and "ADDED" or (outcome == "failed" and errors.is(err, "http") and err.status < 500 and "FAILED"
+                                    or "UNKNOWN")
   for _, item in ipairs(items) do item.status = status end
   return ok, err, status
 end
@@ -158,6 +160,10 @@ unknown to the Products API (named; the others are planned).]],
       recipe.note(args, "kapi: dry run: the cart was not changed; add --apply to add %s for %s", what, args.modality)
     elseif ok then
       recipe.note(args, "kapi: added %s to the customer's cart for %s", what, args.modality)
+    elseif errors.is(err, "interrupted") or errors.is(err, "cancelled") then
+      io.stderr:write("kapi: the cart call was in flight: the items may or may not be in the cart; look at the "
+                      .. "cart before running again (a repeat adds again)\n")
+      error(err, 0)
     else
       io.stderr:write(("kapi: the cart call failed: %s\n"):format(errors.message(err)))
       io.stderr:write(status == "UNKNOWN"

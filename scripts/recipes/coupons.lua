@@ -152,25 +152,28 @@ local function clip(args, problems)
       rows[#rows + 1] = row
     end
   end
-  local failed = false
+  local failed, interruption = false, nil
   if args.apply and #rows > 0 then
     kroger:ensure_customer(CLIP_SCOPE)
     local on_card = {}
     for _, c in ipairs(kroger:my_coupons() or {}) do on_card[c.couponId] = true end
     for _, row in ipairs(rows) do
-      if on_card[row.couponId] then
+      if interruption then
+        row.status, row.error = "NOT_DONE", "interrupted before it was sent"
+      elseif on_card[row.couponId] then
         row.status = "ALREADY_CLIPPED"
       else
         -- Clipping twice does no harm, but the call is not retried: a
         -- failure is reported and a second run finishes the job.
-        local ok, err = pcall(kroger.clip_coupon, kroger, row.couponId)
-        row.status = ok and "CLIPPED" or "FAILED"
-        row.error = not ok and errors.message(err) or nil
-        failed = failed or not ok
+        local outcome, err = recipe.act(kroger.clip_coupon, kroger, row.couponId)
+        row.status = ({done = "CLIPPED", failed = "FAILED", unknown = "UNKNOWN"})[outcome]
+        if outcome == "failed" then row.error, failed = errors.message(err), true end
+        if outcome == "unknown" then row.error, interruption = recipe.UNKNOWN, err end
       end
     end
   end
   recipe.print(args, rows, CLIP_COLUMNS, CLIP_KEYS)
+  if interruption then error(interruption, 0) end
   if not args.apply then
     recipe.note(args, "kapi: dry run: nothing was clipped; add --apply to clip %d coupon%s to the customer's card",
                 #rows, #rows == 1 and "" or "s")

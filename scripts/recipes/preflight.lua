@@ -27,6 +27,7 @@ local function read_files(paths, problems)
     local ok, err = pcall(function()
       for _, h in ipairs(kapi.items.hierarchies(input.json(path), input.name(path))) do out[#out + 1] = h end
     end)
+    if not ok and not errors.is_input(err) then error(err, 0) end -- Ctrl-C, or a bug: not the file's fault
     if not ok then problems:error(err) end
   end
   return out

@@ -118,17 +118,23 @@ local function plan_of(rows)
 end
 
 -- Never retried and never in parallel: each is a button press at
--- 1WorldSync. Each row of the plan gets its result ("done" or "failed").
+-- 1WorldSync. Each row of the plan gets its result: "done", "failed", or,
+-- after Ctrl-C, "unknown" for the one in flight and "not done" for the
+-- rest; the interruption is returned, to be raised once they are shown.
 local function apply(plan, items, problems)
-  for _, r in ipairs(plan) do
+  for i, r in ipairs(plan) do
     local action = ACTIONS[r.verdict]
-    local ok, result = pcall(action.run, items, r)
-    if ok then
-      r.result = "done"
+    local outcome, result = recipe.act(action.run, items, r)
+    r.result = outcome
+    if outcome == "done" then
       r.after = ("now %s%s"):format(result.syncStatus,
                                     result.cicState ~= "" and (", CIC " .. result.cicState) or ", review pending")
+    elseif outcome == "unknown" then
+      r.error = recipe.UNKNOWN
+      for j = i + 1, #plan do plan[j].result, plan[j].error = "not done", "interrupted before it was sent" end
+      return result
     else
-      r.result, r.error = "failed", errors.message(result)
+      r.error = errors.message(result)
       problems:fail(r.gtin, ("could not %s: %s"):format(action.word, r.error))
     end
   end
@@ -214,9 +220,16 @@ rest is still checked).]],
     local plan = plan_of(rows)
     for _, r in ipairs(plan) do r.action, r.result = ACTIONS[r.verdict].key, "planned" end
     local acting = args.apply and #plan > 0 and items
-    if acting then apply(plan, items, problems) end
+    local interruption = acting and apply(plan, items, problems)
     show(args, rows)
-    if acting then
+    if interruption then
+      for _, r in ipairs(plan) do
+        if r.result == "unknown" then
+          recipe.say(args, ("\nunknown: %s %s to %s: %s"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln, r.error))
+        end
+      end
+      error(interruption, 0)
+    elseif acting then
       say_done(args, plan, items)
     elseif #plan > 0 then
       say_plan(args, plan)

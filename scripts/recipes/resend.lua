@@ -119,16 +119,20 @@ publication that is not there (a bad GTIN, not published to that GLN).]],
       end
     end
 
-    local refused = 0
+    local refused, interruption = 0, nil
     for _, row in ipairs(rows) do
-      if row.action == "resend" and args.apply then
-        local ok, err = pcall(items.resend, items, row.gtin, row.recipientGln, {reason = args.reason})
-        row.action = ok and "resent" or "failed"
-        if not ok then row.why = errors.message(err) end
+      if row.action == "resend" and args.apply and not interruption then
+        local outcome, err = recipe.act(items.resend, items, row.gtin, row.recipientGln, {reason = args.reason})
+        row.action = ({done = "resent", failed = "failed", unknown = "unknown"})[outcome]
+        if outcome == "failed" then row.why = errors.message(err) end
+        if outcome == "unknown" then row.why, interruption = recipe.UNKNOWN, err end
+      elseif row.action == "resend" and interruption then
+        row.action, row.why = "not done", "interrupted before it was sent"
       end
       if row.action ~= "resend" and row.action ~= "resent" then refused = refused + 1 end
     end
     recipe.print(args, rows, COLUMNS, KEYS)
+    if interruption then error(interruption, 0) end
     if not args.apply and #rows > refused then
       recipe.note(args, "\nDry run: nothing was resent; --apply resends the %d marked resend.", #rows - refused)
     end
