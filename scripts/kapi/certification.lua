@@ -38,11 +38,19 @@ end
 
 --- Seconds since the epoch of an ISO 8601 time (UTC unless it says
 --- otherwise), or nil when text is empty or not a time.
+local DAYS_IN = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
 function M.parse_time(text)
   if type(text) ~= "string" then return nil end
   local y, mo, d, rest = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
   if not y then return nil end
   local h, mi, s, zone = rest:match("^[T ](%d%d):(%d%d):?(%d*)[%.%d]*(.*)$")
+  if rest ~= "" and not h then return nil end
+  mo, d = tonumber(mo), tonumber(d)
+  if mo < 1 or mo > 12 or d < 1 or d > DAYS_IN[mo] or (tonumber(h) or 0) > 23 or (tonumber(mi) or 0) > 59
+     or (tonumber(s) or 0) > 60 or not (zone == nil or zone == "" or zone == "Z" or zone:match("^[+-]%d%d:?%d%d$")) then
+    return nil
+  end
   local t = days_from_civil(tonumber(y), tonumber(mo), tonumber(d)) * 86400
             + (tonumber(h) or 0) * 3600 + (tonumber(mi) or 0) * 60 + (tonumber(s) or 0)
   local sign, zh, zm = (zone or ""):match("^([+-])(%d%d):?(%d%d)$")

@@ -123,7 +123,14 @@ end
 local function require_global(spec)
   local global, module = spec:match("^([^=]+)=(.+)$")
   global, module = global or spec, module or spec
-  _G[global] = require(module)
+  local ok, value = pcall(require, module)
+  if not ok and type(value) == "string" and value:find("^module '.-' not found") then
+    errors.usage(("-l %s: no module named %s (looked in KAPI_PATH, ./ and kapi's own tree)")
+                 :format(errors.excerpt(spec), errors.excerpt(module)), 0)
+  elseif not ok then
+    error(value, 0)
+  end
+  _G[global] = value
 end
 
 -- Collects the options of `lua`: -e, -l, -i, -v, -W, -, --.
@@ -145,7 +152,9 @@ local function parse_interpreter_args(argv)
       if not value then return nil, ("option '%s' needs an argument"):format(a) end
       table.insert(run.actions, {a:sub(2, 2), value})
     else
-      return nil, ("unrecognized option '%s'"):format(errors.excerpt(a))
+      local guess = require("kapi.parsing").did_you_mean(a, {"-e", "-l", "-i", "-v", "-W", "-h", "--help", "--version",
+                                                              "--verbose"})
+      return nil, ("unrecognized option '%s'%s"):format(errors.excerpt(a), guess)
     end
     i = i + 1
   end

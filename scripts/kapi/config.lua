@@ -124,7 +124,6 @@ function M.sandbox_url(reason)
   if url then return checked_url(url) end
   if not sandbox then
     sandbox = require("kapi.sandbox").start {}
-    require("kapi.auth.store").in_memory(sandbox.url)
     require("kapi.log").note("kapi: using the built-in sandbox at %s (%s)", sandbox.url,
                              reason or "no credentials configured")
   end
@@ -153,7 +152,7 @@ function M.kroger(explicit_env, base_url)
             or {client_id = "kapi-sandbox", client_secret = "sandbox-secret", source = "the sandbox's test app"}
   elseif not creds then
     error(errors.new("auth", ("no Kroger credentials for %s: set KROGER_CLIENT_ID and KROGER_CLIENT_SECRET, "
-                             .. "or use --env sandbox"):format(env)), 0)
+                             .. "or use --env sandbox"):format(env), {setup = true}), 0)
   end
   creds.env = env
   creds.base_url = base_url or (env == "sandbox" and M.sandbox_url(source) or M.KROGER[env])
@@ -170,7 +169,8 @@ function M.oneworldsync(explicit_env, base_url)
             secret = secret or "sandbox-hmac-secret", gln = getenv("ONEWORLDSYNC_GLN") or c.gln}
   end
   if not (id and secret) then
-    error(errors.new("auth", "no 1WorldSync credentials: set ONEWORLDSYNC_APP_ID and ONEWORLDSYNC_SECRET"), 0)
+    error(errors.new("auth", "no 1WorldSync credentials: set ONEWORLDSYNC_APP_ID and ONEWORLDSYNC_SECRET",
+                     {setup = true}), 0)
   end
   return {env = env, base_url = base_url or M.CONTENT1[env == "prod" and "prod" or "preprod"], app_id = id,
           secret = secret, gln = getenv("ONEWORLDSYNC_GLN") or c.gln}

@@ -57,9 +57,11 @@ function M.check(value, kind, what)
   error(M.new("usage", ("%s must be %s%s, got %s"):format(what, KINDS[want] or want, optional and " or nil" or "", got)), 3)
 end
 
---- True for the errors that are the user's to fix (usage and input).
+--- True for the errors that are the user's to fix before anything can be
+--- done: usage and input errors, and errors marked setup (no credentials
+--- configured, nobody logged in).
 function M.is_input(e)
-  return M.is(e, "usage") or M.is(e, "input")
+  return M.is(e, "usage") or M.is(e, "input") or (M.is(e) and e.setup == true)
 end
 
 --- The one-line text of any error value.

@@ -279,9 +279,19 @@ Response.__index = function(self, key)
   return Response[key]
 end
 
---- The body decoded as JSON (cached).
+--- The body decoded as JSON (cached). A body that is not JSON (cut short,
+--- an HTML error page) raises a network error naming the request: it is
+--- the service's fault, not the script's.
 function Response:json()
-  if self._json == nil then self._json = json.decode(self.body) end
+  if self._json == nil then
+    local ok, value = pcall(json.decode, self.body)
+    if not ok then
+      error(errors.new("network", ("%s %s: %d, but the answer is not valid JSON (%s)"):format(
+        rawget(self, "method") or "GET", M.redact_url(self.url or "?"), self.status or 0,
+        errors.message(value):gsub("^json: ", "")), {code = "malformed", status = self.status, url = self.url}), 0)
+    end
+    self._json = value
+  end
   return self._json
 end
 

@@ -98,6 +98,35 @@ function M.lines(path, opts)
   return lines
 end
 
+--- The entries of a list file (GTINs, UPC:QTY lines, publications): for
+--- each line that holds one, {line = N, fields = {...}} (a CSV row, quotes
+--- and "" understood, fields trimmed); # starts a comment (at the start
+--- of a line or after a space), blank lines are skipped, and the first
+--- entry is dropped as a header when header(fields) says it is one.
+function M.entries(path, header)
+  local out = {}
+  for n, line in ipairs(M.lines(path)) do
+    local text = line:gsub("^%s*#.*$", ""):gsub("%s+#[^\"]*$", "")
+    if text:find("%S") then
+      local fields, field, quoted, i = {}, {}, false, 1
+      while i <= #text do
+        local c = text:sub(i, i)
+        if quoted then
+          if c == '"' and text:sub(i + 1, i + 1) == '"' then field[#field + 1] = '"'; i = i + 1
+          elseif c == '"' then quoted = false
+          else field[#field + 1] = c end
+        elseif c == '"' then quoted = true
+        elseif c == "," then fields[#fields + 1] = table.concat(field):match("^%s*(.-)%s*$"); field = {}
+        else field[#field + 1] = c end
+        i = i + 1
+      end
+      fields[#fields + 1] = table.concat(field):match("^%s*(.-)%s*$")
+      if not (#out == 0 and header and header(fields)) then out[#out + 1] = {line = n, fields = fields} end
+    end
+  end
+  return out
+end
+
 -- The line and column of byte offset `at` in text.
 local function position(text, at)
   local line, start = 1, 1

@@ -37,27 +37,59 @@ local function label_key(label)
 end
 
 --- Splits CSV text into rows of fields (RFC 4180: quotes, doubled quotes,
---- separators and newlines inside quotes).
+--- separators and newlines inside quotes). rows.lines[i] is the line row
+--- i starts on; rows.unclosed the line of a quote never closed, if any.
 function M.parse_csv(text)
-  local rows, row, field, i, n = {}, {}, {}, 1, #text
-  local quoted = false
+  errors.check(text, "string", "items.parse_csv: text")
+  local rows, row, field, i, n = {lines = {}}, {}, {}, 1, #text
+  local quoted, line, row_line, quote_line = false, 1, 1, nil
   while i <= n do
     local c = text:sub(i, i)
     if quoted then
       if c == '"' then
         if text:sub(i + 1, i + 1) == '"' then field[#field + 1] = '"'; i = i + 1 else quoted = false end
-      else field[#field + 1] = c end
-    elseif c == '"' then quoted = true
+      else
+        if c == "\n" then line = line + 1 end
+        field[#field + 1] = c
+      end
+    elseif c == '"' then quoted, quote_line = true, line
     elseif c == "," then row[#row + 1] = table.concat(field); field = {}
     elseif c == "\n" or c == "\r" then
       if c == "\r" and text:sub(i + 1, i + 1) == "\n" then i = i + 1 end
       row[#row + 1] = table.concat(field); field = {}
-      rows[#rows + 1] = row; row = {}
+      rows[#rows + 1], rows.lines[#rows + 1] = row, row_line
+      row = {}
+      line = line + 1
+      row_line = line
     else field[#field + 1] = c end
     i = i + 1
   end
-  if #field > 0 or #row > 0 then row[#row + 1] = table.concat(field); rows[#rows + 1] = row end
+  if #field > 0 or #row > 0 then
+    row[#row + 1] = table.concat(field)
+    rows[#rows + 1], rows.lines[#rows + 1] = row, row_line
+  end
+  if quoted then rows.unclosed = quote_line end
   return rows
+end
+
+-- Why a report row cannot be used, or nil: a GTIN as an argument must be
+-- one, a recipient a GLN, a date a date.
+local function bad_row(record)
+  local gtin = require "kapi.gtin"
+  if not record.gtin or record.gtin == "" then return "no GTIN" end
+  local ok, why = gtin.valid(record.gtin)
+  if not ok then return why end
+  if record.recipientGln and record.recipientGln ~= "" then
+    local gln_ok, gln_why = gtin.valid_gln(record.recipientGln)
+    if not gln_ok then return "recipient " .. gln_why end
+  end
+  local parse_time = require("kapi.certification").parse_time
+  for _, field in ipairs {"publishedAt", "cicDate"} do
+    local value = record[field]
+    if value and value ~= "" and not parse_time(value) then
+      return ("%s %s is not a date (YYYY-MM-DDTHH:MM:SSZ)"):format(field, errors.excerpt(value))
+    end
+  end
 end
 
 --- Reads an exported report ("-": standard input): the records, and the
@@ -80,15 +112,16 @@ function M.read_report(path)
                  :format(name, errors.excerpt(table.concat(rows[1], ","))), 0)
   end
   local records, problems = {}, {}
-  for line = 2, #rows do
-    local row = rows[line]
+  for r = 2, #rows do
+    local row, line = rows[r], rows.lines[r]
     if not (#row == 1 and row[1] == "") then
       local record = {}
       for i, value in ipairs(row) do
         if columns[i] then record[columns[i]] = value:match("^%s*(.-)%s*$") end
       end
-      if not record.gtin or not record.gtin:match("^%d+$") or #record.gtin > 14 then
-        problems[#problems + 1] = ("%s:%d: no valid GTIN (%s)"):format(name, line, errors.excerpt(record.gtin or "empty"))
+      local why = bad_row(record)
+      if why then
+        problems[#problems + 1] = ("%s:%d: %s"):format(name, line, why)
       else
         record.gtin = ("0"):rep(14 - #record.gtin) .. record.gtin
         record.syncStatus = record.syncStatus and record.syncStatus:upper():gsub("[%s]+", "_")
@@ -97,6 +130,10 @@ function M.read_report(path)
         records[#records + 1] = record
       end
     end
+  end
+  if rows.unclosed then
+    problems[#problems + 1] = ("%s:%d: a quoted field is never closed: the rest of the file was read as part of it")
+                              :format(name, rows.unclosed)
   end
   if #records == 0 and #problems == 0 then errors.input(name .. ": holds no publication, only its header", 0) end
   return records, problems
@@ -111,45 +148,62 @@ local function kind_of(value)
   return nil
 end
 
--- Why value is not an item hierarchy (item-format.md), or nil when it is.
-local function not_hierarchy(value)
+-- Why value is not an item hierarchy (item-format.md), or nil when it is;
+-- its lower levels (children) are checked the same way, named by path.
+local function not_hierarchy(value, path)
   local kind = kind_of(value)
-  if kind then return kind .. ", not an item hierarchy object" end
+  if kind then return ("%s%s, not an item hierarchy object"):format(path, kind) end
   local gtin, level = value.gtin, value.level
   if gtin == nil and level == nil then
     local keys = {}
     for k in pairs(value) do keys[#keys + 1] = tostring(k) end
     table.sort(keys)
-    return #keys == 0 and "an empty object, not an item hierarchy (it needs gtin and level)"
-           or ("not an item hierarchy: no gtin or level among its keys (%s)"):format(errors.excerpt(table.concat(keys, ", ")))
+    return #keys == 0 and (path .. "an empty object, not an item hierarchy (it needs gtin and level)")
+           or ("%snot an item hierarchy: no gtin or level among its keys (%s)"):format(path,
+                 errors.excerpt(table.concat(keys, ", ")))
+  end
+  if gtin ~= nil and type(gtin) ~= "string" and math.type(gtin) ~= "integer" then
+    return ("%sgtin must be a string of digits, got %s"):format(path, kind_of(gtin) or type(gtin))
   end
   if level ~= nil and not LEVELS[level] then
-    return ("level %s is not one of BASE_UNIT_OR_EACH, PACK_OR_INNER_PACK, CASE, DISPLAY_SHIPPER, PALLET")
-           :format(errors.excerpt(level))
+    return ("%slevel %s is not one of BASE_UNIT_OR_EACH, PACK_OR_INNER_PACK, CASE, DISPLAY_SHIPPER, PALLET")
+           :format(path, errors.excerpt(level))
   end
-  if value.children ~= nil and kind_of(value.children) ~= "an array" and next(value.children) ~= nil then
-    return "children must be an array of item hierarchies"
+  local children = value.children
+  if children ~= nil then
+    if kind_of(children) ~= "an array" and not (type(children) == "table" and next(children) == nil) then
+      return path .. "children must be an array of item hierarchies"
+    end
+    for i, child in ipairs(children) do
+      local why = not_hierarchy(child, ("%schildren[%d]: "):format(path, i))
+      if why then return why end
+    end
   end
 end
 
 --- The item hierarchies in a decoded JSON value: one hierarchy, or an
---- array of them. Anything else (an empty array, an object that is not a
---- hierarchy, an entry that is a number) raises an input error that names
---- `where` (the file) and the entry: a file that checks nothing must not
---- pass as if it had been checked.
+--- array of them; and the problems of the entries that are not one (each
+--- naming `where`, the file, and the entry: "items.json: entry 2: a
+--- number, ..."), so the good ones can still be checked. A value that
+--- holds none at all (an empty array, an object that is not a hierarchy)
+--- raises an input error instead: a file that checks nothing must not pass
+--- as if it had been checked.
 function M.hierarchies(value, where)
+  errors.check(where, "string", "items.hierarchies: where")
   local function refuse(why) error(errors.new("input", where .. ": " .. why), 0) end
   if kind_of(value) ~= "an array" then
-    local why = not_hierarchy(value)
+    local why = not_hierarchy(value, "")
     if why then refuse(why) end
-    return {value}
+    return {value}, {}
   end
   if #value == 0 then refuse("an empty array: no item hierarchy to check") end
+  local good, bad = {}, {}
   for i, entry in ipairs(value) do
-    local why = not_hierarchy(entry)
-    if why then refuse(("entry %d: %s"):format(i, why)) end
+    local why = not_hierarchy(entry, ("entry %d: "):format(i))
+    if why then bad[#bad + 1] = ("%s: %s"):format(where, why) else good[#good + 1] = entry end
   end
-  return value
+  if #good == 0 and #bad == 1 then refuse(bad[1]:sub(#where + 3)) end
+  return good, bad
 end
 
 --- client{env, base_url, app_id, secret}: the Item Management API.

@@ -40,7 +40,7 @@ end
 
 local function check_term(term)
   if term == nil then return nil end
-  if type(term) ~= "string" or #term < 3 then usage("term must have at least 3 characters") end
+  if type(term) ~= "string" or (utf8.len(term) or #term) < 3 then usage("term must have at least 3 characters") end
   local words = 0
   for _ in term:gmatch("%S+") do words = words + 1 end
   if words > 8 then usage("term must have 8 words or fewer") end
@@ -162,10 +162,11 @@ function Client:ensure_customer(scope)
     local has = false
     for _, s in ipairs(stored and stored.scopes or {}) do has = has or s == scope end
     if not stored then
-      error(errors.new("auth", ("no customer is logged in; run: kapi auth login --scope %s"):format(scope)), 0)
+      error(errors.new("auth", ("no customer is logged in; run: kapi auth login --scope %s"):format(scope),
+                       {setup = true}), 0)
     elseif not has then
       error(errors.new("auth", ("the customer login lacks the scope %s (it has: %s); run: kapi auth login --scope %s")
-                       :format(scope, table.concat(stored.scopes or {}, " "), scope)), 0)
+                       :format(scope, table.concat(stored.scopes or {}, " "), scope), {setup = true}), 0)
     end
   end
   a:token()

@@ -33,7 +33,7 @@ end
 --- The candidate closest to word, when it is close enough to be what was
 --- meant (a typo: at most 2 edits, fewer for short words); else nil.
 function M.suggest(word, candidates)
-  if #word > 40 then return nil end
+  if #word > 40 or #word:gsub("^%-+", "") < 2 then return nil end -- "-x" is no typo of "-e"
   local best, best_distance
   for _, candidate in ipairs(candidates) do
     local d = distance(word:lower(), candidate:lower())
@@ -75,6 +75,9 @@ function M.finish_parser(parser)
       local name = (element._name or ""):match("^%-*(.-)$")
       if not name:find("%s") then element._argname = name:upper():gsub("[^%w]", "_") end
     end
+    -- An option that takes one value, given twice, is a mistake to say, not
+    -- a value to drop (argparse would keep the last).
+    if (element._maxargs or 0) > 0 and (element._maxcount or 1) == 1 then element._overwrite = false end
   end
   local width = core.isatty(1) and core.terminal_size(1) or 80
   parser:help_max_width(math.max(60, math.min(width, 100)))
@@ -92,26 +95,58 @@ local function option_names(parser)
   return names
 end
 
--- args with a negative number after an option that takes a value joined
--- to it ("--lon", "-84.5" -> "--lon=-84.5"): lua-argparse would read
--- "-84.5" as an unknown option.
-local function join_negative_numbers(parser, args)
+-- Whether arg names an option of the parser (--name, --name=value, -x).
+local function is_option(names, arg)
+  return names[arg] ~= nil or names[arg:match("^(%-%-[^=]+)=") or ""] ~= nil
+end
+
+-- args with a value that starts with "-" joined to the option before it,
+-- which takes a value ("--lon", "-84.5" -> "--lon=-84.5"; "--reason",
+-- "-fixed WERCS"), as getopt reads them: lua-argparse would take the value
+-- for an option. A word that is itself an option stays one, so that
+-- `--file --json` still says --file lacks its value.
+local function join_dash_values(parser, args)
   local names, out = option_names(parser), {}
+  local taking = false -- the last word is an option waiting for its value
   for i, arg in ipairs(args) do
     if arg == "--" then return table.move(args, i, #args, #out + 1, out) end
-    local previous = out[#out]
-    if arg:match("^%-%.?%d") and names[arg] == nil and previous and names[previous] then
+    if taking and arg:sub(1, 1) == "-" and #arg > 1 and not is_option(names, arg) then
+      local previous = out[#out]
       out[#out] = previous .. (previous:sub(1, 2) == "--" and "=" or "") .. arg
+      taking = false
     else
       out[#out + 1] = arg
+      taking = names[arg] == true
     end
   end
   return out
 end
 
+-- Every option a parse gave a value of "" (or only spaces, or a list
+-- with an empty part), by its name: such a value is never what was meant
+-- (--upc "" would otherwise mean no --upc at all).
+local function empty_value(parser, result)
+  for _, element in ipairs(elements(parser)) do
+    local option = element._aliases and element._aliases[1] and element._aliases[1]:sub(1, 1) == "-"
+    if (element._maxargs or 0) > 0 then
+      local value = result[element._target or (option and element:_get_default_target()) or element._name]
+      local values = type(value) == "table" and value or {value}
+      for i, v in ipairs(values) do
+        for _, part in ipairs(type(v) == "table" and v or {v}) do
+          if type(part) == "string" and (not part:find("%S") or part:find("^%s*,") or part:find(",%s*,")
+                                         or part:find(",%s*$")) then
+            return option and element._aliases[#element._aliases] or ("argument %d"):format(i), part
+          end
+        end
+      end
+    end
+  end
+end
+
 -- lua-argparse's message, on one line: "unknown option '--bogus' (did you
 -- mean '--brand'?)".
 local function one_line(message)
+  message = message:gsub("^option '(.-)' must be used at most 1 time$", "%1 given more than once: it takes one value")
   message = message:gsub("\nDid you mean one of these: ([^\n]-)%?$", " (did you mean one of %1?)")
   return (message:gsub("\nDid you mean ([^\n]-)%?$", " (did you mean %1?)"):gsub("\n", " "))
 end
@@ -144,7 +179,7 @@ end
 --- it on one line with the usage of the (sub)command that was parsing, and
 --- returns nil, 2.
 function M.parse(parser, args)
-  args = join_negative_numbers(parser, args)
+  args = join_dash_values(parser, args)
   local failed_in, message
   local ok, result = xpcall(function()
     return parser:_parse(args, function(p, err)
@@ -152,9 +187,22 @@ function M.parse(parser, args)
       error(err, 0)
     end)
   end, debug.traceback)
-  if ok then return result end
+  if ok then
+    local empty, value = empty_value(failed_in or parser, result)
+    if not empty then return result end
+    local what = value:find("%S") and ("%s %s: a list with an empty value"):format(empty, errors.excerpt(value))
+                 or (empty .. ": an empty value")
+    return nil, cli.usage_error(what, parser:get_usage())
+  end
   if not message then error(result, 0) end
   if message == "too many arguments" then message = too_many(failed_in or parser, args) end
+  local unknown = message:match("^unknown option '(.-)'$")
+  if unknown then -- argparse found nothing close; the global options count too
+    local names = {"--verbose"}
+    for name in pairs(option_names(failed_in or parser)) do names[#names + 1] = name end
+    table.sort(names)
+    message = message .. M.did_you_mean(unknown:match("^[^=]*"), names)
+  end
   return nil, cli.usage_error(one_line(message), (failed_in or parser):get_usage())
 end
 
@@ -162,7 +210,7 @@ end
 --- names the option: "--port 99999: expected a whole number from 0 to 65535".
 function M.whole_number(name, low, high)
   return function(text)
-    local n = math.tointeger(tonumber(text))
+    local n = text:match("^%s*[-+]?%d+%s*$") and math.tointeger(tonumber(text))
     if not n or n < low or n > high then
       return nil, ("%s %s: expected a whole number from %d to %d"):format(name, errors.excerpt(text), low, high)
     end
@@ -173,7 +221,7 @@ end
 --- An argparse :convert for a number (fractions allowed) from low to high.
 function M.number(name, low, high)
   return function(text)
-    local n = tonumber(text)
+    local n = (text:match("^%s*[-+]?%d+%.?%d*%s*$") or text:match("^%s*[-+]?%.%d+%s*$")) and tonumber(text)
     if not n or n ~= n or n < low or n > high then
       return nil, ("%s %s: expected a number from %s to %s"):format(name, errors.excerpt(text), low, high)
     end

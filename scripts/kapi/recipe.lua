@@ -109,18 +109,31 @@ end
 
 -- The point of --near LAT,LON or of --lat and --lon: lat, lon; nil when
 -- neither is given. Each number is named as it was typed when it is wrong.
+-- A number as people write it in decimal ("39.10", "-84.5"); nil for
+-- anything else (Lua's tonumber would also take 0x27 and 1e1).
+local function decimal(text)
+  return type(text) == "string" and text:match("^%s*[-+]?%d+%.?%d*%s*$") and tonumber(text)
+         or type(text) == "string" and text:match("^%s*[-+]?%.%d+%s*$") and tonumber(text) or nil
+end
+M.decimal = decimal
+
 local function point(args)
   local lat, lon = args.lat, args.lon
+  local lat_name, lon_name = "--lat", "--lon"
   if args.near then
-    lat, lon = args.near:match("^%s*([-+]?[%d.]+)%s*,%s*([-+]?[%d.]+)%s*$")
-    if not lat then M.usage("--near %s: expected LAT,LON, e.g. 39.10,-84.51", args.near) end
+    if lat or lon then M.usage("give --near LAT,LON or --lat and --lon, not both") end
+    lat, lon = args.near:match("^%s*([^,]+),([^,]+)$")
+    if not lat or not decimal(lat) or not decimal(lon) then
+      M.usage("--near %s: expected LAT,LON in degrees, e.g. 39.10,-84.51", errors.excerpt(args.near))
+    end
+    lat_name, lon_name = "--near latitude", "--near longitude"
   elseif (lat == nil) ~= (lon == nil) then
     M.usage("--lat and --lon go together")
   end
   if not lat then return nil end
-  local y, x = tonumber(lat), tonumber(lon)
-  if not y or math.abs(y) > 90 then M.usage("latitude %s: expected -90 to 90", lat) end
-  if not x or math.abs(x) > 180 then M.usage("longitude %s: expected -180 to 180", lon) end
+  local y, x = decimal(lat), decimal(lon)
+  if not y or math.abs(y) > 90 then M.usage("%s %s: expected degrees from -90 to 90", lat_name, errors.excerpt(lat)) end
+  if not x or math.abs(x) > 180 then M.usage("%s %s: expected degrees from -180 to 180", lon_name, errors.excerpt(lon)) end
   return y, x
 end
 
@@ -148,13 +161,14 @@ function M.place(args, opts)
     end
   end
   return {ids = #ids > 0 and ids or nil, zip = args.zip, lat = lat, lon = lon,
-          latlong = lat and ("%.6f,%.6f"):format(lat, lon)}
+          latlong = lat and ("%.6f,%.6f"):format(lat, lon),
+          named = lat and (args.near and ("--near " .. args.near) or ("--lat %s --lon %s"):format(args.lat, args.lon))}
 end
 
 --- Raises the input error of a place that has no store in reach: the
 --- same words and exit status (2) in every recipe.
 function M.no_store(place, radius)
-  local where = place.zip and ("--zip " .. place.zip) or ("--near " .. tostring(place.latlong))
+  local where = place.zip and ("--zip " .. place.zip) or (place.named or ("--near " .. tostring(place.latlong)))
   errors.input(("%s: no store within %d miles%s"):format(where, radius,
                radius < 100 and "; try a larger --radius" or ""), 0)
 end
@@ -436,6 +450,21 @@ function M.lines(path, problems)
   return {}
 end
 
+--- The entries of list files (kapi.input.entries: CSV rows, # comments,
+--- a header skipped when its first field has letters), or {} after naming
+--- in problems why the file cannot be read; a file with no entry at all
+--- is named too ("list.txt: holds no GTIN", `what` saying what it should).
+function M.entries(path, problems, what)
+  local ok, entries = pcall(input.entries, path, function(fields) return fields[1]:find("%a") ~= nil end)
+  if not ok then
+    if not errors.is(entries, "input") then error(entries, 0) end
+    problems:error(entries)
+    return {}
+  end
+  if #entries == 0 then problems:add(input.name(path), "holds no " .. (what or "entry")) end
+  return entries
+end
+
 --- GTINs from the command line and from files (one per line, # comments,
 --- the first field of a CSV row): normalised to GTIN-14, duplicates once,
 --- order kept. A bad one is named in problems: "argument N" (or "OPTION N"
@@ -451,17 +480,17 @@ function M.gtins(values, files, problems, option)
     local g = gtin.normalize(code)
     if not seen[g] then seen[g] = true; out[#out + 1] = g end
   end
-  for i, value in ipairs(values or {}) do add(value, ("%s %d"):format(option or "argument", i)) end
+  for i, value in ipairs(M.values(values)) do add(value, ("%s %d"):format(option or "argument", i)) end
   for _, path in ipairs(files or {}) do
-    local entries, before = 0, problems.inputs
-    for n, line in ipairs(M.lines(path, problems)) do
-      local code = line:gsub("#.*", ""):match("^%s*([^,%s]*)")
-      if code ~= "" and not (n == 1 and code:lower():match("gtin")) then
-        entries = entries + 1
-        add(code, ("%s:%d"):format(input.name(path), n))
+    for _, entry in ipairs(M.entries(path, problems, "GTIN")) do
+      local where, code = ("%s:%d"):format(input.name(path), entry.line), entry.fields[1]
+      if code:find("%s") then
+        problems:add(where, ("more than one value on the line (%s): one GTIN a line, or CSV with the GTIN first")
+                     :format(errors.excerpt(code)))
+      else
+        add(code, where)
       end
     end
-    if entries == 0 and problems.inputs == before then problems:add(input.name(path), "holds no GTIN") end
   end
   return out
 end

@@ -25,10 +25,14 @@ local usage = recipe.usage
 -- One entry, "UPC", "UPC:QTY" or "UPC,QTY": the item, or nil after naming
 -- what is wrong in problems.
 local function read_entry(text, where, problems)
-  local code, quantity = text:match("^%s*([^:,%s]*)%s*[:,]?%s*([^%s]*)%s*$")
+  local code, separator, quantity = text:match("^%s*([^:,%s]*)%s*([:,]?)%s*([^%s]*)%s*$")
   local ok, why = gtin.valid(code or text)
   if not ok then problems:add(where, why); return nil end
-  local n = quantity == "" and 1 or math.tointeger(tonumber(quantity))
+  if separator ~= "" and quantity == "" then
+    problems:add(where, ("%s: the quantity after %q is missing"):format(code, separator))
+    return nil
+  end
+  local n = quantity == "" and 1 or (quantity:match("^%d+$") and math.tointeger(tonumber(quantity)))
   if not n or n < 1 or n > MAX_QUANTITY then
     problems:add(where, ("quantity %q: expected a whole number from 1 to %d"):format(quantity, MAX_QUANTITY))
     return nil
@@ -49,18 +53,21 @@ local function read_items(args, problems)
   end
   for i, text in ipairs(args.item) do add(read_entry(text, ("argument %d"):format(i), problems)) end
   for _, path in ipairs(args.file) do
-    local entries, before = 0, problems.inputs
-    for n, line in ipairs(recipe.lines(path, problems)) do
-      local text = line:gsub("#.*", "")
-      local header = n == 1 and text:lower():match("%a") and not text:match("^%s*%d")
-      if text:match("%S") and not header then
-        entries = entries + 1
-        add(read_entry(text, ("%s:%d"):format(input.name(path), n), problems))
-      end
+    for _, entry in ipairs(recipe.entries(path, problems, "UPC[:QTY] entry")) do
+      add(read_entry(table.concat(entry.fields, ","), ("%s:%d"):format(input.name(path), entry.line), problems))
     end
-    if entries == 0 and problems.inputs == before then problems:add(input.name(path), "holds no UPC[:QTY] entry") end
   end
-  return items
+  -- The same product given twice is one line; its quantities together
+  -- must still be what the Cart API takes.
+  for _, item in ipairs(items) do
+    if item.quantity > MAX_QUANTITY then
+      problems:add(item.where, ("%s: %d units in all, more than %d"):format(item.gtin, item.quantity, MAX_QUANTITY))
+      item.over = true
+    end
+  end
+  local kept = {}
+  for _, item in ipairs(items) do if not item.over then kept[#kept + 1] = item end end
+  return kept
 end
 
 -- Each item's description; an item the Products API does not know is

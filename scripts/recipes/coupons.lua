@@ -85,7 +85,7 @@ end
 -- product ids (bad UPCs named), or raises a usage error.
 local function read_listing(args, problems)
   if args.apply then usage("--apply goes with --clip: listing coupons changes nothing") end
-  if args.term and #args.term < 3 then usage("--term %q: give at least 3 characters", args.term) end
+  if args.term and (utf8.len(args.term) or #args.term) < 3 then usage("--term %q: give at least 3 characters", args.term) end
   local upcs = values(args.upc)
   if args.term and #upcs > 0 then usage("give --upc or --term, not both") end
   local place = recipe.place(args, {
@@ -126,7 +126,8 @@ end
 -- Clipping --------------------------------------------------------------------------
 
 local function clip(args, problems)
-  if #args.store > 0 or args.zip or args.near or args.lat or args.lon or #args.upc > 0 or args.term then
+  if #args.store > 0 or args.zip or args.near or args.lat or args.lon or #args.upc > 0 or args.term
+     or args.limit or args.shard then
     usage("--clip takes coupon ids alone: list the coupons first, then clip the ones you want")
   end
   local ids = values(args.clip)

@@ -118,7 +118,7 @@ no store near it.]],
           :argname("FILE")
     parser:option("--store", "Check at this store (location id; repeat it, or ID,ID,...)"):count("*"):argname("ID")
     parser:option("--zip", "Check at the stores nearest this ZIP code"):argname("ZIP")
-    parser:option("--stores", "With --zip: how many stores (1-50)", "3")
+    parser:option("--stores", "With --zip: how many stores (1-50) (default: 3)")
           :convert(recipe.whole_number("--stores", 1, 50)):argname("N")
     parser:flag("--fail-missing", "Exit 1 when any check is not live (for CI)")
     recipe.options(parser, {"output", "quiet", "env", "shard"})
@@ -127,13 +127,14 @@ no store near it.]],
   run = function(args)
     if #args.gtin == 0 and #args.file == 0 then usage("which GTINs? give them as arguments or with --file FILE") end
     local place = recipe.place(args, {conflict = "give --store or --zip, not both"})
+    if args.stores and not place.zip then usage("--stores goes with --zip: how many of the stores nearest it") end
     local problems = recipe.problems()
     local gtins = recipe.shard(args, recipe.gtins(args.gtin, args.file, problems))
     if #gtins == 0 then return recipe.status(problems) end
     local kroger = kapi.kroger.client {env = args.env}
     -- The stores given, the nearest to the ZIP code, or none (then only
     -- whether the API knows the product).
-    local stores = recipe.stores(kroger, place, {limit = args.stores}, problems)
+    local stores = recipe.stores(kroger, place, {limit = args.stores or 3}, problems)
     if place.ids and #stores == 0 then return recipe.status(problems) end
     local product_ids = {}
     for i, code in ipairs(gtins) do product_ids[i] = gtin.to_product_id(code) end

@@ -25,7 +25,9 @@ local function read_files(paths, problems)
   local out = {}
   for _, path in ipairs(paths) do
     local ok, err = pcall(function()
-      for _, h in ipairs(kapi.items.hierarchies(input.json(path), input.name(path))) do out[#out + 1] = h end
+      local good, bad = kapi.items.hierarchies(input.json(path), input.name(path))
+      for _, h in ipairs(good) do out[#out + 1] = h end
+      for _, why in ipairs(bad) do problems:error(errors.new("input", why)) end
     end)
     if not ok and not errors.is_input(err) then error(err, 0) end -- Ctrl-C, or a bug: not the file's fault
     if not ok then problems:error(err) end
@@ -108,6 +110,7 @@ still checked).]],
       for _, h in ipairs(read_published(args, problems)) do hierarchies[#hierarchies + 1] = h end
     end
 
+    if #hierarchies == 0 then return recipe.status(problems) end -- nothing usable: nothing to print
     local findings = rules.check(hierarchies)
     for _, f in ipairs(findings) do explain(f) end
     recipe.print(args, findings, COLUMNS, KEYS)

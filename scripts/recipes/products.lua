@@ -36,7 +36,7 @@ end
 -- The search, checked before anything is sent.
 local function read_search(args, problems)
   local upcs, brands = values(args.upc), args.brand
-  if args.term and (#args.term < 3 or select(2, args.term:gsub("%S+", "")) > 8) then
+  if args.term and ((utf8.len(args.term) or #args.term) < 3 or select(2, args.term:gsub("%S+", "")) > 8) then
     usage("--term %q: give 3 characters or more, 8 words at most", args.term)
   end
   if #upcs > 0 and (args.term or #brands > 0) then usage("--upc looks products up by id: give it without --term and --brand") end

@@ -202,12 +202,15 @@ rest is still checked).]],
     local gtins = not (args.report or args.all or args.gln) and recipe.gtins(args.gtin, args.file, problems)
     if gtins and #gtins == 0 then return recipe.status(problems) end
     local items = items_client(args)
-    local records = report or from_api(args, gtins, items, problems)
-    records = recipe.shard(args, kroger_only(records), function(r) return r.gtin end)
-    if #records == 0 and #problems == 0 then
+    local records = kroger_only(report or from_api(args, gtins, items, problems))
+    -- A source with no Kroger publication at all names nothing to check;
+    -- a shard that happens to get none is just an empty part of the work.
+    if #records == 0 and #problems == 0 and not gtins then
       problems:add(args.gln and ("--gln " .. args.gln) or args.report and input.name(args.report) or "--all",
                    "no publication to a Kroger GLN")
     end
+    if #records == 0 and #problems > 0 then return recipe.status(problems) end -- nothing usable to print
+    records = recipe.shard(args, records, function(r) return r.gtin end)
 
     local bar = recipe.progress(args, {label = "checking", unit = "items"})
     local rows, unread = certification.assess(records, items, {progress = function(n, total)

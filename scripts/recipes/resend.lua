@@ -7,6 +7,7 @@ local recipe = require "kapi.recipe"
 local certification = require "kapi.certification"
 local gtin = require "kapi.gtin"
 local errors = require "kapi.errors"
+local input = require "kapi.input"
 
 -- Verdicts a resend helps with; the others say what helps instead.
 local ALLOWED = {RESEND = true, DONE = true, OVERDUE = true}
@@ -29,20 +30,30 @@ local COLUMNS = {
 }
 local KEYS = {"gtin", "recipientGln", "verdict", "action", "why"}
 
--- "GTIN" or "GTIN@GLN" -> gtin, recipient (the Certification Queue by default).
+-- One publication, "GTIN" or "GTIN@GLN" (the Certification Queue by
+-- default): {gtin, recipientGln}, or nil after naming what is wrong.
+local function target(spec, gln, where, problems)
+  local code, at, named = spec:match("^([^@]*)(@?)(.*)$")
+  if at == "@" and named == "" then problems:add(where, ("%s: no GLN after @"):format(errors.excerpt(spec))); return end
+  gln = named ~= "" and named or gln or certification.QUEUE
+  local ok, why = gtin.valid(code)
+  if not ok then problems:add(where, why); return end
+  local gln_ok, gln_why = gtin.valid_gln(gln)
+  if not gln_ok then problems:add(where, gln_why); return end
+  return {gtin = gtin.normalize(code), recipientGln = gln}
+end
+
+-- The publications of the arguments and of --file lines (GTIN, GTIN@GLN,
+-- or a CSV row GTIN,GLN).
 local function targets(args, problems)
   local out = {}
-  for i, spec in ipairs(args.publication) do
-    local code, gln = spec:match("^([^@]+)@?(.*)$")
-    gln = gln ~= "" and gln or certification.QUEUE
-    local ok, why = gtin.valid(code or "")
-    local gln_ok, gln_why = gtin.valid_gln(gln)
-    if not ok then problems:add(("argument %d"):format(i), why)
-    elseif not gln_ok then problems:add(("argument %d"):format(i), gln_why)
-    else out[#out + 1] = {gtin = gtin.normalize(code), recipientGln = gln} end
-  end
-  for _, g in ipairs(recipe.gtins(nil, args.file, problems)) do
-    out[#out + 1] = {gtin = g, recipientGln = certification.QUEUE}
+  local function add(t) if t then out[#out + 1] = t end end
+  for i, spec in ipairs(args.publication) do add(target(spec, nil, ("argument %d"):format(i), problems)) end
+  for _, path in ipairs(args.file) do
+    for _, entry in ipairs(recipe.entries(path, problems, "publication")) do
+      local gln = entry.fields[2] ~= "" and entry.fields[2] or nil
+      add(target(entry.fields[1], gln, ("%s:%d"):format(input.name(path), entry.line), problems))
+    end
   end
   return out
 end
@@ -71,7 +82,7 @@ publication that is not there (a bad GTIN, not published to that GLN).]],
 
   arguments = function(parser)
     parser:argument("publication", "GTIN or GTIN@RECIPIENT_GLN"):args("*")
-    parser:option("--file", "Read GTINs from a file, one per line (repeatable; - reads stdin)"):count("*")
+    parser:option("--file", "Read publications from a file, one a line: GTIN, GTIN@GLN or GTIN,GLN (repeatable; - reads stdin)"):count("*")
           :argname("FILE")
     parser:option("--reason", "Why it is resent (recorded with the resend; required)"):count(1)
     recipe.options(parser, {"output", "quiet", "env", "shard", "apply"})

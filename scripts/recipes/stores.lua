@@ -29,6 +29,7 @@ local function read_place(args)
     conflict = "give --zip or a point (--near, --lat/--lon), not both",
     missing = not args.chain and "where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --chain NAME" or nil,
   })
+  args.department = recipe.values(args.department)
   for _, d in ipairs(args.department) do
     if not d:match("^%w%w$") then
       usage("--department %s: a department id has 2 characters, e.g. 09 (pharmacy)", d)
@@ -109,6 +110,20 @@ local function check_chain(kroger, name)
   error(chain, 0)
 end
 
+-- The department ids asked for, each one the API knows, or a usage error
+-- listing the known ones (as for --chain).
+local function check_departments(kroger, ids)
+  if #ids == 0 then return end
+  local known, names = {}, {}
+  for _, d in ipairs(kroger:departments() or {}) do
+    known[d.departmentId] = true
+    names[#names + 1] = ("%s %s"):format(d.departmentId, d.name)
+  end
+  for _, id in ipairs(ids) do
+    if not known[id] then usage("--department %s: no such department (known: %s)", id, table.concat(names, ", ")) end
+  end
+end
+
 return {
   summary = "Stores near a ZIP code or a point, or of a chain: distance, address, phone, hours, departments",
   description = [[
@@ -142,6 +157,7 @@ place with no store at all within the radius.]],
     local place = read_place(args)
     local kroger = kapi.kroger.client {env = args.env}
     local chain = args.chain and check_chain(kroger, args.chain)
+    check_departments(kroger, args.department)
     local near = place.zip or place.latlong
     local stores = kroger:locations {zip = place.zip, latlong = place.latlong, chain = chain,
                                      radius = near and args.radius or nil, limit = args.limit,

@@ -108,14 +108,22 @@ describe("kapi run preflight", function()
     for text, why in pairs {["{}"] = "an empty object, not an item hierarchy",
                             ["[]"] = "an empty array: no item hierarchy to check",
                             ['[{"foo":1}, 3]'] = "entry 1: not an item hierarchy: no gtin or level among its keys %(foo%)",
-                            ['[{"gtin":"00614141000012","level":"CASE"}, 3]'] = "entry 2: a number, not an item hierarchy",
-                            ['{"gtin":"00614141000012","level":"BOX"}'] = "level BOX is not one of"} do
+                            ['{"gtin":"00614141000012","level":"BOX"}'] = "level BOX is not one of",
+                            ['{"gtin":"00614141000012","level":"CASE","children":"x"}'] = "children must be an array",
+                            ['{"gtin":"00614141000012","level":"CASE","children":[1]}'] = "children%[1%]: a number"} do
       local path = process.write(dir .. "/item.json", text)
       local r = kapi {"run", "preflight", path}
       assert.equal(2, r.status, text)
       assert.equal("", r.stdout, text)
       assert.matches("^kapi: " .. path:gsub("%p", "%%%0") .. ": " .. why, r.stderr)
     end
+    -- A bad entry among good ones is named, and the good ones are checked.
+    local path = process.write(dir .. "/mixed.json", '[{"gtin":"00614141000012","level":"CASE"}, 3, {"a": 1}]')
+    local mixed = kapi {"run", "preflight", path}
+    assert.equal(2, mixed.status)
+    assert.matches("KR%-TIHI%-NONGTIN +00614141000012", mixed.stdout)
+    assert.matches("mixed%.json: entry 2: a number, not an item hierarchy object\n", mixed.stderr)
+    assert.matches("mixed%.json: entry 3: not an item hierarchy: no gtin or level among its keys %(a%)\n", mixed.stderr)
     process.cleanup(dir)
     local r = kapi {"run", "preflight", "--gln", "0614141000012"}
     assert.equal(2, r.status)
@@ -256,7 +264,7 @@ describe("kapi run republish-check", function()
     local r = kapi {"run", "republish-check", "--json", "--report", dir .. "/export.csv"}
     process.cleanup(dir)
     assert.equal(2, r.status)
-    assert.matches("export%.csv:3: no valid GTIN", r.stderr)
+    assert.matches('export%.csv:3: GTIN "not%-a%-gtin" has a non%-digit', r.stderr)
     local got = by_publication(json.decode(r.stdout))
     assert.equal("RESEND", got["10860001000020@" .. QUEUE].verdict)
     assert.equal("FAILED_TO_SEND", got["10614141000033@" .. QUEUE].verdict)

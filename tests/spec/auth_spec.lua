@@ -106,10 +106,20 @@ describe("service tokens", function()
     assert.equal(2, sb.state.token_requests)
   end)
 
-  it("are stored in files of mode 0600 in a directory of mode 0700", function()
-    service():token()
+  it("are stored in files of mode 0600 in a directory of mode 0700, but never for a sandbox of this process", function()
+    service():token() -- the sandbox started here ends with this process: its tokens stay in memory
+    for _, r in ipairs(store.list()) do assert.is_not.equal(sb.url, r.host) end
+    local remote = process.sandbox {"--products", "300", "--stores", "10"}
+    local ok, err = pcall(function()
+      auth.service {base_url = remote.url, client_id = "kapi-sandbox", client_secret = "sandbox-secret"}:token()
+    end)
+    remote.stop()
+    assert(ok, err)
     assert.equal("700", mode(store.directory))
-    for _, r in ipairs(store.list()) do
+    local stored = store.list()
+    assert.equal(1, #stored)
+    assert.equal(remote.url, stored[1].host)
+    for _, r in ipairs(stored) do
       assert.equal("600", mode(store.directory .. "/" .. r.key .. ".json"))
     end
   end)
@@ -219,9 +229,9 @@ describe("credentials", function()
     assert.equal("", r.stderr)
   end)
 
-  it("name what is missing for a real environment", function()
+  it("name what is missing for a real environment: a setup to do, status 2", function()
     local r = process.kapi_run({"auth", "token", "--env", "prod"}, {env = {HOME = dir, XDG_CONFIG_HOME = dir}})
-    assert.equal(1, r.status)
+    assert.equal(2, r.status)
     assert.matches("no Kroger credentials for prod: set KROGER_CLIENT_ID and KROGER_CLIENT_SECRET", r.stderr)
   end)
 end)

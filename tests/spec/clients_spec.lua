@@ -68,7 +68,7 @@ describe("kapi.items", function()
       'GTIN,Recipient GLN,Publication Type,Sync Status,CIC Status,CIC Reason Code,CIC Message',
       '10614141000026,0838016000123,NEW,Synchronised,REJECTED,CIC999,"This item does not meet Kroger PDP Guidelines, see ""size"""',
       'not-a-gtin,0838016000123,NEW,Pending,,,',
-      '614141000033,0838016000123,NEW,failed to send,,,"productActivityTypeCode MADE_IN is invalid."',
+      '10614141000033,0838016000123,NEW,failed to send,,,"productActivityTypeCode MADE_IN is invalid."',
       '',
     }, "\r\n"))
     local records, problems = kapi.items.read_report(path)
@@ -77,10 +77,10 @@ describe("kapi.items", function()
     assert.equal("10614141000026", records[1].gtin)
     assert.equal("REJECTED", records[1].cicState)
     assert.equal('This item does not meet Kroger PDP Guidelines, see "size"', records[1].message)
-    assert.equal("00614141000033", records[2].gtin)
+    assert.equal("10614141000033", records[2].gtin)
     assert.equal("FAILED_TO_SEND", records[2].syncStatus)
     assert.equal(1, #problems)
-    assert.matches("sync%.csv:3: no valid GTIN", problems[1])
+    assert.matches('sync%.csv:3: GTIN "not%-a%-gtin" has a non%-digit', problems[1])
   end)
 
   it("names a missing report and one without a GTIN column", function()

@@ -163,17 +163,22 @@ describe("kapi.recipe places", function()
     assert.same({ids = {"01400376", "01601423"}}, recipe.place {store = {{"01400376,01601423"}}})
     assert.same({ids = {"01400376"}}, recipe.place {store = "01400376"})
     assert.same({zip = "45202"}, recipe.place {zip = "45202"})
-    assert.same({lat = 39.1, lon = -84.5, latlong = "39.100000,-84.500000"}, recipe.place {near = " 39.1, -84.5 "})
-    assert.same({lat = 39, lon = -84, latlong = "39.000000,-84.000000"}, recipe.place {lat = "39", lon = "-84"})
+    assert.same({lat = 39.1, lon = -84.5, latlong = "39.100000,-84.500000", named = "--near  39.1, -84.5 "},
+                recipe.place {near = " 39.1, -84.5 "})
+    assert.same({lat = 39, lon = -84, latlong = "39.000000,-84.000000", named = "--lat 39 --lon -84"},
+                recipe.place {lat = "39", lon = "-84"})
     assert.same({}, recipe.place {store = {}})
   end)
 
   it("names what is wrong with a place, as typed", function()
-    assert.equal("--near north: expected LAT,LON, e.g. 39.10,-84.51", usage_message(recipe.place, {near = "north"}))
+    assert.equal("--near north: expected LAT,LON in degrees, e.g. 39.10,-84.51", usage_message(recipe.place, {near = "north"}))
     assert.equal("--lat and --lon go together", usage_message(recipe.place, {lat = "39"}))
-    assert.equal("latitude abc: expected -90 to 90", usage_message(recipe.place, {lat = "abc", lon = "1"}))
-    assert.equal("latitude 1.2.3: expected -90 to 90", usage_message(recipe.place, {near = "1.2.3,4"}))
-    assert.equal("longitude 190: expected -180 to 180", usage_message(recipe.place, {near = "10,190"}))
+    assert.equal("--lat abc: expected degrees from -90 to 90", usage_message(recipe.place, {lat = "abc", lon = "1"}))
+    assert.equal("--lat 0x27: expected degrees from -90 to 90", usage_message(recipe.place, {lat = "0x27", lon = "1"}))
+    assert.equal("--near 1.2.3,4: expected LAT,LON in degrees, e.g. 39.10,-84.51", usage_message(recipe.place, {near = "1.2.3,4"}))
+    assert.equal("--near longitude 190: expected degrees from -180 to 180", usage_message(recipe.place, {near = "10,190"}))
+    assert.equal("give --near LAT,LON or --lat and --lon, not both",
+                 usage_message(recipe.place, {near = "10,10", lat = "1", lon = "2"}))
     assert.equal("--zip 4520: expected 5 digits", usage_message(recipe.place, {zip = "4520"}))
     assert.equal("--store 0140037: a location id has 8 digits (3-digit division + 5-digit store), e.g. 01400376",
                  usage_message(recipe.place, {store = {{"01400376", "0140037"}}}))

@@ -174,7 +174,7 @@ function Customer:refresh()
   local lock <close> = store.lock(self.key)
   local stored = store.read(self.key)
   if not stored or not stored.refresh_token then
-    error(auth_error("no customer is logged in; " .. login_hint(self.scopes)), 0)
+    error(auth_error("no customer is logged in; " .. login_hint(self.scopes), {setup = true}), 0)
   end
   if fresh(stored) and not self.force then
     self.cached = stored

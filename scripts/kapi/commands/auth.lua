@@ -79,12 +79,16 @@ local function token_state(r)
 end
 
 function actions.status(args, config, auth)
+  if args.env and not (config.KROGER[args.env] or args.env == "sandbox" or args.env:match("^https?://[^/]+$")) then
+    require("kapi.errors").usage(("--env %s: expected prod, ce, sandbox or a sandbox's address (http://HOST:PORT)")
+                                 :format(require("kapi.errors").excerpt(args.env)), 0)
+  end
   local rows = {}
   for _, r in ipairs(auth.store.list()) do
     local env, state = env_of(config, r.host or "?"), token_state(r)
     if not state then
       auth.store.remove(r.key)
-    elseif not args.env or env == args.env or r.host == args.env then
+    elseif not args.env or env == args.env or r.host == args.env or (args.env == "sandbox" and env:match("^http")) then
       rows[#rows + 1] = {env = env, kind = r.kind or "?", client_id = r.client_id or "?",
                          scopes = table.concat(r.scopes or {}, " "), state = state,
                          expires_at = r.expires_at, renewable = r.refresh_token ~= nil}
@@ -139,6 +143,7 @@ function actions.token(args, config, auth)
 end
 
 function M.run(args)
+  if args.scope then args.scope = require("kapi.recipe").values(args.scope) end -- --scope A,B as --scope A --scope B
   return actions[args.action](args, require "kapi.config", require "kapi.auth")
 end
 

@@ -4,7 +4,9 @@ local cli = require "kapi.cli"
 local M = {summary = "Show help for kapi, a command or a recipe"}
 
 function M.arguments(parser)
-  parser:argument("topic", "A command or recipe name"):args("?")
+  parser:argument("topic", "A command (and its subcommand: auth login), or a recipe (run preflight, or preflight)")
+        :args("*"):argname("TOPIC")
+  parser:usage("Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE]")
 end
 
 local function overview()
@@ -41,12 +43,21 @@ local function overview()
 end
 
 function M.run(args)
-  local topic = args.topic
-  if not topic then return overview() end
-  if cli.command(topic) then return cli.main({topic, "--help"}) end
-  if require("kapi.recipes").find(topic) then return cli.main({"run", topic, "--help"}) end
-  return cli.usage_error(("no command or recipe named '%s'"):format(topic),
-                         "Usage: kapi help [COMMAND|RECIPE]")
+  local topic = args.topic or {}
+  if #topic == 0 then return overview() end
+  local words = table.move(topic, 1, #topic, 1, {})
+  if cli.command(words[1]) then
+    words[#words + 1] = "--help"
+    return cli.main(words)
+  end
+  if #words == 1 and require("kapi.recipes").find(words[1]) then return cli.main({"run", words[1], "--help"}) end
+  local names = {}
+  for _, name in ipairs(cli.commands) do names[#names + 1] = name end
+  for _, r in ipairs(require("kapi.recipes").list()) do names[#names + 1] = r.name end
+  local errors = require "kapi.errors"
+  return cli.usage_error(("no command or recipe named '%s'%s"):format(errors.excerpt(table.concat(words, " ")),
+                         require("kapi.parsing").did_you_mean(words[1], names)),
+                         "Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE]")
 end
 
 return M

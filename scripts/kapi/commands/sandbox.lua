@@ -80,7 +80,7 @@ function M.run(args)
   sandbox:close()
   if errors.is(err, "interrupted") then
     io.stderr:write("kapi sandbox: stopped\n")
-    return 0
+    return 130 -- interrupted, as every command is
   end
   error(err, 0)
 end

@@ -23,6 +23,15 @@ function M.run(args)
     return require("kapi.cli").usage_error(tostring(err):gsub("^kapi test: error: ", ""):gsub("%s+$", ""),
                                            "Usage: kapi test [busted options] [spec files or directories]")
   end
+  -- A spec file or directory that is not there: named as kapi names every
+  -- missing input (busted would say it on stdout and exit 1).
+  local explicit = {}
+  for _, a in ipairs(args) do explicit[a] = true end
+  for _, path in ipairs(parsed.ROOT or {}) do
+    if explicit[path] and not require("kapi.core.fs").mode(path) then
+      require("kapi.errors").input(("%s: no such spec file or directory"):format(require("kapi.errors").excerpt(path)), 0)
+    end
+  end
   _G.arg = table.move(args, 1, #args, 1, {[0] = "kapi test"})
   -- busted exits the process itself with the number of failures.
   require("busted.runner")({standalone = false})

@@ -123,6 +123,9 @@ function M.start(opts)
     return res
   end
   local srv = server.listen {handler = handler, port = opts.port, tls_cert = opts.tls_cert, tls_key = opts.tls_key}
+  -- It ends with this process: tokens for it are of no use to another, and
+  -- are never written to the user's token store.
+  require("kapi.auth.store").in_memory(srv.url)
   return setmetatable({
     url = srv.url, port = srv.port, state = state, server = srv,
     credentials = {client_id = "kapi-sandbox", client_secret = "sandbox-secret",
