@@ -218,10 +218,17 @@ function M.whole_number(name, low, high)
   end
 end
 
+--- A number as people write it in decimal ("39.10", "-84.5", ".5"); nil
+--- for anything else (Lua's tonumber would also take 0x27 and 1e1).
+function M.decimal(text)
+  if type(text) ~= "string" then return nil end
+  if text:match("^%s*[-+]?%d+%.?%d*%s*$") or text:match("^%s*[-+]?%.%d+%s*$") then return tonumber(text) end
+end
+
 --- An argparse :convert for a number (fractions allowed) from low to high.
 function M.number(name, low, high)
   return function(text)
-    local n = (text:match("^%s*[-+]?%d+%.?%d*%s*$") or text:match("^%s*[-+]?%.%d+%s*$")) and tonumber(text)
+    local n = M.decimal(text)
     if not n or n ~= n or n < low or n > high then
       return nil, ("%s %s: expected a number from %s to %s"):format(name, errors.excerpt(text), low, high)
     end

@@ -11,6 +11,7 @@ local errors = require "kapi.errors"
 local doc = require "kapi.doc"
 local input = require "kapi.input"
 local output = require "kapi.output"
+local parsing = require "kapi.parsing"
 
 local M = {}
 
@@ -70,7 +71,7 @@ end
 
 --- An argparse :convert for a whole number from low to high; the message
 --- names the option: "--radius 500: expected a whole number from 1 to 100".
-M.whole_number = require("kapi.parsing").whole_number
+M.whole_number = parsing.whole_number
 
 --- The values of an option declared :count("*"), one flat list whether
 --- given as `--opt A --opt B` or `--opt A,B`. (An option takes one value
@@ -109,13 +110,7 @@ end
 
 -- The point of --near LAT,LON or of --lat and --lon: lat, lon; nil when
 -- neither is given. Each number is named as it was typed when it is wrong.
--- A number as people write it in decimal ("39.10", "-84.5"); nil for
--- anything else (Lua's tonumber would also take 0x27 and 1e1).
-local function decimal(text)
-  return type(text) == "string" and text:match("^%s*[-+]?%d+%.?%d*%s*$") and tonumber(text)
-         or type(text) == "string" and text:match("^%s*[-+]?%.%d+%s*$") and tonumber(text) or nil
-end
-M.decimal = decimal
+local decimal = parsing.decimal
 
 local function point(args)
   local lat, lon = args.lat, args.lon
@@ -402,21 +397,18 @@ local function to_stderr(line) io.stderr:write("kapi: ", line, "\n") end
 
 --- Records input that cannot be used (a bad entry, an unreadable file, an
 --- id that names nothing) and names it on stderr at once: exit status 2.
-function Problems:add(where, what)
-  errors.check(where, "string", "problems:add: where")
-  errors.check(what, "string", "problems:add: what")
-  self.inputs = self.inputs + 1
-  tell(self, where .. ": " .. what)
+local function record(problems, count, where, what, who)
+  errors.check(where, "string", who .. ": where")
+  errors.check(what, "string", who .. ": what")
+  problems[count] = problems[count] + 1
+  tell(problems, where .. ": " .. what)
 end
+
+function Problems:add(where, what) record(self, "inputs", where, what, "problems:add") end
 
 --- Records work that failed on good input (an API call, an action) and
 --- names it on stderr at once: exit status 1.
-function Problems:fail(where, what)
-  errors.check(where, "string", "problems:fail: where")
-  errors.check(what, "string", "problems:fail: what")
-  self.failures = self.failures + 1
-  tell(self, where .. ": " .. what)
-end
+function Problems:fail(where, what) record(self, "failures", where, what, "problems:fail") end
 
 --- Records an error value by its kind (input and usage errors as bad
 --- input, anything else as failed work), its message after `where` when
