@@ -19,7 +19,11 @@ end
 --- (default 100) by 40 lines.
 function M.start(command, env, opts)
   counter = counter + 1
-  local self = setmetatable({socket = ("kapi-test-%d-%d"):format(os.time(), counter)}, M)
+  -- Unique across processes too: spec files run in parallel (ctest -j),
+  -- and two of them counting from 1 in the same second would share a
+  -- server, one test's kill-server ending the other's terminal.
+  local crypto = require "kapi.core.crypto"
+  local self = setmetatable({socket = ("kapi-test-%s-%d"):format(crypto.hex(crypto.random(8)), counter)}, M)
   local exports = {}
   for k, v in pairs(env or {}) do exports[#exports + 1] = k .. "=" .. process.quote(v) end
   local script = (#exports > 0 and "export " .. table.concat(exports, " ") .. "; " or "")
