@@ -62,6 +62,42 @@ describe("kapi auth", function()
   end)
 end)
 
+describe("kapi auth status", function()
+  it("shows each stored token's environment, kind, scopes and state; prunes expired service tokens", function()
+    local dir = process.tempdir()
+    local env = {XDG_STATE_HOME = dir .. "/state", XDG_CONFIG_HOME = dir .. "/config", KAPI_CONFIG = "/nonexistent"}
+    -- Records as kapi stores them, written through the store itself.
+    local write = [[
+      local store = require "kapi.auth.store"
+      local function put(host, kind, scopes, expires_in, refresh)
+        store.write(store.key(host, "my-app", kind, scopes), {kind = kind, host = host, client_id = "my-app",
+          scopes = scopes, access_token = "secret-access-token", refresh_token = refresh,
+          expires_at = os.time() + expires_in})
+      end
+      put("https://api.kroger.com", "customer", {"cart.basic:write"}, -60, "secret-refresh-token")
+      put("https://api.kroger.com", "service", {"product.compact"}, 1200)
+      put("https://api-ce.kroger.com", "service", {"product.compact"}, -60)
+      put("http://127.0.0.1:9", "customer", {"profile.compact"}, -60)
+    ]]
+    assert.equal(0, process.kapi_run({"-e", write}, {env = env}).status)
+    local r = process.kapi_run({"auth", "status"}, {env = env})
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("\nprod +customer +my%-app +cart%.basic:write +access token expired; renewed on next use\n", r.stdout)
+    assert.matches("\nprod +service +my%-app +product%.compact +expires in %d+ min\n", r.stdout)
+    assert.matches("\nhttp://127%.0%.0%.1:9 +customer +my%-app +profile%.compact +expired: log in again", r.stdout)
+    assert.is_nil(r.stdout:find("\nce ", 1, true)) -- the expired ce service token is gone
+    assert.is_nil((r.stdout .. r.stderr):find("secret-", 1, true))
+    local ce = process.kapi_run({"auth", "status", "--env", "ce"}, {env = env})
+    assert.equal("kapi: no stored tokens for ce; log in with: kapi auth login\n", ce.stderr)
+    local json = require("kapi.json").decode(process.kapi_run({"auth", "status", "--json", "--env", "prod"},
+                                                              {env = env}).stdout)
+    assert.equal(2, #json)
+    local files = process.sh("ls " .. process.quote(dir .. "/state/kapi/tokens") .. " | grep -c json").stdout
+    process.cleanup(dir)
+    assert.equal("3\n", files)
+  end)
+end)
+
 describe("with no credentials", function()
   it("gives API clients a sandbox started in the same process", function()
     local dir = process.tempdir()
