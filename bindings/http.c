@@ -566,12 +566,17 @@ static int finish_request(lua_State *L, transfer *t) {
   return n;
 }
 
+/* The task resumes here. A cancellation may have come first: then the
+ * cancel callback has already given the transfer back, and the pool may
+ * have lent it to another request since, which must not be touched; only
+ * a transfer that is still this task's (it finished before the
+ * cancellation came) is closed here. */
 static int request_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   transfer *t = (transfer *)ctx;
   kapi_task *task = kapi_task_current(L, "http request");
   if (kapi_task_cancel_pending(task)) {
-    transfer_close(t); /* it may have finished before the cancellation came */
+    if (t->busy && t->waiter == task) transfer_close(t);
     kapi_task_check_cancel(L, task);
   }
   return finish_request(L, t);

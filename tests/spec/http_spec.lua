@@ -132,6 +132,64 @@ describe("kapi.http requests", function()
     end
   end)
 
+  -- Runs fn in a task and waits for it at most `seconds`: a request that
+  -- hangs (nothing will ever wake it) fails the test instead of the suite.
+  local function within(seconds, fn)
+    local t = kapi.spawn(fn)
+    local timer = kapi.spawn(function() kapi.sleep(seconds); t:cancel() end)
+    local ok, err = pcall(t.wait, t)
+    timer:cancel()
+    assert(ok or not (type(err) == "table" and err.kind == "cancelled"), "hung for more than " .. seconds .. " s")
+    assert(ok, tostring(err))
+  end
+
+  it("never lets a cancelled request touch the transfer the next request was given", function()
+    -- Race a fast and a slow GET, take the winner, cancel the other, GET
+    -- again: the cancelled task resumes after the pool has lent its
+    -- transfer to the new request, and must leave it alone, in whatever
+    -- order finishing and cancelling come.
+    local srv <close> = with_server(function(req)
+      if req.path == "/slow" then kapi.sleep(1) end
+      return {body = req.path}
+    end)
+    for round = 1, 10 do
+      within(5, function()
+        local slow = kapi.spawn(http.get, srv.url .. "/slow")
+        local fast = kapi.spawn(http.get, srv.url .. "/fast")
+        assert.equal("/fast", fast:wait().body)
+        if round % 2 == 0 then kapi.sleep(0) end -- the other order: the cancel lands after a turn of the loop
+        slow:cancel()
+        assert.equal("/again", http.get(srv.url .. "/again", {timeout = 2}).body)
+        -- cancelled, or (the first round: curl waits to see whether the new
+        -- connection can be shared) already done when the cancel came
+        local ok, res = pcall(slow.wait, slow)
+        assert.is_true(ok and res.body == "/slow" or not ok and res.kind == "cancelled", tostring(res))
+      end)
+    end
+  end)
+
+  it("serves a request made after an iterator stopped early with pages still in flight", function()
+    local srv <close> = with_server(function(req)
+      local start = tonumber(req.query.start)
+      if req.path == "/item" then return {json = {ok = true}} end
+      if start >= 4 then kapi.sleep(0.5) end -- the pages fetched ahead are still on their way
+      local items = {}
+      for i = start + 1, math.min(start + 2, 10) do items[#items + 1] = i end
+      return {json = {items = items, total = 10}}
+    end)
+    for _ = 1, 5 do
+      within(5, function()
+        local got = {}
+        for item in kapi.paginate.offset {limit = 2, max_items = 3, fetch = function(start, limit)
+          local page = http.get(srv.url .. "/page", {query = {start = start, limit = limit}}):json()
+          return page.items, page.total
+        end} do got[#got + 1] = item end
+        assert.same({1, 2, 3}, got)
+        assert.is_true(http.get(srv.url .. "/item", {timeout = 2}):json().ok)
+      end)
+    end
+  end)
+
   it("reports a refused connection as a network error, after retrying", function()
     local ok, err = pcall(http.get, "http://127.0.0.1:1/", {retry = 2})
     assert.is_false(ok)
