@@ -58,10 +58,15 @@ function M.reset() loaded = nil end
 local function kroger_credentials()
   local c = M.load().kroger or {}
   local id, secret = getenv("KROGER_CLIENT_ID"), getenv("KROGER_CLIENT_SECRET")
+  -- KROGER_PARTNER=1 or partner = true: the app is registered for the
+  -- partner APIs (their scopes and limits), not the public ones.
+  local partner = getenv("KROGER_PARTNER")
+  partner = partner and partner ~= "0" or (partner == nil and c.partner == true) or nil
   if id and secret then return {client_id = id, client_secret = secret, redirect_uri = getenv("KROGER_REDIRECT_URI"),
-                                source = "environment"} end
+                                partner = partner, source = "environment"} end
   if c.client_id and c.client_secret then
-    return {client_id = c.client_id, client_secret = c.client_secret, redirect_uri = c.redirect_uri, source = M.path()}
+    return {client_id = c.client_id, client_secret = c.client_secret, redirect_uri = c.redirect_uri,
+            partner = partner, source = M.path()}
   end
 end
 

@@ -33,15 +33,27 @@ local FIELDS = {
 
 --- One trade item from Content1's wire shape to the item format (children
 --- referenced by GTIN in `childGtins` until assembled).
+-- The tables of a list the wire may send in any shape (the spec types
+-- Item.item as a map of anything).
+local function records(list)
+  local out = {}
+  for _, v in ipairs(type(list) == "table" and list or {}) do
+    if type(v) == "table" then out[#out + 1] = v end
+  end
+  return out
+end
+
 function M.to_item(wire)
   local item = {}
+  if type(wire) ~= "table" then return item end
   for from, to in pairs(FIELDS) do
     local v = wire[from]
     if v ~= nil and v ~= json.null then item[to] = v end
   end
+  if type(item.gtin) ~= "string" then item.gtin = nil end
   if wire.referencedFileDetailInformation then
     local images = {}
-    for i, f in ipairs(wire.referencedFileDetailInformation) do
+    for i, f in ipairs(records(wire.referencedFileDetailInformation)) do
       images[i] = {url = f.uniformResourceIdentifier, facing = f.productImageFacingCode,
                    typeOfInformation = f.typeOfInformation, source = f.fileSource}
     end
@@ -49,7 +61,9 @@ function M.to_item(wire)
   end
   if wire.childTradeItem then
     item.childGtins = {}
-    for i, child in ipairs(wire.childTradeItem) do item.childGtins[i] = child.gtin end
+    for _, child in ipairs(records(wire.childTradeItem)) do
+      if type(child.gtin) == "string" then item.childGtins[#item.childGtins + 1] = child.gtin end
+    end
   end
   return item
 end
@@ -102,11 +116,11 @@ function Client:fetch(criteria, opts)
     local res = self:post("/V1/product/fetch", body, size)
     if res.status == 204 then return {}, nil end
     local page = res:json()
-    local items = page.items or {}
+    local items = type(page) == "table" and records(page.items) or {}
     if not opts.raw then
       for i, record in ipairs(items) do items[i] = M.to_item(record.item) end
     end
-    return items, page.searchAfter, page.totalCount
+    return items, page.searchAfter, math.type(page.totalCount) == "integer" and page.totalCount or nil
   end}
 end
 
@@ -130,17 +144,22 @@ function Client:hierarchy(gtin)
   local res = self:post("/V1/product/hierarchy", {gtin = {gtin}}, 10)
   if res.status == 204 then return nil end
   local found = res:json().hierarchies or {}
-  if #found == 0 then return nil end
-  local gtins, top = {}, found[1].gtin
+  -- A record without a GTIN names nothing to fetch: the spec allows it,
+  -- so it is passed over, never indexed by nil.
+  local top = type(found[1]) == "table" and type(found[1].gtin) == "string" and found[1].gtin or nil
+  if not top then return nil end
+  local gtins = {top}
   local function collect(nodes)
-    for _, n in ipairs(nodes or {}) do
-      gtins[#gtins + 1] = n.gtin
-      collect(n.children)
+    for _, n in ipairs(type(nodes) == "table" and nodes or {}) do
+      if type(n) == "table" and type(n.gtin) == "string" then gtins[#gtins + 1] = n.gtin end
+      collect(type(n) == "table" and n.children)
     end
   end
   collect(found[1].hierarchy)
   local by_gtin = {}
-  for item in self:fetch({gtin = gtins}) do by_gtin[item.gtin] = item end
+  for item in self:fetch({gtin = gtins}) do
+    if item.gtin then by_gtin[item.gtin] = item end
+  end
   return by_gtin[top] and assemble(by_gtin[top], by_gtin, 0)
 end
 
@@ -150,8 +169,10 @@ end
 function Client:hierarchies(criteria, opts)
   local by_gtin, is_child = {}, {}
   for item in self:fetch(criteria, opts) do
-    by_gtin[item.gtin] = item
-    for _, g in ipairs(item.childGtins or {}) do is_child[g] = true end
+    if item.gtin then -- one without a GTIN cannot be placed in any hierarchy
+      by_gtin[item.gtin] = item
+      for _, g in ipairs(item.childGtins or {}) do is_child[g] = true end
+    end
   end
   local tops = {}
   for gtin, item in pairs(by_gtin) do

@@ -97,8 +97,14 @@ function M.client(opts)
   }, Client)
   secrets[self] = opts.client_secret or c.client_secret
   local partner = opts.partner
+  if partner == nil then partner = c.partner end
   if partner == nil then partner = c.env == "sandbox" and self.client_id == "kapi-sandbox" end
+  self.partner = partner
   self.max_offset = opts.max_offset or (partner and 1000 or 250)
+  -- The scopes the specs name: products-public product.compact,
+  -- products-partner product.basic; locations, chains and departments a
+  -- client-credentials token with no scope at all.
+  self.product_scope = partner and "product.basic" or "product.compact"
   -- The sandbox started inside this process ends with it: nobody can log
   -- in to it with `kapi auth login`, so ensure_customer logs in for them.
   self.in_process_sandbox = config.is_in_process_sandbox(self.base_url)
@@ -213,14 +219,19 @@ function Client:products(args)
   args = args or {}
   local query = product_query(args)
   local limit = check_range(args.limit, "limit", 1, 50, 50)
-  local authenticator = self:service("product.compact")
+  local authenticator = self:service(self.product_scope)
   return paginate.offset {
     limit = limit, max_offset = self.max_offset, max_items = args.max_items, progress = args.progress,
     on_unreachable = args.on_unreachable,
+    -- The order of a term search can change between pages: no product is
+    -- given twice in one iteration (docs/api.md: a search is no snapshot).
+    unique = function(p) return p.productId end,
     fetch = function(start, page_size)
       local q = {}
       for k, v in pairs(query) do q[k] = v end
-      q["filter.start"], q["filter.limit"] = start, page_size
+      -- filter.start is the number of results to skip, at least 1: the
+      -- first page leaves it out (the spec's minimum; 0 is refused).
+      q["filter.start"], q["filter.limit"] = start > 0 and start or nil, page_size
       local page = self:get("/v1/products", q, authenticator):json()
       local items = page.data or {}
       for _, p in ipairs(items) do M.normalize_product(p) end
@@ -235,7 +246,7 @@ function Client:product(id, args)
   check_product_id(id, "id")
   args = args or {}
   local page = self:get("/v1/products/" .. id, {["filter.locationId"] = check_location(args.locationId)},
-                        self:service("product.compact")):json()
+                        self:service(self.product_scope)):json()
   return M.normalize_product(page.data)
 end
 
@@ -277,7 +288,7 @@ function Client:locations(args)
     ["filter.department"] = departments and table.concat(departments, ","),
     ["filter.radiusInMiles"] = check_range(args.radius, "radius", 1, 100, nil),
     ["filter.limit"] = check_range(args.limit, "limit", 1, 200, nil),
-  }, self:service("product.compact")):json()
+  }, self:service()):json()
   return page.data or {}
 end
 
@@ -289,11 +300,11 @@ end
 function Client:location(id)
   errors.check(id, "string", "kroger:location: id")
   check_location(id, "id")
-  return self:get("/v1/locations/" .. id, nil, self:service("product.compact")):json().data
+  return self:get("/v1/locations/" .. id, nil, self:service()):json().data
 end
 
 function Client:chains()
-  return self:get("/v1/chains", nil, self:service("product.compact")):json().data
+  return self:get("/v1/chains", nil, self:service()):json().data
 end
 
 function Client:chain(name)
@@ -301,18 +312,18 @@ function Client:chain(name)
   self.chain_cache = self.chain_cache or {}
   local key = name:upper()
   if not self.chain_cache[key] then
-    self.chain_cache[key] = self:get("/v1/chains/" .. http.escape(key), nil, self:service("product.compact")):json().data
+    self.chain_cache[key] = self:get("/v1/chains/" .. http.escape(key), nil, self:service()):json().data
   end
   return self.chain_cache[key]
 end
 
 function Client:departments()
-  return self:get("/v1/departments", nil, self:service("product.compact")):json().data
+  return self:get("/v1/departments", nil, self:service()):json().data
 end
 
 function Client:department(id)
   if type(id) ~= "string" or #id ~= 2 then usage(("department id must have 2 characters, got %s"):format(tostring(id))) end
-  return self:get("/v1/departments/" .. id, nil, self:service("product.compact")):json().data
+  return self:get("/v1/departments/" .. id, nil, self:service()):json().data
 end
 
 -- Coupons -----------------------------------------------------------------------------
@@ -331,7 +342,7 @@ function Client:coupons(args)
   return paginate.offset {limit = limit, max_items = args.max_items, fetch = function(start, page_size)
     local q = {}
     for k, v in pairs(query) do q[k] = v end
-    q["filter.start"], q["filter.limit"] = start, page_size
+    q["filter.start"], q["filter.limit"] = start > 0 and start or nil, page_size
     local page = self:get("/v1/coupons", q, authenticator):json()
     return page.data or {}, page.meta.pagination.total
   end}
@@ -448,7 +459,8 @@ function Client:confirm_delivery(id)
 end
 
 function Client:profile()
-  return self:get("/v1/identity/profile", nil, self:customer("profile.compact")):json().data
+  return self:get("/v1/identity/profile", nil, self:customer(self.partner and "profile.basic" or "profile.compact"))
+         :json().data
 end
 
 function Client:loyalty()

@@ -5,6 +5,7 @@
 -- error on a later page raises, saying how far the iteration got.
 local task = require "kapi.task"
 local errors = require "kapi.errors"
+local json = require "kapi.json"
 local doc = require "kapi.doc"
 
 local M = {}
@@ -25,18 +26,28 @@ local function failure(err, delivered, page)
   return errors.new("pagination", message, {cause = err, delivered = delivered, page = page})
 end
 
---- The next item, or nil at the end.
+--- The next item, or nil at the end. With opts.unique, an item whose key
+--- came before in this iteration is passed over: a search whose order
+--- changes between pages (Kroger's fuzzy term search) can repeat items
+--- across offset pages.
 function Iterator:next()
   while true do
+    if self.max_items and self.count >= self.max_items then return self:finish() end
     local items = self.items
     if items and self.position < #items then
-      if self.max_items and self.count >= self.max_items then return self:finish() end
       self.position = self.position + 1
-      self.count = self.count + 1
-      return items[self.position]
+      local item = items[self.position]
+      local key = self.unique and self.unique(item)
+      if key == nil or not self.seen[key] then
+        if key ~= nil then self.seen[key] = true end
+        self.count = self.count + 1
+        return item
+      end
+      self.repeated = self.repeated + 1
+    else
+      if self.done then return nil end
+      self:advance()
     end
-    if self.done then return nil end
-    self:advance()
   end
 end
 
@@ -73,11 +84,13 @@ local function check_options(style, opts)
     end
   end
   errors.check(opts.progress, "function?", "paginate." .. style .. ": progress")
+  errors.check(opts.unique, "function?", "paginate." .. style .. ": unique")
 end
 
 local function new_iterator(opts)
-  return setmetatable({count = 0, position = 0, pages = 0, max_items = opts.max_items,
-                       max_pages = opts.max_pages, progress = opts.progress, pending = {}}, Iterator)
+  return setmetatable({count = 0, position = 0, pages = 0, max_items = opts.max_items, repeated = 0,
+                       max_pages = opts.max_pages, progress = opts.progress, pending = {},
+                       unique = opts.unique, seen = {}}, Iterator)
 end
 
 local function report(self)
@@ -87,14 +100,16 @@ end
 -- Offset and page-number pagination ----------------------------------------------
 
 -- Pages are numbered from 1; fetch(n) gives the items of page n and, when
--- known, the total number of items.
-local function numbered(opts, fetch_page, page_count)
+-- known, the total number of items. Pages of `limit` items: no page is
+-- asked for beyond what max_items needs.
+local function numbered(opts, fetch_page, page_count, limit)
   local self = new_iterator(opts)
   local window = opts.concurrency or 4
   local prefetch = opts.prefetch ~= false
   local function spawn(n)
     if self.pending[n] or (self.last_page and n > self.last_page) then return end
     if self.max_pages and n > self.max_pages then return end
+    if self.max_items and limit and (n - 1) * limit >= self.max_items + self.repeated then return end
     self.pending[n] = task.spawn(fetch_page, n)
   end
   function self.advance()
@@ -135,19 +150,23 @@ end
 --- concurrency = 4, on_unreachable = function(n) ... end}
 function M.offset(opts)
   check_options("offset", opts)
-  local limit = opts.limit or 50
+  -- A page no larger than what is wanted: max_items = 3 asks for 3, not 50.
+  local limit = math.max(1, math.min(opts.limit or 50, opts.max_items or math.huge))
   local max_offset = opts.max_offset
   local warned = false
   local self
   local function reachable(total)
-    if max_offset and total > max_offset + limit then
-      if not warned then
+    local cap = max_offset and max_offset + limit
+    if cap and total > cap then
+      -- Said once, and only when the results wanted run past the cap.
+      if not warned and (not opts.max_items or opts.max_items > cap) then
         warned = true
-        local hidden = total - (max_offset + limit)
+        local hidden = total - cap
         if opts.on_unreachable then opts.on_unreachable(hidden, total)
-        else io.stderr:write(("kapi: %d results not reachable; narrow the search\n"):format(hidden)) end
+        else require("kapi.log").note("kapi: %d of %d results cannot be reached (the API stops at offset %d); "
+                                      .. "narrow the search", hidden, total, max_offset) end
       end
-      return max_offset + limit
+      return cap
     end
     return total
   end
@@ -159,7 +178,7 @@ function M.offset(opts)
   end
   self = numbered(opts, fetch_page, function(total)
     return math.max(1, (reachable(total) + limit - 1) // limit)
-  end)
+  end, limit)
   -- The iterator is also the generic for's closing value: leaving the loop
   -- early (break, error) stops the pages being fetched ahead.
   return self, nil, nil, self
@@ -169,28 +188,54 @@ end
 function M.pages(opts)
   check_options("pages", opts)
   local limit = opts.limit or 50
-  local self = numbered(opts, opts.fetch, function(total) return math.max(1, (total + limit - 1) // limit) end)
+  local self = numbered(opts, opts.fetch, function(total) return math.max(1, (total + limit - 1) // limit) end, limit)
   return self, nil, nil, self
 end
 
 -- Cursor and link pagination ------------------------------------------------------
 
+--- The most pages a cursor loop fetches unless told otherwise: a service
+--- that kept sending cursors would otherwise be asked forever.
+M.MAX_CURSOR_PAGES = 100000
+
+-- A cursor as comparable text; nil for none (nil, null, "", an empty array).
+local function cursor_key(cursor)
+  if cursor == nil or cursor == json.null or cursor == "" then return nil end
+  if type(cursor) == "table" then
+    if next(cursor) == nil then return nil end
+    return json.encode(cursor, {sorted = true})
+  end
+  return tostring(cursor)
+end
+
 --- Cursor pagination (Content1's searchAfter): cursor{fetch = function(cursor)
---- return items, next_cursor, total end, ...}: the first call gets nil; a
---- nil next cursor or an empty page ends it. The next page is fetched while
---- the caller works on the current one.
+--- return items, next_cursor, total end, ...}: the first call gets nil; no
+--- next cursor (nil, "", []) or an empty page ends it. The next page is
+--- fetched while the caller works on the current one, unless max_items is
+--- already reached. A cursor the service repeats, or none while its total
+--- says more items remain, is an error naming the page, never a loop;
+--- max_pages (default M.MAX_CURSOR_PAGES) bounds every loop.
 function M.cursor(opts)
   check_options("cursor", opts)
   local self = new_iterator(opts)
+  local guarded = self.max_pages == nil -- a limit asked for stops quietly; the guard says why it stopped
+  self.max_pages = self.max_pages or M.MAX_CURSOR_PAGES
   local prefetch = opts.prefetch ~= false
   local function start(cursor)
     return task.spawn(function() return opts.fetch(cursor) end)
   end
-  local next_task = start(nil)
+  local next_task, seen = nil, {}
+  if self.max_items ~= 0 then next_task = start(nil) end
   self.pending[1] = next_task
+  -- The page that came is still handed out; asking for the next one
+  -- raises why (nothing already fetched is lost).
+  local stop
+  local function broken(_, why)
+    stop = {wait = function() error(errors.new("pagination", why), 0) end}
+  end
   function self.advance()
     local n = self.pages + 1
-    if not next_task or (self.max_pages and n > self.max_pages) then
+    if not next_task then
       self.done = true
       return
     end
@@ -204,7 +249,21 @@ function M.cursor(opts)
     self.items, self.position = items or {}, 0
     self.total = total or self.total
     next_task = nil
-    if cursor ~= nil and #self.items > 0 and not (self.max_pages and n >= self.max_pages) then
+    local delivered = self.count + #self.items
+    local wanted = not (self.max_items and delivered >= self.max_items)
+    local key = cursor_key(cursor)
+    if #self.items > 0 and wanted then
+      local more = self.total and delivered < self.total
+      if key and seen[key] then
+        broken(n, "the service sent the searchAfter of an earlier page again; stopped rather than fetch it forever")
+      elseif not key and more then
+        broken(n, ("the service sent no searchAfter, but counts %d items and %d have come"):format(self.total, delivered))
+      elseif key and n >= self.max_pages and guarded then
+        broken(n, ("stopped after %d pages with more to come; narrow the search, or give max_pages"):format(n))
+      end
+    end
+    if key then seen[key] = true end
+    if key and #self.items > 0 and wanted and n < self.max_pages and not stop then
       if prefetch then
         next_task = start(cursor)
         self.pending[1] = next_task
@@ -213,6 +272,7 @@ function M.cursor(opts)
         next_task = {wait = function() return opts.fetch(c) end}
       end
     end
+    if stop then next_task, stop = stop, nil end
     if #self.items == 0 then self.done = true end
     report(self)
   end

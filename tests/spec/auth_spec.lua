@@ -11,7 +11,7 @@ local sb, dir
 local function service(opts)
   opts = opts or {}
   return auth.service {base_url = sb.url, client_id = opts.client_id or "kapi-sandbox",
-                       client_secret = opts.client_secret or "sandbox-secret", scopes = opts.scopes or {"product.compact"}}
+                       client_secret = opts.client_secret or "sandbox-secret", scopes = opts.scopes or {"product.basic"}}
 end
 
 local function customer()

@@ -16,6 +16,32 @@ local function without(t, keys)
   return out
 end
 
+describe("kapi.content1 on answers the spec allows", function()
+  it("assembles hierarchies when records have no GTIN, and stops at an empty searchAfter", function()
+    -- Spec-valid (every field is optional): an item with no gtin, a
+    -- hierarchy record with no gtin, and an empty searchAfter at the end.
+    local srv <close> = kapi.server.listen {handler = function(req)
+      local body = req.json()
+      if req.path == "/V1/product/hierarchy" then
+        return {json = {hierarchies = {{hierarchy = {{children = {{quantity = "2"}}}}}}}}
+      end
+      if body.searchAfter then return {status = 204} end
+      return {json = {totalCount = 3, searchAfter = kapi.json.array(), items = {
+        {item = {gtin = "10614141000019", tradeItemUnitDescriptorCode = "CASE",
+                 childTradeItem = {{gtin = "00614141000012"}, {quantity = 1}}}},
+        {item = {gtin = "00614141000012", tradeItemUnitDescriptorCode = "BASE_UNIT_OR_EACH"}},
+        {item = {tradeItemUnitDescriptorCode = "CASE"}},
+      }}}
+    end}
+    local c = kapi.content1.client {base_url = srv.url, app_id = "a", secret = "b"}
+    local tops = c:hierarchies {}
+    assert.equal(1, #tops)
+    assert.equal("10614141000019", tops[1].gtin)
+    assert.equal("00614141000012", tops[1].children[1].gtin)
+    assert.is_nil(c:hierarchy("10614141000019")) -- its top record names no GTIN: not found
+  end)
+end)
+
 describe("kapi.content1", function()
   it("counts and fetches items in the item format, paging with the cursor", function()
     assert.equal(900, c1:count())

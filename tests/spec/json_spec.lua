@@ -109,7 +109,7 @@ describe("kapi.json.decode", function()
     local bodies = {
       c1:post("/V1/product/fetch", {}, 300).body,
       kroger:get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 50},
-                 kroger:service("product.compact")).body,
+                 kroger:service(kroger.product_scope)).body,
     }
     for _, body in ipairs(bodies) do
       assert.is_true(#body > 10000)
@@ -205,7 +205,7 @@ describe("kapi.json.encode", function()
     local sandbox = require("kapi.sandbox").start {products = 300, stores = 10}
     local kroger = require("kapi.kroger").client {env = "sandbox", base_url = sandbox.url}
     local page = require("kapi.http").get(sandbox.url .. "/v1/products?filter.term=milk&filter.locationId=01400376",
-      {auth = kroger:service("product.compact")}):json()
+      {auth = kroger:service(kroger.product_scope)}):json()
     sandbox:close()
     local text = json.encode(page)
     assert.same(require("cjson").decode(text), require("cjson").decode(json.encode(json.decode(text))))

@@ -5,7 +5,7 @@ local http = kapi.http
 local function products(sb, opts)
   opts = opts or {}
   local auth = kapi.auth.service {base_url = sb.url, client_id = opts.client or "kapi-sandbox",
-    client_secret = opts.secret or "sandbox-secret", scopes = {"product.compact"}, persist = false}
+    client_secret = opts.secret or "sandbox-secret", scopes = {"product.basic"}, persist = false}
   local pages = 0
   local it = kapi.paginate.offset {
     limit = opts.limit or 50, max_offset = opts.max_offset, prefetch = opts.prefetch,
@@ -13,7 +13,7 @@ local function products(sb, opts)
     fetch = function(start, limit)
       pages = pages + 1
       local page = http.get(sb.url .. "/v1/products", {auth = auth, query = {
-        ["filter.term"] = opts.term or "dairy", ["filter.start"] = start, ["filter.limit"] = limit}}):json()
+        ["filter.term"] = opts.term or "dairy", ["filter.start"] = start > 0 and start or nil, ["filter.limit"] = limit}}):json()
       return page.data, page.meta.pagination.total
     end,
   }
@@ -117,6 +117,82 @@ describe("kapi.paginate", function()
     end
     kapi.sleep(0.1)
     assert.is_true(fetched <= 3, fetched .. " pages fetched")
+  end)
+
+  it("asks for no more than max_items needs: pages of that size, none fetched beyond", function()
+    local asked = {}
+    local it = kapi.paginate.offset {limit = 50, max_items = 3, fetch = function(start, limit)
+      asked[#asked + 1] = ("%d+%d"):format(start, limit)
+      local items = {}
+      for i = 1, limit do items[i] = start + i end
+      return items, 1000
+    end}
+    assert.same({1, 2, 3}, it:all())
+    kapi.sleep(0.05)
+    assert.same({"0+3"}, asked) -- one page of 3, not four of 50
+    asked = {}
+    assert.same({}, kapi.paginate.offset {max_items = 0, fetch = function() asked[1] = 1; return {}, 0 end}:all())
+    assert.same({}, asked)
+  end)
+
+  it("says results are out of reach only when they were wanted", function()
+    local said = 0
+    local function run(max_items)
+      return kapi.paginate.offset {limit = 10, max_offset = 20, max_items = max_items,
+        on_unreachable = function() said = said + 1 end, fetch = function(start, limit)
+          local items = {}
+          for i = 1, limit do items[i] = start + i end
+          return items, 500
+        end}:all()
+    end
+    assert.equal(5, #run(5))
+    assert.equal(0, said)
+    assert.equal(30, #run(nil))
+    assert.equal(1, said)
+  end)
+
+  it("never gives the same item twice in one iteration when the order moves between pages", function()
+    -- A fuzzy search re-ranked between requests: page 2 repeats an item of page 1.
+    local pages = {{"a", "b", "c"}, {"c", "d", "e"}, {"f", "g"}}
+    local got = kapi.paginate.offset {limit = 3, unique = function(x) return x end, fetch = function(start)
+      return pages[start // 3 + 1] or {}, 8
+    end}:all()
+    assert.same({"a", "b", "c", "d", "e", "f", "g"}, got)
+  end)
+
+  it("stops a cursor the service repeats or leaves out while it claims more, handing out what came", function()
+    local function cursor_run(page)
+      local got = {}
+      local ok, err = pcall(function()
+        for x in kapi.paginate.cursor {fetch = function(cursor)
+          return page(cursor)
+        end} do got[#got + 1] = x end
+      end)
+      return got, ok, err
+    end
+    local got, ok, err = cursor_run(function(cursor)
+      return {cursor and 3 or 1, 2}, {"same"}, 10
+    end)
+    assert.is_false(ok)
+    assert.same({1, 2, 3, 2}, got)
+    assert.matches("the service sent the searchAfter of an earlier page again", tostring(err))
+    got, ok, err = cursor_run(function() return {1, 2}, kapi.json.array(), 10 end)
+    assert.is_false(ok)
+    assert.same({1, 2}, got)
+    assert.matches("the service sent no searchAfter, but counts 10 items and 2 have come", tostring(err))
+    -- No cursor and nothing more claimed: the end, as it should be.
+    got, ok = cursor_run(function() return {1, 2}, "", 2 end)
+    assert.is_true(ok)
+    assert.same({1, 2}, got)
+    -- A cursor that never stops, new each time: the page guard ends it.
+    local saved = kapi.paginate.MAX_CURSOR_PAGES
+    kapi.paginate.MAX_CURSOR_PAGES = 5
+    local n = 0
+    got, ok, err = cursor_run(function() n = n + 1; return {n}, {n} end)
+    kapi.paginate.MAX_CURSOR_PAGES = saved
+    assert.is_false(ok)
+    assert.same({1, 2, 3, 4, 5}, got)
+    assert.matches("stopped after 5 pages with more to come", tostring(err))
   end)
 
   it("follows Link headers", function()

@@ -19,7 +19,7 @@ local function token_request(form, authorization)
 end
 
 local function service_token(scope, client, secret)
-  local res = token_request({grant_type = "client_credentials", scope = scope or "product.compact"},
+  local res = token_request({grant_type = "client_credentials", scope = scope or "product.basic"},
                             basic(client, secret))
   assert.equal(200, res.status, res.body)
   return res:json().access_token
@@ -59,7 +59,7 @@ end
 
 describe("the sandbox's OAuth2 token endpoint", function()
   it("issues service tokens with client credentials and Basic auth", function()
-    local res = token_request {grant_type = "client_credentials", scope = "product.compact"}
+    local res = token_request {grant_type = "client_credentials", scope = "product.basic"}
     local body = res:json()
     assert.equal(200, res.status)
     assert.equal("bearer", body.token_type)
@@ -153,7 +153,7 @@ describe("the sandbox's products", function()
     for _, p in ipairs(page1.data) do assert.matches("[Mm]ilk", p.description) end
     local other <close> = kapi.sandbox.start {products = 3000, stores = 60, seed = 7}
     local token = http.post(other.url .. "/v1/connect/oauth2/token", {headers = {Authorization = basic()},
-      form = {grant_type = "client_credentials", scope = "product.compact"}}):json().access_token
+      form = {grant_type = "client_credentials", scope = "product.basic"}}):json().access_token
     local again = http.get(other.url .. "/v1/products", {headers = bearer(token),
       query = {["filter.term"] = "milk", ["filter.limit"] = 5}}):json()
     assert.same(page1.data, again.data)
@@ -192,7 +192,8 @@ describe("the sandbox's products", function()
       {{["filter.term"] = "mi"}, "Field 'term' must have a length of at least 3 characters"},
       {{["filter.term"] = "a b c d e f g h i"}, "Field 'term' must have 8 words or fewer"},
       {{["filter.term"] = "milk", ["filter.limit"] = "51"}, "Field 'limit' must be a number between 1 and 50 (inclusive)"},
-      {{["filter.term"] = "milk", ["filter.start"] = "1001"}, "Field 'start' must be a number between 0 and 1000 (inclusive)"},
+      {{["filter.term"] = "milk", ["filter.start"] = "1001"}, "Field 'start' must be a number between 1 and 1000 (inclusive)"},
+      {{["filter.term"] = "milk", ["filter.start"] = "0"}, "Field 'start' must be a number between 1 and 1000 (inclusive)"},
       {{["filter.term"] = "milk", ["filter.fulfillment"] = "xyz"}, "Field 'fulfillment' must be one of ais, csp, dth, sth"},
       {{}, "Field 'term' or 'productId' or 'brand' is required"},
     }

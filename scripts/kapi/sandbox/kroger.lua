@@ -128,9 +128,11 @@ local function product_params(state, q, partner)
     end
   end
   local max_start = partner and 1000 or 250
+  -- products-*.json: filter.start (results to skip) is 1 to the maximum;
+  -- the first page leaves it out.
   p.start = integer_param(q["filter.start"], 0)
-  if not p.start or p.start < 0 or p.start > max_start then
-    return nil, bad_product_request(state, ("Field 'start' must be a number between 0 and %d (inclusive)"):format(max_start))
+  if not p.start or (q["filter.start"] ~= nil and p.start < 1) or p.start > max_start then
+    return nil, bad_product_request(state, ("Field 'start' must be a number between 1 and %d (inclusive)"):format(max_start))
   end
   p.limit = integer_param(q["filter.limit"], 10)
   if not p.limit or p.limit < 1 or p.limit > 50 then

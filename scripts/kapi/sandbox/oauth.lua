@@ -9,7 +9,10 @@ local http = require "kapi.http"
 local M = {}
 
 M.PUBLIC_SCOPES = {"product.compact", "cart.basic:write", "profile.compact"}
-M.PARTNER_SCOPES = {"product.compact", "product.basic", "product.personalized", "coupons.basic",
+-- A partner app has the partner scopes of the seed's overview, not the
+-- public product.compact: a client asking for that on a partner app is
+-- asking for the wrong one (products-partner names product.basic).
+M.PARTNER_SCOPES = {"product.basic", "product.personalized", "coupons.basic",
                     "coupon.personalized:rw", "cart.basic", "cart.basic:write", "cart.basic:rw",
                     "collection.basic", "collection.basic:rw", "delivery.basic", "delivery.basic:rw",
                     "profile.compact", "profile.name", "profile.basic", "profile.loyalty",

@@ -14,9 +14,11 @@ local function api_error(state, status, code, reason)
 end
 
 local function page(list, q)
+  -- As the products endpoint: filter.start skips that many, at least 1
+  -- when given; the first page leaves it out.
   local start = math.tointeger(tonumber(q["filter.start"] or "0")) or -1
   local limit = math.tointeger(tonumber(q["filter.limit"] or "10")) or -1
-  if start < 0 or limit < 1 or limit > 50 then return nil end
+  if (q["filter.start"] ~= nil and start < 1) or start < 0 or limit < 1 or limit > 50 then return nil end
   local data = {}
   for i = start + 1, math.min(#list, start + limit) do data[#data + 1] = list[i] end
   return {data = #data > 0 and data or json.array(), meta = {pagination = {start = start, limit = limit, total = #list}}}
