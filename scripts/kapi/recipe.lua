@@ -415,6 +415,9 @@ function Problems:fail(where, what) record(self, "failures", where, what, "probl
 --- given (an input error names its file itself).
 function Problems:error(err, where)
   errors.check(where, "string?", "problems:error: where")
+  -- A setup missing (no credentials, nobody logged in, an app without the
+  -- scope) is no problem of one entry: the whole run stops, saying it once.
+  if errors.is(err) and err.setup then error(err, 0) end
   local message = errors.report_line(err, require("kapi.log").verbose)
   local text = where and (where .. ": " .. message) or message
   if errors.is_input(err) then self.inputs = self.inputs + 1 else self.failures = self.failures + 1 end

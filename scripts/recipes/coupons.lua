@@ -203,6 +203,10 @@ are left alone). That needs a customer login with the scope
 coupon.personalized:rw (kapi auth login --scope coupon.personalized:rw); on
 the built-in sandbox kapi logs in as its test customer by itself.
 
+Coupons are a partner API: Kroger's public API has none, so this needs an
+app registered for the partner scope coupons.basic (KROGER_PARTNER=1 or
+partner = true in the config). The built-in sandbox's app is one.
+
 JSON keys (one object per coupon per store): locationId, storeName,
 couponId, brand, description, savings, valueType, valueAmount,
 minimumQuantity, channels, merchant, expiresAt, productIds. With --clip:

@@ -346,6 +346,17 @@ describe("the shopper recipes, alike", function()
     end
   end)
 
+  it("say that coupons are a partner API when the app is a public one, once, as a setup to do", function()
+    local env = user_env()
+    env.KROGER_CLIENT_ID, env.KROGER_CLIENT_SECRET, env.KAPI_ENV = "kapi-sandbox-public", "sandbox-public-secret", "sandbox"
+    local r = process.kapi_run({"run", "coupons", "--zip", "45202", "-q"}, {env = env})
+    assert.equal(2, r.status)
+    assert.equal("", r.stdout)
+    assert.equal("kapi: coupons are a partner API (Kroger's public API has none): this app is not registered for "
+                 .. "the scope coupons.basic; use a partner app (KROGER_PARTNER=1)\n", r.stderr)
+    assert.matches("Coupons are a partner API", kapi_run({"run", "coupons", "--help"}).stdout)
+  end)
+
   it("hush their notes with --quiet, never an error", function()
     local r = kapi_run {"run", "stores", "--zip", "45202", "--limit", "1", "-q"}
     assert.equal(0, r.status)
