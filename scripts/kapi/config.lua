@@ -8,6 +8,8 @@ local errors = require "kapi.errors"
 
 local M = {}
 
+local ENVS = {sandbox = true, ce = true, prod = true}
+
 -- An environment variable, with an empty one counting as unset (as
 -- `VAR= kapi ...` means to the person typing it).
 local function getenv(name)
@@ -52,16 +54,83 @@ function M.load()
   return loaded
 end
 
---- Forgets the loaded file (tests).
-function M.reset() loaded = nil end
+--- Forgets the loaded files (tests).
+function M.reset() loaded = nil; M.settings_cache = nil end
+
+-- Settings `kapi config set` keeps: simple values, in a JSON file of
+-- kapi's own beside config.lua (which is the user's, written by hand, and
+-- never rewritten by kapi). What each key takes, checked when it is set.
+M.SETTINGS = {
+  env = {help = "where to work when --env is not given: sandbox, ce or prod",
+         check = function(v) return ENVS[v] and v end},
+  store = {help = "the preferred store (location id): prices, stock and coupons there when no store is given",
+           check = function(v) return type(v) == "string" and v:match("^%d%d%d%d%d%d%d%d$") and v end},
+  partner = {help = "the Kroger app is a partner app (its scopes and limits): true or false",
+             check = function(v) if v == "true" or v == true then return true elseif v == "false" or v == false then return false end end},
+}
+
+function M.settings_path()
+  return paths.config_dir() .. "/settings.json"
+end
+
+--- The settings `kapi config set` wrote ({} when none).
+function M.settings()
+  if M.settings_cache then return M.settings_cache end
+  local path = M.settings_path()
+  local input = require "kapi.input"
+  local why = input.unreadable(path)
+  if why == "No such file or directory" then M.settings_cache = {}; return M.settings_cache end
+  local ok, value = pcall(input.json, path)
+  if not ok or type(value) ~= "table" then
+    errors.input(("%s: not kapi's settings (JSON of key = value); fix it or remove it"):format(path), 0)
+  end
+  M.settings_cache = value
+  return value
+end
+
+--- Writes one setting (nil: removes it), atomically, mode 0600.
+function M.save_setting(key, value)
+  local settings = {}
+  for k, v in pairs(M.settings()) do settings[k] = v end
+  settings[key] = value
+  local fs = require "kapi.core.fs"
+  assert(fs.mkdirs(paths.config_dir(), 448))
+  local ok, err = fs.write_atomic(M.settings_path(), require("kapi.json").encode(settings, {sorted = true}) .. "\n", 384)
+  if not ok then errors.input(("cannot write %s: %s"):format(M.settings_path(), tostring(err)), 0) end
+  M.settings_cache = settings
+end
+
+--- A setting's value and where it came from: the environment (KAPI_ENV,
+--- KAPI_STORE), config.lua, then the settings of kapi config; nil when
+--- none has it.
+function M.value(key)
+  local var = ({env = "KAPI_ENV", store = "KAPI_STORE", partner = "KROGER_PARTNER"})[key]
+  local from_env = var and getenv(var)
+  if from_env then return from_env, var .. "=" .. from_env end
+  local file = M.load()
+  local in_file = key == "partner" and (file.kroger or {}).partner or file[key]
+  if in_file ~= nil then return in_file, key .. " in " .. M.path() end
+  local set = M.settings()[key]
+  if set ~= nil then return set, key .. " in " .. M.settings_path() end
+end
+
+--- The preferred store (a location id) and where it was set; nil if none.
+function M.preferred_store()
+  local store, source = M.value("store")
+  if store == nil then return nil end
+  if not M.SETTINGS.store.check(store) then
+    errors.input(("%s: a location id has 8 digits, got %s"):format(source, errors.excerpt(store)), 0)
+  end
+  return store, source
+end
 
 local function kroger_credentials()
   local c = M.load().kroger or {}
   local id, secret = getenv("KROGER_CLIENT_ID"), getenv("KROGER_CLIENT_SECRET")
   -- KROGER_PARTNER=1 or partner = true: the app is registered for the
   -- partner APIs (their scopes and limits), not the public ones.
-  local partner = getenv("KROGER_PARTNER")
-  partner = partner and partner ~= "0" or (partner == nil and c.partner == true) or nil
+  local partner = M.value("partner")
+  partner = partner == true or partner == "1" or partner == "true" or nil
   if id and secret then return {client_id = id, client_secret = secret, redirect_uri = getenv("KROGER_REDIRECT_URI"),
                                 partner = partner, source = "environment"} end
   if c.client_id and c.client_secret then
@@ -75,7 +144,6 @@ local function oneworldsync_credentials()
   return (getenv("ONEWORLDSYNC_APP_ID") or c.app_id) and (getenv("ONEWORLDSYNC_SECRET") or c.secret)
 end
 
-local ENVS = {sandbox = true, ce = true, prod = true}
 
 local function checked(env, source)
   if not ENVS[env] then
@@ -89,10 +157,8 @@ end
 --- "sandbox" (chosen by nothing: the second value is nil) when none are.
 function M.env(explicit)
   if explicit then return checked(explicit, "--env " .. explicit) end
-  local env = getenv("KAPI_ENV")
-  if env then return checked(env, "KAPI_ENV=" .. env) end
-  env = M.load().env
-  if env ~= nil then return checked(env, "env in " .. M.path()) end
+  local env, source = M.value("env")
+  if env ~= nil then return checked(env, source) end
   if kroger_credentials() or oneworldsync_credentials() then return "prod", "the credentials configured" end
   return "sandbox", nil
 end

@@ -137,7 +137,9 @@ end
 --- (--store), {zip}, {lat, lon, latlong = "39.100000,-84.510000"} or {}.
 --- A malformed value is a usage error; so are two places (opts.conflict
 --- says so in the recipe's words) and none when opts.missing (the message)
---- is given.
+--- is given. With opts.preferred, no place at all means the preferred
+--- store (`kapi config set store ID`, KAPI_STORE), said in a note:
+--- {ids = {id}, preferred = "store in FILE"}.
 function M.place(args, opts)
   errors.check(args, "table", "recipe.place: args")
   errors.check(opts, "table?", "recipe.place: opts")
@@ -149,6 +151,10 @@ function M.place(args, opts)
   if places > 1 then
     errors.usage(opts.conflict or "give one place: --zip, a point (--near, or --lat and --lon) or --store", 0)
   end
+  if places == 0 and opts.preferred then
+    local store, source = require("kapi.config").preferred_store()
+    if store then return {ids = {store}, preferred = source, quiet = args.quiet} end
+  end
   if places == 0 and opts.missing then errors.usage(opts.missing, 0) end
   for _, id in ipairs(ids) do
     if not id:match("^%d%d%d%d%d%d%d%d$") then
@@ -158,6 +164,12 @@ function M.place(args, opts)
   return {ids = #ids > 0 and ids or nil, zip = args.zip, lat = lat, lon = lon,
           latlong = lat and ("%.6f,%.6f"):format(lat, lon),
           named = lat and (args.near and ("--near " .. args.near) or ("--lat %s --lon %s"):format(args.lat, args.lon))}
+end
+
+--- How a note names the preferred store: "Kroger Foo (01400376), the
+--- preferred store (store in FILE)".
+function M.preferred_store_named(store, place)
+  return ("%s (%s), the preferred store (%s)"):format(store.name or "store", store.locationId, place.preferred)
 end
 
 --- Raises the input error of a place that has no store in reach: the
@@ -186,7 +198,11 @@ function M.stores(kroger, place, opts, problems)
     end
     local stores = {}
     for _, id in ipairs(place.ids) do
-      if by_id[id] then stores[#stores + 1] = by_id[id]
+      if by_id[id] then
+        stores[#stores + 1] = by_id[id]
+        if place.preferred then M.note(place, "kapi: at %s", M.preferred_store_named(by_id[id], place)) end
+      elseif place.preferred then
+        errors.input(("the preferred store %s (%s): no such store; kapi config set store ID changes it"):format(id, place.preferred), 0)
       else problems:add("--store " .. id, "no such store") end
     end
     return stores

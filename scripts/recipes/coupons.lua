@@ -90,7 +90,9 @@ local function read_listing(args, problems)
   if args.term and #upcs > 0 then usage("give --upc or --term, not both") end
   local place = recipe.place(args, {
     conflict = "give one of --zip, --near (or --lat/--lon) and --store",
-    missing = "where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --store ID",
+    missing = "where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --store ID "
+              .. "(or set a preferred store: kapi config set store ID)",
+    preferred = true,
   })
   return place, #upcs > 0 and product_ids_for_upcs(upcs, problems) or nil
 end

@@ -41,7 +41,8 @@ local function read_search(args, problems)
   end
   if #upcs > 0 and (args.term or #brands > 0) then usage("--upc looks products up by id: give it without --term and --brand") end
   if #upcs == 0 and not args.term and #brands == 0 then usage("what? give --term TEXT, --upc UPC ... or --brand NAME") end
-  recipe.place(args, {conflict = "give --store or --zip, not both"}) -- checked here, looked up by find_store
+  -- checked here, looked up by find_store
+  local place = recipe.place(args, {conflict = "give --store or --zip, not both", preferred = true})
   local ids
   if #upcs > 0 then
     ids = {}
@@ -50,16 +51,21 @@ local function read_search(args, problems)
       if ok then ids[#ids + 1] = gtin.to_product_id(code) else problems:add(("--upc value %d"):format(i), why) end
     end
   end
-  return {term = args.term, brand = #brands > 0 and brands or nil, ids = ids}
+  return {term = args.term, brand = #brands > 0 and brands or nil, ids = ids, place = place}
 end
 
 -- The store whose prices are shown: the one given, the one nearest the ZIP
 -- code, or none.
-local function find_store(kroger, args)
-  if args.store then
-    local ok, store = pcall(kroger.location, kroger, args.store)
+local function find_store(kroger, args, place)
+  local id = args.store or (place.ids or {})[1]
+  if id then
+    local ok, store = pcall(kroger.location, kroger, id)
     if not ok and errors.is(store, "http") and store.status == 404 then
-      errors.input(("--store %s: no such store"):format(args.store), 0)
+      if place.preferred then
+        errors.input(("the preferred store %s (%s): no such store; kapi config set store ID changes it")
+                     :format(id, place.preferred), 0)
+      end
+      errors.input(("--store %s: no such store"):format(id), 0)
     end
     if not ok then error(store, 0) end
     return store
@@ -163,12 +169,15 @@ a --upc that is not a valid GTIN (named; the others are looked up).]],
     local query = read_search(args, problems)
     if query.ids and #query.ids == 0 then return recipe.status(problems) end
     local kroger = kapi.kroger.client {env = args.env}
-    local store = find_store(kroger, args)
-    if store then
+    local store = find_store(kroger, args, query.place)
+    if store and query.place.preferred then
+      recipe.note(args, "kapi: prices and stock at %s", recipe.preferred_store_named(store, query.place))
+    elseif store then
       recipe.note(args, "kapi: prices and stock at %s (%s)%s", store.name, store.locationId,
                   args.zip and (", the store nearest " .. args.zip) or "")
     else
-      recipe.note(args, "kapi: no store given: prices, stock and fulfillment need --store ID or --zip ZIP")
+      recipe.note(args, "kapi: no store given: prices, stock and fulfillment need --store ID or --zip ZIP "
+                        .. "(or a preferred store: kapi config set store ID)")
     end
     local rows = search(kroger, args, query, store)
     if query.ids then

@@ -87,7 +87,9 @@ end
 --- The environment of a user with no credentials, on the sandbox at url
 --- (nil: the one kapi starts in its own process).
 function M.sandbox_env(url)
+  -- No settings of the person running the tests (a preferred store, say).
   return {KAPI_SANDBOX_URL = url or "", KAPI_CONFIG = "/nonexistent/kapi-config.lua", NO_COLOR = "1",
+          XDG_CONFIG_HOME = "/nonexistent/kapi-config-home", KAPI_STORE = "",
           KROGER_CLIENT_ID = "", KROGER_CLIENT_SECRET = "", KAPI_ENV = "",
           ONEWORLDSYNC_APP_ID = "", ONEWORLDSYNC_SECRET = "", ONEWORLDSYNC_ITEMS_URL = ""}
 end
