@@ -6,8 +6,10 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +199,29 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/* A reader that went away (`kapi ... | head -1`) is no failure: the
+ * output was not wanted. A pipe whose readers are gone polls POLLERR. */
+static int reader_gone(void) {
+  struct stat st;
+  if (fstat(STDOUT_FILENO, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return 0;
+  struct pollfd out = {.fd = STDOUT_FILENO, .events = POLLOUT};
+  return poll(&out, 1, 0) == 1 && (out.revents & (POLLERR | POLLHUP));
+}
+
+/* Output that could not be written (a full disk, a closed stdout) makes
+ * the command fail, as it does for cat or echo: exit 0 says the data is
+ * there. Returns the exit code to use. */
+static int check_output(int code) {
+  errno = 0;
+  int flush_failed = fflush(stdout) != 0;
+  int saved = errno;
+  if (!flush_failed && !ferror(stdout)) return code;
+  if (reader_gone()) return code;
+  if (saved != 0) fprintf(stderr, "kapi: cannot write the output: %s\n", strerror(saved));
+  else fprintf(stderr, "kapi: cannot write the output (stdout)\n");
+  return code == 0 ? 1 : code;
+}
+
 int main(int argc, char **argv) {
   static host h;
   h.argc = argc;
@@ -224,8 +249,8 @@ int main(int argc, char **argv) {
   int code = 1;
   if (status == LUA_OK) code = (int)lua_tointeger(L, -1);
   else fprintf(stderr, "kapi: %s\n", lua_tostring(L, -1));
-  fflush(stdout);
   kapi_state_close(L);
+  code = check_output(code);
   if (h.sched) kapi_sched_free(h.sched);
   kapi_loop_free(h.loop);
   return code;

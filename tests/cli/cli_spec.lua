@@ -87,6 +87,27 @@ describe("kapi's errors and exit statuses", function()
     assert.equal("kapi: (command line):1: boom\n", r.stderr)
   end)
 
+  it("fails when its output cannot be written (a full disk, a closed stdout), not when the reader left", function()
+    local env = process.sandbox_env()
+    local commands = {"-e 'print(1)'", "version", "help", "recipes", "run stores --zip 45202 --limit 1 --json"}
+    for _, command in ipairs(commands) do
+      for _, redirect in ipairs {"> /dev/full", ">&-"} do
+        local r = sh(("%s %s %s"):format(quote(KAPI), command, redirect), {env = env})
+        assert.equal(1, r.status, command .. " " .. redirect)
+        assert.matches("kapi: cannot write the output", r.stderr, 1, true)
+      end
+    end
+    -- A usage error keeps its status.
+    local r = sh(quote(KAPI) .. " run stores --zip 4520 > /dev/full", {env = env})
+    assert.equal(2, r.status)
+    -- `| head -1` wanted one line: no failure, no message.
+    r = sh(quote(KAPI) .. " -e 'for i = 1, 200000 do print(i) end' | head -1; exit 0", {env = env})
+    assert.same({"1\n", ""}, {r.stdout, r.stderr})
+    r = sh("bash -c " .. quote("set -o pipefail; " .. quote(KAPI)
+           .. " -e 'for i = 1, 200000 do print(i) end' | head -1 > /dev/null"), {env = env})
+    assert.same({0, ""}, {r.status, r.stderr})
+  end)
+
   it("adds the traceback with --verbose or KAPI_DEBUG=1", function()
     local r = kapi {"--verbose", "-e", "local function f() error('deep') end f()"}
     assert.equal(1, r.status)
