@@ -161,7 +161,7 @@ function Client:ensure_customer(scope)
       self.sandbox_scopes[#self.sandbox_scopes + 1], self.sandbox_scopes[scope] = scope, true
       sandbox_login(self, self.sandbox_scopes)
       a.cached = nil
-      io.stderr:write(("kapi: logged in to the built-in sandbox as its test customer (scope %s)\n"):format(scope))
+      require("kapi.log").note("kapi: logged in to the built-in sandbox as its test customer (scope %s)", scope)
     end
   else
     local stored = auth.store.read(a.key)

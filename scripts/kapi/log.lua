@@ -23,6 +23,12 @@ function M.note(fmt, ...)
   if not M.quiet then io.stderr:write(fmt:format(...), "\n") end
 end
 
+--- A warning on stderr: something the user should know even with --quiet
+--- (a secret others can read, work that will not be kept).
+function M.warn(text)
+  io.stderr:write("kapi: warning: ", text, "\n")
+end
+
 --- Writes one line to stderr when --verbose is on.
 function M.debug(fmt, ...)
   if M.verbose then io.stderr:write("kapi: ", fmt:format(...), "\n") end

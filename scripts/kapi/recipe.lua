@@ -375,18 +375,71 @@ function M.shard(args, list, key)
 end
 
 --- Makes one change at Kroger or 1WorldSync (never retried): "done" and
---- what fn returned; "failed" and the error; or "unknown" and the
---- interruption, when Ctrl-C came while the change was in flight (it may
---- have been made). The caller stops there, shows what was done, then
---- raises the interruption: the run ends with status 130, nothing lost.
+--- what fn returned; "failed" and the error, when the change was surely
+--- not made (refused with a 4xx, or stopped before it was sent: no login,
+--- a bad argument); or "unknown" and the error, when it may have been
+--- made (Ctrl-C while it was in flight, an answer lost to a timeout or a
+--- broken connection, a 5xx). After an interruption (recipe.interrupted)
+--- the caller stops, shows what was done, then raises it: status 130.
 function M.act(fn, ...)
   local ok, result = pcall(fn, ...)
   if ok then return "done", result end
-  if errors.is(result, "interrupted") or errors.is(result, "cancelled") then return "unknown", result end
-  return "failed", result
+  return M.may_have_happened(result) and "unknown" or "failed", result
 end
 
-M.UNKNOWN = "interrupted while it was being sent: it may or may not have been done; look before doing it again"
+--- Whether the change a call was making may have been made though it
+--- raised err: see recipe.act.
+function M.may_have_happened(err)
+  if not errors.is(err) then return false end
+  if err.kind == "interrupted" or err.kind == "cancelled" or err.kind == "timeout" then return true end
+  if err.kind == "network" then return err.sent ~= false end
+  return err.kind == "http" and (err.status or 0) >= 500
+end
+
+--- Whether err is the interruption (Ctrl-C) a run ends with, after
+--- showing what was done.
+function M.interrupted(err)
+  return errors.is(err, "interrupted") or errors.is(err, "cancelled")
+end
+
+M.UNKNOWN = "the answer was lost (interrupted, timed out or cut off): it may or may not have been done; look before doing it again"
+M.NOT_DONE = "not sent: the run stopped before it"
+
+--- Makes the changes of a plan one at a time, in order (never retried,
+--- never in parallel: each is a button pressed at Kroger or 1WorldSync):
+--- change(row) for each row. Each row gets .outcome: "done" (.answer,
+--- what change returned), "failed" or "unknown" (.error, why; see
+--- recipe.act) or "not done" once the run has stopped: after Ctrl-C, or a
+--- setup error (an expired login, a missing scope), which every other
+--- change would meet too. Returns the error that stopped the run, to
+--- raise with recipe.stopped once the rows are shown; nil when none did.
+function M.apply(rows, change)
+  errors.check(rows, "table", "recipe.apply: rows")
+  errors.check(change, "function", "recipe.apply: change")
+  local stop
+  for _, row in ipairs(rows) do
+    if stop then
+      row.outcome, row.error = "not done", M.NOT_DONE
+    else
+      local outcome, result = M.act(change, row)
+      row.outcome = outcome
+      if outcome == "done" then row.answer = result
+      else
+        row.error = outcome == "unknown" and (M.UNKNOWN .. " (" .. errors.message(result) .. ")") or errors.message(result)
+        if M.interrupted(result) then row.error = M.UNKNOWN end
+        if M.interrupted(result) or errors.is_input(result) then stop = result end
+      end
+    end
+  end
+  return stop
+end
+
+--- Ends a run that recipe.apply stopped (call it after the rows are
+--- shown): raises the interruption (status 130) or the setup error
+--- (status 2, its one line); nothing when stop is nil.
+function M.stopped(stop)
+  if stop then error(stop, 0) end
+end
 
 --- list cut into lists of at most size entries, in order: the calls to
 --- make when an API takes that many at once (filter.productId: 50).
@@ -545,6 +598,26 @@ kapi.recipe.status(problems[, found]) -> 0 | 1 | 2
 The exit status of a run: 2 when some input could not be used, else 1 when
 some work failed or found is true (a rule error, a check not passed), else
 0.]])
+
+doc.declare("kapi.recipe.apply", M.apply, [[
+kapi.recipe.apply(rows, change) -> stop
+Makes a plan's changes one at a time, in order, never retried: change(row)
+for each row. Each row gets .outcome: "done" (.answer: what change
+returned), "failed" (surely not made: refused, or stopped before it was
+sent), "unknown" (it may have been made: the answer was lost to Ctrl-C, a
+timeout, a broken connection or a 5xx; .error says to look before doing
+it again) or "not done" (the run stopped first: Ctrl-C, or a setup error
+such as an expired login, which every other change would meet too).
+Returns what stopped the run; show the rows, then kapi.recipe.stopped(stop).
+Example:
+  local stop = kapi.recipe.apply(rows, function(row) return kroger:clip_coupon(row.couponId) end)
+  kapi.recipe.print(args, rows, columns)
+  kapi.recipe.stopped(stop)]])
+
+doc.declare("kapi.recipe.stopped", M.stopped, [[
+kapi.recipe.stopped(stop)
+Ends a run kapi.recipe.apply stopped: raises the interruption (exit 130) or
+the setup error (exit 2, its one line); does nothing when stop is nil.]])
 
 doc.declare("kapi.recipe.print", M.print, [[
 kapi.recipe.print(args, rows, columns[, keys])

@@ -102,11 +102,9 @@ local function add_to_cart(kroger, items, modality)
   local body = {}
   for i, item in ipairs(items) do body[i] = {upc = item.upc, quantity = item.quantity, modality = modality} end
   local outcome, err = recipe.act(kroger.cart_add, kroger, {items = body})
-  local ok = outcome == "done"
-  local status = ok and "ADDED" or (outcome == "failed" and errors.is(err, "http") and err.status < 500 and "FAILED"
-                                    or "UNKNOWN")
+  local status = ({done = "ADDED", failed = "FAILED", unknown = "UNKNOWN"})[outcome]
   for _, item in ipairs(items) do item.status = status end
-  return ok, err, status
+  return outcome == "done", err, status
 end
 
 return {
@@ -167,16 +165,19 @@ unknown to the Products API (named; the others are planned).]],
       recipe.note(args, "kapi: dry run: the cart was not changed; add --apply to add %s for %s", what, args.modality)
     elseif ok then
       recipe.note(args, "kapi: added %s to the customer's cart for %s", what, args.modality)
-    elseif errors.is(err, "interrupted") or errors.is(err, "cancelled") then
+    elseif recipe.interrupted(err) then
       io.stderr:write("kapi: the cart call was in flight: the items may or may not be in the cart; look at the "
                       .. "cart before running again (a repeat adds again)\n")
       error(err, 0)
+    elseif status == "UNKNOWN" then
+      problems:fail("the cart call", errors.message(err))
+      io.stderr:write("kapi: the answer was lost, so the items may or may not be in the cart; look at the cart "
+                      .. "before running again (a repeat adds again)\n")
     else
-      io.stderr:write(("kapi: the cart call failed: %s\n"):format(errors.message(err)))
-      io.stderr:write(status == "UNKNOWN"
-        and "kapi: the answer was lost, so the items may or may not be in the cart; look at the cart before running again (a repeat adds again)\n"
-        or "kapi: nothing was added\n")
+      io.stderr:write(("kapi: nothing was added: %s\n"):format(errors.message(err)))
+      -- An expired login or a missing scope is a step to do first: status 2.
+      return math.max(recipe.status(problems), errors.is_input(err) and 2 or 1)
     end
-    return recipe.status(problems, not ok)
+    return recipe.status(problems)
   end,
 }

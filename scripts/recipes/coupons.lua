@@ -22,7 +22,9 @@ local COLUMNS = {
 local KEYS = {"locationId", "storeName", "couponId", "brand", "description", "savings", "valueType",
               "valueAmount", "minimumQuantity", "channels", "merchant", "expiresAt", "productIds"}
 
-local STATUS_STYLE = {PLANNED = "yellow", CLIPPED = "green", ALREADY_CLIPPED = "dim", FAILED = "red"}
+local STATUS_STYLE = {PLANNED = "yellow", CLIPPED = "green", ALREADY_CLIPPED = "dim", FAILED = "red",
+                      UNKNOWN = "red", NOT_DONE = "dim"}
+local CLIP_STATUS = {done = "CLIPPED", failed = "FAILED", unknown = "UNKNOWN", ["not done"] = "NOT_DONE"}
 local CLIP_COLUMNS = {
   {key = "couponId", title = "COUPON"},
   {key = "brand", title = "BRAND"},
@@ -155,38 +157,35 @@ local function clip(args, problems)
       rows[#rows + 1] = row
     end
   end
-  local failed, interruption = false, nil
+  local stop
   if args.apply and #rows > 0 then
     kroger:ensure_customer(CLIP_SCOPE)
-    local on_card = {}
+    local on_card, to_clip = {}, {}
     for _, c in ipairs(kroger:my_coupons() or {}) do on_card[c.couponId] = true end
     for _, row in ipairs(rows) do
-      if interruption then
-        row.status, row.error = "NOT_DONE", "interrupted before it was sent"
-      elseif on_card[row.couponId] then
-        row.status = "ALREADY_CLIPPED"
-      else
-        -- Clipping twice does no harm, but the call is not retried: a
-        -- failure is reported and a second run finishes the job.
-        local outcome, err = recipe.act(kroger.clip_coupon, kroger, row.couponId)
-        row.status = ({done = "CLIPPED", failed = "FAILED", unknown = "UNKNOWN"})[outcome]
-        if outcome == "failed" then row.error, failed = errors.message(err), true end
-        if outcome == "unknown" then row.error, interruption = recipe.UNKNOWN, err end
-      end
+      if on_card[row.couponId] then row.status = "ALREADY_CLIPPED" else to_clip[#to_clip + 1] = row end
+    end
+    -- Clipping twice does no harm, but the call is not retried: a
+    -- failure is reported and a second run finishes the job.
+    stop = recipe.apply(to_clip, function(row) return kroger:clip_coupon(row.couponId) end)
+    for _, row in ipairs(to_clip) do
+      row.status = CLIP_STATUS[row.outcome]
+      if row.outcome == "failed" or row.outcome == "unknown" then problems:fail("--clip " .. row.couponId, row.error) end
     end
   end
   recipe.print(args, rows, CLIP_COLUMNS, CLIP_KEYS)
-  if interruption then error(interruption, 0) end
+  recipe.stopped(stop)
   if not args.apply then
     recipe.note(args, "kapi: dry run: nothing was clipped; add --apply to clip %d coupon%s to the customer's card",
                 #rows, #rows == 1 and "" or "s")
   else
     local counts = {}
     for _, row in ipairs(rows) do counts[row.status] = (counts[row.status] or 0) + 1 end
-    recipe.note(args, "kapi: %d clipped, %d already on the card, %d failed", counts.CLIPPED or 0,
-                counts.ALREADY_CLIPPED or 0, counts.FAILED or 0)
+    recipe.note(args, "kapi: %d clipped, %d already on the card, %d failed%s", counts.CLIPPED or 0,
+                counts.ALREADY_CLIPPED or 0, counts.FAILED or 0,
+                counts.UNKNOWN and (", %d unknown (look at the card)"):format(counts.UNKNOWN) or "")
   end
-  return recipe.status(problems, failed)
+  return recipe.status(problems)
 end
 
 return {

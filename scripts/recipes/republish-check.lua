@@ -117,27 +117,23 @@ local function plan_of(rows)
   return only(rows, function(r) return ACTIONS[r.verdict] end)
 end
 
--- Never retried and never in parallel: each is a button press at
--- 1WorldSync. Each row of the plan gets its result: "done", "failed", or,
--- after Ctrl-C, "unknown" for the one in flight and "not done" for the
--- rest; the interruption is returned, to be raised once they are shown.
+-- Each row of the plan gets its result: "done", "failed", "unknown" (the
+-- answer lost) or "not done" (the run stopped before it: Ctrl-C, an
+-- expired login). Returns what stopped the run, to be raised once the
+-- rows are shown.
 local function apply(plan, items, problems)
-  for i, r in ipairs(plan) do
-    local action = ACTIONS[r.verdict]
-    local outcome, result = recipe.act(action.run, items, r)
-    r.result = outcome
-    if outcome == "done" then
-      r.after = ("now %s%s"):format(result.syncStatus,
-                                    result.cicState ~= "" and (", CIC " .. result.cicState) or ", review pending")
-    elseif outcome == "unknown" then
-      r.error = recipe.UNKNOWN
-      for j = i + 1, #plan do plan[j].result, plan[j].error = "not done", "interrupted before it was sent" end
-      return result
-    else
-      r.error = errors.message(result)
-      problems:fail(r.gtin, ("could not %s: %s"):format(action.word, r.error))
+  local stop = recipe.apply(plan, function(r) return ACTIONS[r.verdict].run(items, r) end)
+  for _, r in ipairs(plan) do
+    r.result, r.outcome = r.outcome, nil
+    if r.result == "done" then
+      r.after = ("now %s%s"):format(r.answer.syncStatus,
+                                    r.answer.cicState ~= "" and (", CIC " .. r.answer.cicState) or ", review pending")
+    elseif r.result == "failed" or r.result == "unknown" then
+      problems:fail(r.gtin, ("could not %s: %s"):format(ACTIONS[r.verdict].word, r.error))
     end
+    r.answer = nil
   end
+  return stop
 end
 
 local function say_plan(args, plan)
@@ -147,14 +143,16 @@ local function say_plan(args, plan)
   end
 end
 
-local function say_done(args, plan, items)
+local function say_done(args, plan, items, stop)
   recipe.say(args, "")
   for _, r in ipairs(plan) do
     if r.result == "done" then
       recipe.say(args, ("done: %s %s to %s (%s)"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln, r.after))
     end
   end
-  if config.is_in_process_sandbox(items.base_url) then
+  if stop then
+    recipe.stopped(stop)
+  elseif config.is_in_process_sandbox(items.base_url) then
     recipe.say(args, "The built-in sandbox lives as long as this kapi process: the next kapi command starts it "
                .. "afresh. To follow the review across commands, start `kapi sandbox` and set KAPI_SANDBOX_URL "
                .. "to its address.")
@@ -223,17 +221,10 @@ rest is still checked).]],
     local plan = plan_of(rows)
     for _, r in ipairs(plan) do r.action, r.result = ACTIONS[r.verdict].key, "planned" end
     local acting = args.apply and #plan > 0 and items
-    local interruption = acting and apply(plan, items, problems)
+    local stop = acting and apply(plan, items, problems)
     show(args, rows)
-    if interruption then
-      for _, r in ipairs(plan) do
-        if r.result == "unknown" then
-          recipe.say(args, ("\nunknown: %s %s to %s: %s"):format(ACTIONS[r.verdict].word, r.gtin, r.recipientGln, r.error))
-        end
-      end
-      error(interruption, 0)
-    elseif acting then
-      say_done(args, plan, items)
+    if acting then
+      say_done(args, plan, items, stop)
     elseif #plan > 0 then
       say_plan(args, plan)
       if args.apply then

@@ -21,11 +21,13 @@ local INSTEAD = {
   BLOCKED = "the certified publication waits for the queue, a resend does not help; %s",
 }
 
+local ACTION_STYLE = {resend = "yellow", resent = "green", refused = "red", failed = "red", unknown = "red",
+                      ["not done"] = "dim"}
 local COLUMNS = {
   {key = "gtin", title = "GTIN"},
   {key = "recipientGln", title = "TO"},
   {key = "verdict", title = "VERDICT"},
-  {key = "action", title = "ACTION", style = function(v) return v == "refused" and "red" or "green" end},
+  {key = "action", title = "ACTION", style = function(v) return ACTION_STYLE[v] end},
   {key = "why", title = "WHY", wrap = true},
 }
 local KEYS = {"gtin", "recipientGln", "verdict", "action", "why"}
@@ -130,20 +132,27 @@ publication that is not there (a bad GTIN, not published to that GLN).]],
       end
     end
 
-    local refused, interruption = 0, nil
-    for _, row in ipairs(rows) do
-      if row.action == "resend" and args.apply and not interruption then
-        local outcome, err = recipe.act(items.resend, items, row.gtin, row.recipientGln, {reason = args.reason})
-        row.action = ({done = "resent", failed = "failed", unknown = "unknown"})[outcome]
-        if outcome == "failed" then row.why = errors.message(err) end
-        if outcome == "unknown" then row.why, interruption = recipe.UNKNOWN, err end
-      elseif row.action == "resend" and interruption then
-        row.action, row.why = "not done", "interrupted before it was sent"
+    local stop
+    if args.apply then
+      local to_send = {}
+      for _, row in ipairs(rows) do
+        if row.action == "resend" then to_send[#to_send + 1] = row end
       end
+      stop = recipe.apply(to_send, function(row) return items:resend(row.gtin, row.recipientGln, {reason = args.reason}) end)
+      for _, row in ipairs(to_send) do
+        row.action = ({done = "resent"})[row.outcome] or row.outcome
+        if row.outcome ~= "done" then
+          row.why = row.error
+          if row.outcome ~= "not done" then problems:fail(row.gtin .. "@" .. row.recipientGln, row.error) end
+        end
+      end
+    end
+    local refused = 0
+    for _, row in ipairs(rows) do
       if row.action ~= "resend" and row.action ~= "resent" then refused = refused + 1 end
     end
     recipe.print(args, rows, COLUMNS, KEYS)
-    if interruption then error(interruption, 0) end
+    recipe.stopped(stop)
     if not args.apply and #rows > refused then
       recipe.note(args, "\nDry run: nothing was resent; --apply resends the %d marked resend.", #rows - refused)
     end

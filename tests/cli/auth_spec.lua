@@ -143,3 +143,39 @@ describe("with no credentials", function()
     assert.equal("", left)
   end)
 end)
+
+describe("kapi auth logout", function()
+  -- A token store on a file system that cannot be changed: a tmpfs made
+  -- read-only in a mount namespace of its own (root can remove files from
+  -- a directory it may not write, so permissions would not do).
+  local function read_only_store(script, dir)
+    local env = ("export XDG_STATE_HOME=%s/state XDG_CONFIG_HOME=%s/config KAPI_CONFIG=/nonexistent "
+                 .. "KAPI_SANDBOX_URL=http://127.0.0.1:9 KROGER_CLIENT_ID= KROGER_CLIENT_SECRET= KAPI_ENV=; ")
+                :format(dir, dir)
+    local body = ("mkdir -p %s/state && mount -t tmpfs kapi-test %s/state && %s && mount -o remount,ro %s/state && %s")
+                 :format(dir, dir, script.before, dir, script.after)
+    return process.sh(env .. "unshare -m sh -c " .. process.quote(body))
+  end
+
+  it("says how many tokens it removed, on stderr, and never counts one that stays", function()
+    assert.equal(0, process.sh("unshare -m true").status, "this test needs mount namespaces (unshare -m)")
+    local dir = process.tempdir()
+    local kapi = process.quote(process.kapi)
+    local write = kapi .. [[ -e 'local store = require "kapi.auth.store"
+      store.write(store.key("http://127.0.0.1:9", "kapi-sandbox", "customer"), {kind = "customer",
+        host = "http://127.0.0.1:9", client_id = "kapi-sandbox", access_token = "a", refresh_token = "r",
+        expires_at = os.time() + 600})']]
+    local r = read_only_store({before = write, after = kapi .. " auth logout; echo status=$?; ls $XDG_STATE_HOME/kapi/tokens"}, dir)
+    assert.matches("status=1\n[0-9a-f]+%.json", r.stdout)
+    assert.matches("^kapi: cannot remove a token from the token store %([^)]*tokens%): Read%-only file system\n$", r.stderr)
+    -- On a store it can change: removed, said on stderr; then nothing left to remove.
+    r = process.sh(("export XDG_STATE_HOME=%s/s2 KAPI_CONFIG=/nonexistent KAPI_SANDBOX_URL=http://127.0.0.1:9 "
+                    .. "KROGER_CLIENT_ID= KROGER_CLIENT_SECRET= KAPI_ENV=; %s && %s auth logout && %s auth logout")
+                   :format(dir, write, kapi, kapi))
+    process.cleanup(dir)
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("", r.stdout)
+    assert.matches("^Removed 1 stored token for http://127%.0%.0%.1:9 %(sandbox%)%.\n"
+                   .. "kapi: no stored tokens for http://127%.0%.0%.1:9 %(sandbox%)\n$", r.stderr)
+  end)
+end)

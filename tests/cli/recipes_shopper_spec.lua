@@ -364,6 +364,13 @@ describe("the shopper recipes, alike", function()
     r = kapi_run {"run", "coupons", "--zip", "90210", "--quiet"}
     assert.equal(2, r.status)
     assert.equal("kapi: --zip 90210: no store within 10 miles; try a larger --radius\n", r.stderr)
+    -- The changes too, the built-in sandbox's own login included.
+    local ga = kapi.gtin.from_product_id(catalog.products[3].productId)
+    for _, args in ipairs {{"run", "cart-add", ga, "--apply", "-q"}, {"run", "coupons", "--clip", "C0001002", "--apply", "-q"}} do
+      r = kapi_run(args)
+      assert.equal(0, r.status, r.stderr)
+      assert.equal("", r.stderr, table.concat(args, " "))
+    end
   end)
 
   it("say why they use the built-in sandbox", function()
@@ -487,6 +494,33 @@ describe("kapi run cart-add", function()
     assert(ok, err)
     local _, puts = log:gsub("PUT /v1/cart/add %-> 204", "")
     assert.equal(1, puts)
+  end)
+
+  it("stops before the cart when the login has expired: a step to do first, status 2, never UNKNOWN", function()
+    local url, stop = logging_sandbox("expired")
+    local ga = kapi.gtin.from_product_id(catalog.products[3].productId)
+    local ok, err = pcall(function()
+      log_in(url, {"cart.basic:write"})
+      -- The refresh token spent elsewhere, the access token run out.
+      local r = process.kapi_run({"-e", [[
+        local store = require "kapi.auth.store"
+        for _, record in ipairs(store.list()) do
+          local key = record.key
+          record.key, record.refresh_token, record.expires_at = nil, "spent-elsewhere", os.time() - 60
+          store.write(key, record)
+        end]]}, {env = user_env(url)})
+      assert.equal(0, r.status, r.stderr)
+      r = kapi_run({"run", "cart-add", ga .. ":2", "--apply", "--json"}, {sandbox = url})
+      -- The login is checked before anything is changed.
+      assert.equal(2, r.status, r.stderr)
+      assert.equal("", r.stdout)
+      assert.equal("kapi: the customer login has expired or its refresh token was used elsewhere; "
+                   .. "run: kapi auth login --scope cart.basic:write\n", r.stderr)
+      assert.is_nil(r.stderr:find("may or may not", 1, true))
+    end)
+    local log = stop()
+    assert(ok, err)
+    assert.is_nil(log:find("PUT /v1/cart/add", 1, true))
   end)
 end)
 

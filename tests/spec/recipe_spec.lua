@@ -288,3 +288,54 @@ describe("kapi.recipe tables with text wider than a column", function()
     end
   end)
 end)
+
+describe("kapi.recipe.apply", function()
+  local kapi = require "kapi"
+  local errors = require "kapi.errors"
+  local sb, client
+  setup(function()
+    sb = kapi.sandbox.start {products = 300, stores = 10}
+    client = kapi.kroger.client {base_url = sb.url, client_id = "kapi-sandbox", client_secret = "sandbox-secret"}
+  end)
+  teardown(function() sb:close() end)
+
+  -- A change at the sandbox that meets the fault asked for: real answers
+  -- and real broken connections, over loopback.
+  local function change(row)
+    return kapi.http.request {url = sb.url .. "/v1/chains", auth = client:service(),
+                              headers = {["X-Sandbox-Fault"] = row.fault}, timeout = 0.3, retry = false}
+  end
+
+  it("tells changes surely not made from those whose answer was lost, and goes on after either", function()
+    local rows = {{fault = nil}, {fault = "5xx"}, {fault = "reset"}, {fault = "slow:2s"}, {fault = nil}}
+    local stop = recipe.apply(rows, change)
+    assert.is_nil(stop)
+    local outcomes = {}
+    for i, row in ipairs(rows) do outcomes[i] = row.outcome end
+    assert.same({"done", "unknown", "unknown", "unknown", "done"}, outcomes)
+    assert.matches("may or may not have been done", rows[4].error)
+    assert.truthy(rows[1].answer)
+  end)
+
+  it("marks a refusal failed, and stops at a setup error or Ctrl-C, the rest not done", function()
+    local refused = {{}, {}}
+    recipe.apply(refused, function() return kapi.http.get(sb.url .. "/v1/no-such-path", {retry = false}) end)
+    assert.same({"failed", "failed"}, {refused[1].outcome, refused[2].outcome})
+    for _, stopper in ipairs {errors.new("auth", "the customer login has expired; run: kapi auth login", {setup = true}),
+                              errors.new("interrupted", "interrupted")} do
+      local rows, calls = {{}, {}, {}}, 0
+      local stop = recipe.apply(rows, function()
+        calls = calls + 1
+        if calls == 2 then error(stopper, 0) end
+      end)
+      assert.equal(stopper, stop)
+      assert.same({"done", stopper.kind == "auth" and "failed" or "unknown", "not done"},
+                  {rows[1].outcome, rows[2].outcome, rows[3].outcome})
+      assert.equal(recipe.NOT_DONE, rows[3].error)
+      assert.equal(2, calls)
+      local ok, raised = pcall(recipe.stopped, stop)
+      assert.is_false(ok)
+      assert.equal(stopper, raised)
+    end
+  end)
+end)

@@ -186,15 +186,21 @@ function Customer:refresh()
   if not ok then
     if errors.is(body, "auth") and body.code == "invalid_request" then
       error(auth_error("the customer login has expired or its refresh token was used elsewhere; "
-                       .. login_hint(stored.scopes), {code = body.code}), 0)
+                       .. login_hint(stored.scopes), {code = body.code, setup = true}), 0)
     end
     error(body, 0)
   end
   local record = {kind = "customer", host = stored.host, client_id = self.client_id, scopes = stored.scopes,
                   access_token = body.access_token, expires_at = expires_at(body),
                   refresh_token = body.refresh_token or stored.refresh_token}
-  store.write(self.key, record)
+  -- The service has spent the old refresh token: this command goes on
+  -- with the new one even when it cannot be kept for the next.
   self.cached = record
+  local kept, why = pcall(store.write, self.key, record)
+  if not kept then
+    require("kapi.log").warn(("the renewed customer login could not be saved (%s); this command goes on, "
+                              .. "the next will need: kapi auth login"):format(errors.message(why)))
+  end
   return record.access_token
 end
 

@@ -20,7 +20,7 @@ local function port_of(uri)
 end
 
 --- login{base_url, client_id, client_secret, scopes, port, redirect_uri,
---- browser = true, timeout = 300, announce = print} -> the stored record
+--- browser = true, timeout = 300, announce = a line on stderr} -> the stored record
 function M.login(opts)
   local c = crypto()
   local verifier = c.base64url(c.random(32))
@@ -46,7 +46,7 @@ function M.login(opts)
     {"response_type", "code"}, {"state", state},
     {"code_challenge", c.base64url(c.sha256(verifier))}, {"code_challenge_method", "S256"},
   }
-  local announce = opts.announce or function(line) print(line); io.stdout:flush() end
+  local announce = opts.announce or function(line) io.stderr:write(line, "\n") end
   announce("Open this address in a browser to log in to Kroger:")
   announce("  " .. url)
   if opts.browser ~= false and os.execute("command -v xdg-open >/dev/null 2>&1") then

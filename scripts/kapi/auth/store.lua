@@ -48,15 +48,25 @@ function M.read(key)
   return ok and type(value) == "table" and value or nil
 end
 
-function M.write(key, record)
-  if memory[key] then memory[key].record = record; return end
-  assert(fs.mkdirs(M.dir(), 448)) -- 0700
-  assert(fs.write_atomic(path(key), json.encode(record), 384)) -- 0600
+-- A token store that cannot be written (a full disk, a read-only home)
+-- is a failure of the machine, named with its directory and reason.
+local function store_failed(what, err)
+  error(require("kapi.errors").new("store", ("cannot %s the token store (%s): %s"):format(
+    what, M.dir(), tostring(err):match(":%s*([^:]+)$") or tostring(err))), 0)
 end
 
+function M.write(key, record)
+  if memory[key] then memory[key].record = record; return end
+  local ok, err = fs.mkdirs(M.dir(), 448) -- 0700
+  if ok then ok, err = fs.write_atomic(path(key), json.encode(record), 384) end -- 0600
+  if not ok then store_failed("write", err) end
+end
+
+--- Removes a stored token; raises the store's failure when it stays.
 function M.remove(key)
   if memory[key] then memory[key].record = nil; return end
-  fs.remove(path(key))
+  local ok, err = fs.remove(path(key))
+  if not ok then store_failed("remove a token from", err) end
 end
 
 --- Every stored record, with its key.
@@ -74,12 +84,13 @@ end
 --- up to `timeout` seconds; use with <close>.
 function M.lock(key, timeout)
   if memory[key] then return setmetatable({}, {__close = function() end}) end
-  assert(fs.mkdirs(M.dir(), 448))
+  local made, why = fs.mkdirs(M.dir(), 448)
+  if not made then store_failed("lock", why) end
   local deadline = task.now() + (timeout or 10)
   while true do
     local lock, err = fs.try_lock(path(key) .. ".lock")
     if lock then return lock end
-    if lock == nil then error(err, 0) end
+    if lock == nil then store_failed("lock", err) end
     if task.now() > deadline then
       error(require("kapi.errors").new("auth", "the token store is locked by another kapi process; try again"), 0)
     end

@@ -55,7 +55,7 @@ function actions.login(args, config, auth)
     base_url = kroger.base_url, client_id = kroger.client_id, client_secret = kroger.client_secret,
     scopes = scopes, port = args.port, redirect_uri = kroger.redirect_uri, browser = not args.no_browser,
   }
-  print(("Logged in to %s (%s) as a customer; scopes: %s; %s."):format(
+  io.stderr:write(("Logged in to %s (%s) as a customer; scopes: %s; %s.\n"):format(
     record.host, kroger.env, table.concat(record.scopes, " "), when(record.expires_at)))
   return 0
 end
@@ -120,11 +120,16 @@ function actions.logout(args, config, auth)
   local host, removed = host_of(kroger.base_url), 0
   for _, r in ipairs(auth.store.list()) do
     if r.host == host and r.client_id == kroger.client_id then
-      auth.store.remove(r.key)
+      auth.store.remove(r.key) -- raises when the file stays: then nothing is said to be gone
       removed = removed + 1
     end
   end
-  print(("Removed %d stored token%s for %s."):format(removed, removed == 1 and "" or "s", host))
+  if removed == 0 then
+    io.stderr:write(("kapi: no stored tokens for %s (%s)\n"):format(host, kroger.env))
+  else
+    io.stderr:write(("Removed %d stored token%s for %s (%s).\n"):format(removed, removed == 1 and "" or "s",
+                                                                         host, kroger.env))
+  end
   return 0
 end
 
