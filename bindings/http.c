@@ -357,11 +357,60 @@ typedef struct request_args {
   int insecure, follow;
 } request_args;
 
+/* The guards under the policy's checks (scripts/kapi/http.lua): nothing
+ * that would let one field end its line and write others (CR, LF, NUL, a
+ * space in the request line) ever reaches curl, whoever built it. */
+
+static int is_tchar(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static void check_method(lua_State *L, const char *method) {
+  const char *p = method;
+  while (is_tchar((unsigned char)*p)) p++;
+  if (p == method || *p)
+    kapi_usage_error(L, "http: the method is not an HTTP method (a token, RFC 9110)");
+}
+
+static void check_url(lua_State *L, const char *url, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)url[i];
+    if (c <= ' ' || c == 0x7f)
+      kapi_usage_error(L, "http: url has a space or a control character at byte %d", (int)i + 1);
+  }
+}
+
+/* Each header line is "Name: value": the name a token, no CR, LF or NUL. */
+static void check_header_line(lua_State *L, int i) {
+  size_t len;
+  const char *line = lua_tolstring(L, -1, &len);
+  const char *p = line;
+  if (!line) kapi_usage_error(L, "http: header line %d is not a string", i);
+  while (is_tchar((unsigned char)*p)) p++;
+  if (p == line || *p != ':' || strlen(line) != len || strpbrk(line, "\r\n"))
+    kapi_usage_error(L, "http: header line %d is not a valid \"Name: value\" line", i);
+}
+
+static void check_headers(lua_State *L) {
+  if (lua_isnoneornil(L, ARG_HEADERS)) return;
+  luaL_checktype(L, ARG_HEADERS, LUA_TTABLE);
+  lua_Unsigned n = lua_rawlen(L, ARG_HEADERS);
+  for (lua_Unsigned i = 1; i <= n; i++) {
+    lua_rawgeti(L, ARG_HEADERS, (lua_Integer)i);
+    check_header_line(L, (int)i);
+    lua_pop(L, 1);
+  }
+}
+
 static request_args read_args(lua_State *L) {
   request_args a;
+  size_t url_len;
   a.method = luaL_optstring(L, ARG_METHOD, "GET");
-  a.url = luaL_checkstring(L, ARG_URL);
-  if (!lua_isnoneornil(L, ARG_HEADERS)) luaL_checktype(L, ARG_HEADERS, LUA_TTABLE);
+  check_method(L, a.method);
+  a.url = luaL_checklstring(L, ARG_URL, &url_len);
+  check_url(L, a.url, url_len);
+  check_headers(L);
   a.body_len = 0;
   a.body = luaL_optlstring(L, ARG_BODY, NULL, &a.body_len);
   a.timeout_ms = (long)(luaL_optnumber(L, ARG_TIMEOUT, 0) * 1000);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "bindings.h"
+#include "task.h"
 
 #define MAX_DEPTH 1000
 /* 2^63: floats at or beyond it have no integer to become. */
@@ -398,10 +399,10 @@ static void put_char(encoder *e, char c) {
 }
 
 /* Raises "json: cannot encode WHAT", without a location: the line of
- * kapi.json that called the encoder tells the caller nothing. */
+ * kapi.json that called the encoder tells the caller nothing. A usage
+ * error: the value given is the caller's to change. */
 static void refuse(encoder *e, const char *what) {
-  lua_pushfstring(e->L, "json: cannot encode %s", what);
-  lua_error(e->L);
+  kapi_usage_error(e->L, "json: cannot encode %s", what);
 }
 
 /* The length of the UTF-8 sequence at s (at most n bytes), or 0 when it is

@@ -392,11 +392,14 @@ static int l_listen(lua_State *L) {
   const char *host = opt_string(L, "host");
   lua_getfield(L, 1, "port");
   lua_Integer port = luaL_optinteger(L, -1, 0);
-  luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be from 0 to 65535");
+  if (port < 0 || port > 65535)
+    return kapi_usage_error(L, "server: port must be from 0 to 65535");
   addr.sin_port = htons((uint16_t)port);
   lua_pop(L, 1);
-  if (inet_pton(AF_INET, host ? host : "127.0.0.1", &addr.sin_addr) != 1)
-    return luaL_error(L, "server: host must be an IPv4 address, got %s", host);
+  /* The server is for this machine only: the sandbox, a login callback. */
+  if (inet_pton(AF_INET, host ? host : "127.0.0.1", &addr.sin_addr) != 1 ||
+      (ntohl(addr.sin_addr.s_addr) >> 24) != 127)
+    return kapi_usage_error(L, "server: host must be a loopback IPv4 address, got %s", host);
   const char *cert = opt_string(L, "cert"), *key = opt_string(L, "key");
   s->daemon = start_daemon(s, &addr, cert, key);
   if (!s->daemon) return refuse_start(L, &addr, cert && key);

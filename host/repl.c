@@ -228,14 +228,49 @@ static int l_history_open(lua_State *L) {
   return 0;
 }
 
+/* The least a file of the current history can hold: libedit writes a
+ * cookie line, then each entry encoded (never shorter) and a newline. */
+static off_t history_min_size(void) {
+  off_t size = (off_t)strlen("_HiStOrY_V2_\n");
+  HIST_ENTRY **list = history_list();
+  for (int i = 0; list && list[i]; i++) size += (off_t)strlen(list[i]->line) + 1;
+  return size;
+}
+
+/* Writes the history to a new file renamed over the old one, so a write
+ * that fails never loses what was saved before: 0 or an errno. libedit
+ * does not check fclose, so a file shorter than its entries tells of a
+ * full disk. */
+static int save_history(const char *path) {
+  char tmp[PATH_MAX + 32];
+  struct stat st;
+  snprintf(tmp, sizeof tmp, "%s.%ld.new", path, (long)getpid());
+  errno = 0;
+  int err = write_history(tmp);
+  if (!err && stat(tmp, &st) != 0) err = errno;
+  if (!err && st.st_size < history_min_size()) err = errno ? errno : ENOSPC;
+  if (!err && chmod(tmp, 0600) != 0) err = errno;
+  if (!err && rename(tmp, path) != 0) err = errno;
+  if (err) unlink(tmp);
+  return err;
+}
+
+/* history_add(line) -> true, or false and why the history file could not
+ * be written (the line stays in this session's history). */
 static int l_history_add(lua_State *L) {
   repl *r = check_repl(L);
   add_history(luaL_checkstring(L, 1));
-  if (!r->history[0]) return 0;
   /* Saved at once, so a crash or a kill loses nothing typed before it. */
-  if (write_history(r->history) != 0) return 0;
-  chmod(r->history, 0600);
-  return 0;
+  int err = r->history[0] ? save_history(r->history) : 0;
+  lua_pushboolean(L, !err);
+  if (!err) return 1;
+  lua_pushstring(L, strerror(err));
+  return 2;
+}
+
+static int l_history_path(lua_State *L) {
+  lua_pushstring(L, check_repl(L)->history);
+  return 1;
 }
 
 static int l_history_list(lua_State *L) {
@@ -281,7 +316,8 @@ static int repl_gc(lua_State *L) {
 static const luaL_Reg repl_functions[] = {
     {"readline", l_readline},         {"set_completer", l_set_completer},
     {"history_open", l_history_open}, {"history_add", l_history_add},
-    {"history_list", l_history_list}, {"notice", l_notice},
+    {"history_list", l_history_list}, {"history_path", l_history_path},
+    {"notice", l_notice},
     {NULL, NULL}};
 
 int kapi_repl_open(lua_State *L) {

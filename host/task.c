@@ -2,6 +2,7 @@
 #include "task.h"
 
 #include <lauxlib.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,15 @@ void kapi_push_error(lua_State *L, const char *kind, const char *message) {
     lua_setfield(L, -2, "__tostring");
   }
   lua_setmetatable(L, -2);
+}
+
+int kapi_usage_error(lua_State *L, const char *fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  const char *message = lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  kapi_push_error(L, "usage", message);
+  return lua_error(L);
 }
 
 static const char *cancel_message(const char *kind) {
@@ -448,7 +458,8 @@ kapi_task *kapi_task_spawn(lua_State *L, int nargs) {
 }
 
 static int l_spawn(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (!lua_isfunction(L, 1))
+    return kapi_usage_error(L, "kapi.spawn: fn must be a function, got %s", luaL_typename(L, 1));
   kapi_task_spawn(L, lua_gettop(L) - 1);
   return 1;
 }
@@ -469,9 +480,11 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_sleep(lua_State *L) {
-  lua_Number seconds = luaL_checknumber(L, 1);
-  luaL_argcheck(L, seconds >= 0 && seconds < 1e9, 1,
-                "seconds must be between 0 and 1e9");
+  if (lua_type(L, 1) != LUA_TNUMBER)
+    return kapi_usage_error(L, "kapi.sleep: seconds must be a number, got %s", luaL_typename(L, 1));
+  lua_Number seconds = lua_tonumber(L, 1);
+  if (!(seconds >= 0 && seconds < 1e9)) /* NaN too */
+    return kapi_usage_error(L, "kapi.sleep: seconds must be from 0 to 1e9, got %s", luaL_tolstring(L, 1, NULL));
   kapi_task *t = kapi_task_current(L, "kapi.sleep");
   kapi_sched *s = upvalue_sched(L);
   t->timer.cb = sleep_done;

@@ -21,6 +21,11 @@ typedef void (*kapi_cancel_fn)(kapi_task *task, void *data);
  * tostring is the message (see scripts/kapi/errors.lua). */
 void kapi_push_error(lua_State *L, const char *kind, const char *message);
 
+/* Raises a usage error (exit status 2 on the command line): a wrong
+ * argument, named in the message ("kapi.spawn: fn must be a function, got
+ * number"), formatted as lua_pushfstring formats. */
+int kapi_usage_error(lua_State *L, const char *fmt, ...);
+
 kapi_sched *kapi_sched_new(lua_State *L, kapi_loop *loop);
 void kapi_sched_free(kapi_sched *sched);
 kapi_sched *kapi_sched_get(lua_State *L);

@@ -35,6 +35,15 @@ co = nil
 collectgarbage()
 collectgarbage()
 kapi.sleep(0.2)
+-- Arguments the C bindings refuse (usage errors raised from C) hold nothing.
+pcall(kapi.spawn, 5)
+pcall(kapi.sleep, -1)
+pcall(kapi.json.encode, {print})
+local transport = require "kapi.core.http"
+pcall(transport.request, "GET", soon.url, {"X-A: a\r\nX-B: b"}, nil, 5, 5, 0)
+pcall(transport.request, "GET /x HTTP/1.1\r\n", soon.url, nil, nil, 5, 5, 0)
+pcall(transport.open, "GET", soon.url .. "/a b", nil, nil, 5, 5, 0)
+pcall(require("kapi.core.server").listen, {serve = print, host = "10.0.0.1"})
 local t = kapi.spawn(function() kapi.sleep(10) end)
 t:cancel()
 pcall(t.wait, t)

@@ -69,8 +69,11 @@ function M.to_item(wire)
 end
 
 --- client{env = "sandbox" | "preprod" | "prod", base_url, app_id, secret, gln}
+local CLIENT_OPTIONS = {env = "string", base_url = "string", app_id = "string", secret = "string", gln = "string"}
+
 function M.client(opts)
   opts = errors.check(opts, "table?", "content1.client: opts") or {}
+  errors.check_options(opts, CLIENT_OPTIONS, "content1.client")
   local c = config.oneworldsync(opts.env ~= "preprod" and opts.env or nil, opts.base_url)
   if opts.env == "preprod" and not opts.base_url then c.base_url = config.CONTENT1.preprod end
   return setmetatable({

@@ -1,6 +1,8 @@
 -- Short documentation that modules declare next to what they define. The
 -- REPL's help() reads it and docs/api.md is generated from it, so the two
 -- never disagree.
+local errors = require "kapi.errors"
+
 local M = {}
 
 local entries = {}                               -- in declaration order
@@ -10,6 +12,8 @@ local by_value = setmetatable({}, {__mode = "k"})
 --- Declares the documentation of `name` (e.g. "kapi.spawn"). The first line
 --- of text is the signature; the rest explains and shows an example.
 function M.declare(name, value, text)
+  errors.check(name, "string", "doc.declare: name")
+  errors.check(text, "string", "doc.declare: text")
   local entry = {name = name, text = text}
   if not by_name[name] then entries[#entries + 1] = entry end
   by_name[name] = entry

@@ -57,6 +57,55 @@ function M.check(value, kind, what)
   error(M.new("usage", ("%s must be %s%s, got %s"):format(what, KINDS[want] or want, optional and " or nil" or "", got)), 3)
 end
 
+-- A value as a message quotes it: a string quoted and cut short, a number
+-- as it is, anything else by its type.
+local function shown(value)
+  if type(value) == "string" then return '"' .. M.excerpt(value) .. '"' end
+  if type(value) == "number" then return M.excerpt(value) end
+  return type(value)
+end
+M.shown = shown
+
+--- Checks a whole-number argument: returns value, or raises the usage
+--- error "WHAT must be a whole number from MIN to MAX, got X" (max nil: no
+--- upper bound). nil is taken when `optional` is set.
+function M.check_whole(value, min, max, what, optional)
+  if value == nil and optional then return nil end
+  if math.type(value) == "integer" and value >= min and (max == nil or value <= max) then return value end
+  local range = max and ("from %d to %d"):format(min, max) or ("of at least %d"):format(min)
+  error(M.new("usage", ("%s must be a whole number %s, got %s"):format(what, range, shown(value))), 3)
+end
+
+--- Checks a number argument as check_whole does, fractions allowed.
+function M.check_number(value, min, max, what, optional)
+  if value == nil and optional then return nil end
+  if type(value) == "number" and value >= min and value <= max then return value end
+  error(M.new("usage", ("%s must be a number from %s to %s, got %s"):format(what, min, max, shown(value))), 3)
+end
+
+--- Checks a table of options: an option the function does not know (a
+--- typo: timout = 5) is refused, named, with a suggestion, rather than
+--- ignored; one of the wrong type is refused as errors.check refuses it.
+--- `kinds` maps each option to the type it takes (as errors.check takes
+--- it; "any" for any value); `who` names the function ("sandbox.start").
+--- Returns opts.
+function M.check_options(opts, kinds, who)
+  for name, value in pairs(opts) do
+    local kind = kinds[name]
+    if kind == nil then
+      local names = {}
+      for known in pairs(kinds) do names[#names + 1] = known end
+      table.sort(names)
+      local guess = type(name) == "string" and require("kapi.parsing").suggest(name, names)
+      local hint = guess and ("did you mean %s?"):format(guess) or ("options: " .. table.concat(names, ", "))
+      error(M.new("usage", ("%s: unknown option %s (%s)"):format(who, type(name) == "string" and M.excerpt(name)
+                 or shown(name), hint)), 2)
+    end
+    if kind ~= "any" then M.check(value, kind, who .. ": " .. name) end
+  end
+  return opts
+end
+
 --- True for the errors that are the user's to fix before anything can be
 --- done: usage and input errors, and errors marked setup (no credentials
 --- configured, nobody logged in).
@@ -90,7 +139,7 @@ end
 
 -- What Lua itself says when code goes wrong ("attempt to index a nil
 -- value", "bad argument #1 to 'ipairs'"): inside kapi, a bug.
-local RUNTIME = {"^attempt to ", "^bad argument #", "^table index is ", "^invalid value %(at index",
+local RUNTIME = {"^attempt to ", "^bad argument #", "^table index is ", "^invalid value %(",
                  "^invalid key to 'next'", "^stack overflow", "^C stack overflow", "^string length overflow",
                  "^number has no integer representation", "^wrong number of arguments", "^'for' ",
                  "^bad 'for' ", "^invalid order function", "^attempt to compare", "^module '.*' not found"}
@@ -123,6 +172,23 @@ function M.internal_module(e, module)
   local named, rest = M.position_in_tree(e)
   if named then return is_runtime(rest) and named or nil end
   if module and not e:find("^[^\n]-:%d+: ") and is_runtime(e) then return module end
+end
+
+--- The `module` internal_module takes, read from a traceback (the text
+--- debug.traceback gives) instead of the live stack, for an error reported
+--- once its stack is gone (a task's, in the REPL): the module of the first
+--- Lua function on it when that is in kapi's tree; nil when the error
+--- was raised by error() (a message meant to be given) or elsewhere.
+function M.traceback_module(traceback)
+  if type(traceback) ~= "string" then return nil end
+  for line in traceback:gmatch("[^\n]+") do
+    local where = line:match("^%s*(.-): in ")
+    if where == "[C]" then
+      if line:find(" in function 'error'", 1, true) then return nil end
+    elseif where then
+      return (M.position_in_tree(where .. ": ."))
+    end
+  end
 end
 
 --- The words for an error inside kapi's own code (a bug), whose Lua

@@ -54,6 +54,7 @@ function M.escape(s)
 end
 
 function M.unescape(s)
+  if type(s) ~= "string" then errors.check(s, "string", "http.unescape: s") end
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
@@ -82,9 +83,44 @@ end
 
 M.query_pairs = query_pairs
 
---- The query string for a query table or list (no leading "?").
-function M.encode_query(query)
-  errors.check(query, "table?", "http.encode_query: query")
+-- What a query value may be: text, a number or a boolean (false, like
+-- nil, leaves the name out). A table or a function would be sent as
+-- "table: 0x55..." (a map's value may be a list of values).
+local QUERY_VALUE = {string = true, number = true, boolean = true}
+
+local function check_query_value(value, name, who)
+  if not QUERY_VALUE[type(value)] then
+    errors.usage(("%s: the value of %s must be a string, number or boolean, got %s")
+                 :format(who, errors.shown(name), type(value)), 4)
+  end
+end
+
+-- Checks a query (or form) before anything is sent or signed: a list of
+-- {name, value} pairs, or a table of name = value | {values...}.
+local function check_query(query, who)
+  if query[1] ~= nil then
+    for i, pair in ipairs(query) do
+      if type(pair) ~= "table" or (type(pair[1]) ~= "string" and type(pair[1]) ~= "number") then
+        errors.usage(("%s: entry %d must be a {name, value} pair, got %s"):format(who, i, errors.shown(pair)), 3)
+      end
+      if pair[2] ~= nil then check_query_value(pair[2], pair[1], who) end
+    end
+    return
+  end
+  for name, value in pairs(query) do
+    if type(name) ~= "string" then
+      errors.usage(("%s: names must be strings, got %s"):format(who, errors.shown(name)), 3)
+    end
+    if type(value) == "table" then
+      for _, v in ipairs(value) do check_query_value(v, name, who) end
+    else
+      check_query_value(value, name, who)
+    end
+  end
+end
+
+-- The query string of a query that was checked (no leading "?").
+local function encode_query(query)
   local parts = {}
   for _, pair in ipairs(query_pairs(query)) do
     if pair[2] ~= nil and pair[2] ~= false then
@@ -94,8 +130,17 @@ function M.encode_query(query)
   return table.concat(parts, "&")
 end
 
+--- The query string for a query table or list (no leading "?").
+function M.encode_query(query)
+  errors.check(query, "table?", "http.encode_query: query")
+  if query == nil then return "" end
+  check_query(query, "http.encode_query")
+  return encode_query(query)
+end
+
 --- Parses a query string into an ordered list of {name, value}.
 function M.decode_query(text)
+  errors.check(text, "string?", "http.decode_query: text")
   local out = {}
   for part in (text or ""):gmatch("[^&]+") do
     local name, value = part:match("^([^=]*)=?(.*)$")
@@ -350,7 +395,7 @@ end
 
 local function full_url(req)
   if req.query == nil then return req.url end
-  local query = M.encode_query(req.query)
+  local query = encode_query(req.query)
   if query == "" then return req.url end
   return req.url .. (req.url:find("?", 1, true) and "&" or "?") .. query
 end
@@ -360,7 +405,7 @@ M.full_url = full_url
 
 local function body_of(req)
   if req.json ~= nil then return json.encode(req.json) end
-  if req.form ~= nil then return M.encode_query(req.form) end
+  if req.form ~= nil then return encode_query(req.form) end
   return req.body
 end
 
@@ -532,6 +577,36 @@ local OPTION_NAMES = {}
 for name in pairs(OPTION_KINDS) do OPTION_NAMES[#OPTION_NAMES + 1] = name end
 table.sort(OPTION_NAMES)
 
+-- Header names are RFC 9110 tokens, and no value holds a CR, LF or NUL:
+-- either would let a value end its line and add headers of its own (or a
+-- whole request). nil when name and value can be sent, else why not.
+local function header_problem(name, value)
+  if not match(name, "^[%w!#$%%&'*+%-.^_`|~]+$") then
+    return ("%s is not a header name (letters, digits and !#$%%&'*+-.^_`|~)"):format(errors.shown(name))
+  end
+  if type(value) == "string" and value:find("[\0\r\n]") then
+    return ("the value of %s has a CR, LF or NUL in it"):format(errors.excerpt(name))
+  end
+end
+M.header_problem = header_problem
+
+local function check_headers(headers, level)
+  for key, value in pairs(headers) do
+    local name
+    if math.type(key) == "integer" and type(value) == "table" then
+      name, value = value[1], value[2]
+    elseif type(key) == "string" then
+      name = key
+    end
+    if type(name) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
+      errors.usage("http.request: headers must be {Name = value, ...} or {{name, value}, ...} with string values",
+                   level + 1)
+    end
+    local problem = header_problem(name, value)
+    if problem then errors.usage("http.request: headers: " .. problem, level + 1) end
+  end
+end
+
 local function check_options(req, level)
   for name, value in pairs(req) do
     local kind = OPTION_KINDS[name]
@@ -544,15 +619,9 @@ local function check_options(req, level)
       errors.usage(("http.request: %s must be %s, got %s"):format(name, kind:gsub("|", " or "), type(value)), level + 1)
     end
   end
-  for key, value in pairs(req.headers or {}) do
-    local ok = math.type(key) == "integer" and type(value) == "table" and type(value[1]) == "string"
-               and (type(value[2]) == "string" or type(value[2]) == "number")
-               or type(key) == "string" and (type(value) == "string" or type(value) == "number")
-    if not ok then
-      errors.usage("http.request: headers must be {Name = value, ...} or {{name, value}, ...} with string values",
-                   level + 1)
-    end
-  end
+  if req.headers then check_headers(req.headers, level + 1) end
+  if req.query then check_query(req.query, "http.request: query") end
+  if req.form then check_query(req.form, "http.request: form") end
 end
 
 -- Checks a request's options and fills in its method. Usage errors point
@@ -560,7 +629,16 @@ end
 local function normalize(req)
   check_options(req, 3)
   local method, url = req.method or "GET", req.url
-  req.method = METHODS[method] and method or method:upper()
+  if not METHODS[method] then
+    method = method:upper()
+    -- A method goes into the request line as it is: a space or a CR LF in
+    -- it would write a request line of its own.
+    if not METHODS[method] and not match(method, "^[%u%d_%-]+$") then
+      errors.usage(("http.request: method %s is not an HTTP method (letters, digits, - and _)")
+                   :format(errors.shown(req.method)), 3)
+    end
+  end
+  req.method = method
   check_url(url, 3)
   if req.insecure then allow_insecure(url, 3) end
   if req.json ~= nil and (req.body ~= nil or req.form ~= nil) then
@@ -635,6 +713,10 @@ end
 
 --- Limits on connections: {max_host_connections = 64, max_total_connections = 256}.
 function M.configure(opts)
+  errors.check(opts, "table", "http.configure: opts")
+  errors.check_options(opts, {max_host_connections = "number", max_total_connections = "number"}, "http.configure")
+  errors.check_whole(opts.max_host_connections, 1, nil, "http.configure: max_host_connections", true)
+  errors.check_whole(opts.max_total_connections, 1, nil, "http.configure: max_total_connections", true)
   get_transport().configure(opts)
 end
 

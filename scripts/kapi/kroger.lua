@@ -21,19 +21,27 @@ Client.__index = Client
 
 local function usage(message) error(errors.new("usage", "kroger: " .. message), 3) end
 
+-- A value a caller gave, as a message shows it: a string quoted and cut
+-- short, a number said to be one (45202 is not the string "45202").
+local function got(value)
+  if type(value) == "string" then return '"' .. errors.excerpt(value) .. '"' end
+  if type(value) == "number" then return "the number " .. errors.excerpt(value) end
+  return type(value)
+end
+
 -- Argument checks, with the documented rules --------------------------------------
 
 local function check_location(id, name)
   if id ~= nil and (type(id) ~= "string" or #id ~= 8) then
     usage(("%s must be an 8-character location id (3-digit division + 5-digit store), got %s")
-          :format(name or "locationId", tostring(id)))
+          :format(name or "locationId", got(id)))
   end
   return id
 end
 
 local function check_product_id(id, name)
   if type(id) ~= "string" or not id:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d$") then
-    usage(("%s must be a 13-digit product id (a UPC without its check digit), got %s"):format(name or "productId", tostring(id)))
+    usage(("%s must be a 13-digit product id (a UPC without its check digit), got %s"):format(name or "productId", got(id)))
   end
   return id
 end
@@ -50,7 +58,7 @@ end
 local function check_range(value, name, low, high, default)
   if value == nil then return default end
   if math.type(value) ~= "integer" or value < low or value > high then
-    usage(("%s must be an integer from %d to %d, got %s"):format(name, low, high, tostring(value)))
+    usage(("%s must be an integer from %d to %d, got %s"):format(name, low, high, got(value)))
   end
   return value
 end
@@ -89,8 +97,13 @@ end
 --- partner} -> Kroger client
 local secrets = setmetatable({}, {__mode = "k"}) -- kept out of the client, as in kapi.auth
 
+local CLIENT_OPTIONS = {env = "string", base_url = "string", client_id = "string", client_secret = "string",
+                        partner = "boolean", max_offset = "number"}
+
 function M.client(opts)
   opts = errors.check(opts, "table?", "kroger.client: opts") or {}
+  errors.check_options(opts, CLIENT_OPTIONS, "kroger.client")
+  errors.check_whole(opts.max_offset, 0, nil, "kroger.client: max_offset", true)
   local c = config.kroger(opts.env, opts.base_url)
   local self = setmetatable({
     env = c.env, base_url = c.base_url, client_id = opts.client_id or c.client_id, tokens = {},
@@ -112,6 +125,7 @@ function M.client(opts)
 end
 
 function Client:service(scope)
+  errors.check(scope, "string?", "kroger:service: scope")
   local key = scope or ""
   self.tokens[key] = self.tokens[key] or auth.service {base_url = self.base_url, client_id = self.client_id,
     client_secret = secrets[self], scopes = scope and {scope} or {}}
@@ -119,6 +133,7 @@ function Client:service(scope)
 end
 
 function Client:customer(scope)
+  errors.check(scope, "string", "kroger:customer: scope")
   local a = self.tokens.customer or auth.customer {base_url = self.base_url, client_id = self.client_id,
     client_secret = secrets[self], scopes = {scope}}
   self.tokens.customer = a
@@ -198,7 +213,7 @@ local function product_query(args)
   end
   local fulfillment = list_of(args.fulfillment)
   for _, f in ipairs(fulfillment or {}) do
-    if not FULFILLMENT[f] then usage(("fulfillment must be among ais, csp, dth, sth, got %s"):format(tostring(f))) end
+    if not FULFILLMENT[f] then usage(("fulfillment must be among ais, csp, dth, sth, got %s"):format(got(f))) end
   end
   local query = {
     ["filter.term"] = check_term(args.term), ["filter.locationId"] = check_location(args.locationId),
@@ -272,13 +287,13 @@ function Client:locations(args)
   errors.check(args, "table?", "kroger:locations: args")
   args = args or {}
   if args.zip ~= nil and (type(args.zip) ~= "string" or not args.zip:match("^%d%d%d%d%d$")) then
-    usage(("zip must be 5 digits, got %s"):format(tostring(args.zip)))
+    usage(("zip must be a string of 5 digits, got %s"):format(got(args.zip)))
   end
   local ids = list_of(args.locationId)
   for i, id in ipairs(ids or {}) do check_location(id, ("locationId[%d]"):format(i)) end
   local departments = list_of(args.department)
   for _, d in ipairs(departments or {}) do
-    if type(d) ~= "string" or #d ~= 2 then usage(("department must be a 2-character id, got %s"):format(tostring(d))) end
+    if type(d) ~= "string" or #d ~= 2 then usage(("department must be a 2-character id, got %s"):format(got(d))) end
   end
   local latlong = args.latlong or (args.lat and args.lon and ("%s,%s"):format(args.lat, args.lon))
   if not (args.zip or latlong or ids or args.chain) then usage("locations needs zip, latlong, lat and lon, locationId or chain") end
@@ -322,7 +337,7 @@ function Client:departments()
 end
 
 function Client:department(id)
-  if type(id) ~= "string" or #id ~= 2 then usage(("department id must have 2 characters, got %s"):format(tostring(id))) end
+  if type(id) ~= "string" or #id ~= 2 then usage(("department id must have 2 characters, got %s"):format(got(id))) end
   return self:get("/v1/departments/" .. id, nil, self:service()):json().data
 end
 
@@ -392,15 +407,15 @@ local function check_item(item, where)
   local upc = item.upc
   if type(upc) == "string" and #upc ~= 13 and gtin.valid(upc) then upc = gtin.to_product_id(upc) end
   if type(upc) ~= "string" or not upc:match("^%d%d%d%d%d%d%d%d%d%d%d%d%d$") then
-    usage(("%s.upc must be 13 digits (or a valid GTIN), got %s"):format(where, tostring(item.upc)))
+    usage(("%s.upc must be 13 digits (or a valid GTIN), got %s"):format(where, got(item.upc)))
   end
   local quantity = item.quantity or 1
   if math.type(quantity) ~= "integer" or quantity < 1 then
-    usage(("%s.quantity must be a positive integer, got %s"):format(where, tostring(quantity)))
+    usage(("%s.quantity must be a positive integer, got %s"):format(where, got(quantity)))
   end
   local modality = item.modality or "PICKUP"
   if not MODALITIES[modality] then
-    usage(("%s.modality must be PICKUP or DELIVERY, got %s"):format(where, tostring(modality)))
+    usage(("%s.modality must be PICKUP or DELIVERY, got %s"):format(where, got(modality)))
   end
   return {upc = upc, quantity = quantity, modality = modality}
 end

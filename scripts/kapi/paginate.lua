@@ -88,6 +88,23 @@ local function check_options(style, opts)
   errors.check(opts.unique, "function?", "paginate." .. style .. ": unique")
 end
 
+-- A page as fetch gave it: fetch is the caller's function, and a page of
+-- the wrong shape is the caller's mistake, said as such with what came
+-- back (a usage error), never a Lua error from inside the iterator. A
+-- total of null is no total.
+local function checked_page(style, items, total)
+  if items ~= nil and type(items) ~= "table" then
+    errors.usage(("paginate.%s: fetch returned %s as the page's items, expected a table (or nil)")
+                 :format(style, errors.shown(items)), 0)
+  end
+  if total == json.null then total = nil end
+  if total ~= nil and (type(total) ~= "number" or not (total >= 0)) then
+    errors.usage(("paginate.%s: fetch returned %s as the total, expected a number of items (or nil)")
+                 :format(style, errors.shown(total)), 0)
+  end
+  return items or {}, total
+end
+
 local function new_iterator(opts)
   return setmetatable({count = 0, position = 0, pages = 0, max_items = opts.max_items, repeated = 0,
                        max_pages = opts.max_pages, progress = opts.progress, pending = {},
@@ -174,8 +191,7 @@ function M.offset(opts)
   local function fetch_page(n)
     local start = (n - 1) * limit
     if max_offset and start > max_offset then return {}, nil end
-    local items, total = opts.fetch(start, limit)
-    return items or {}, total
+    return checked_page("offset", opts.fetch(start, limit))
   end
   self = numbered(opts, fetch_page, function(total)
     return math.max(1, (reachable(total) + limit - 1) // limit)
@@ -189,7 +205,8 @@ end
 function M.pages(opts)
   check_options("pages", opts)
   local limit = opts.limit or 50
-  local self = numbered(opts, opts.fetch, function(total) return math.max(1, (total + limit - 1) // limit) end, limit)
+  local function fetch_page(n) return checked_page("pages", opts.fetch(n)) end
+  local self = numbered(opts, fetch_page, function(total) return math.max(1, (total + limit - 1) // limit) end, limit)
   return self, nil, nil, self
 end
 
@@ -209,6 +226,12 @@ local function cursor_key(cursor)
   return tostring(cursor)
 end
 
+-- A cursor page as fetch gave it, checked as checked_page does.
+local function checked_cursor_page(style, items, cursor, total)
+  items, total = checked_page(style, items, total)
+  return items, cursor, total
+end
+
 --- Cursor pagination (Content1's searchAfter): cursor{fetch = function(cursor)
 --- return items, next_cursor, total end, ...}: the first call gets nil; no
 --- next cursor (nil, "", []) or an empty page ends it. The next page is
@@ -216,14 +239,14 @@ end
 --- already reached. A cursor the service repeats, or none while its total
 --- says more items remain, is an error naming the page, never a loop;
 --- max_pages (default M.MAX_CURSOR_PAGES) bounds every loop.
-function M.cursor(opts)
-  check_options("cursor", opts)
+local function cursor(style, opts)
   local self = new_iterator(opts)
   local guarded = self.max_pages == nil -- a limit asked for stops quietly; the guard says why it stopped
   self.max_pages = self.max_pages or M.MAX_CURSOR_PAGES
   local prefetch = opts.prefetch ~= false
-  local function start(cursor)
-    return task.spawn(function() return opts.fetch(cursor) end)
+  local function fetch(c) return checked_cursor_page(style, opts.fetch(c)) end
+  local function start(c)
+    return task.spawn(fetch, c)
   end
   local next_task, seen = nil, {}
   if self.max_items ~= 0 then next_task = start(nil) end
@@ -247,7 +270,7 @@ function M.cursor(opts)
       error(failure(items, self.count, n), 0)
     end
     self.pages = n
-    self.items, self.position = items or {}, 0
+    self.items, self.position = items, 0
     self.total = total or self.total
     next_task = nil
     local delivered = self.count + #self.items
@@ -270,7 +293,7 @@ function M.cursor(opts)
         self.pending[1] = next_task
       else
         local c = cursor
-        next_task = {wait = function() return opts.fetch(c) end}
+        next_task = {wait = function() return fetch(c) end}
       end
     end
     if stop then next_task, stop = stop, nil end
@@ -280,15 +303,36 @@ function M.cursor(opts)
   return self, nil, nil, self
 end
 
+function M.cursor(opts)
+  check_options("cursor", opts)
+  return cursor("cursor", opts)
+end
+
+-- A kapi.http response, or anything with headers:all(name).
+local function check_response(response)
+  local headers = type(response) == "table" and response.headers
+  local what
+  if response ~= nil and type(response) ~= "table" then
+    what = errors.shown(response)
+  elseif headers ~= nil and (type(headers) ~= "table" or type(headers.all) ~= "function") then
+    what = "a table whose headers have no :all(name)"
+  end
+  if what then
+    errors.usage(("paginate.link: fetch returned %s as the response, expected a kapi.http response (or nil)")
+                 :format(what), 0)
+  end
+end
+
 --- Link pagination (a `Link: <url>; rel="next"` header): link{fetch =
 --- function(url) return items, response end, url = first}.
 function M.link(opts)
   check_options("link", opts)
   errors.check(opts.url, "string", "paginate.link: url")
-  return M.cursor {
+  return cursor("link", {
     max_items = opts.max_items, max_pages = opts.max_pages, progress = opts.progress, prefetch = opts.prefetch,
     fetch = function(url)
       local items, response = opts.fetch(url or opts.url)
+      check_response(response)
       local next_url
       for _, value in ipairs(response and response.headers and response.headers:all("link") or {}) do
         for target, params in value:gmatch("<([^>]+)>([^,]*)") do
@@ -297,7 +341,7 @@ function M.link(opts)
       end
       return items, next_url
     end,
-  }
+  })
 end
 
 doc.declare("kapi.paginate.offset", M.offset, [[

@@ -22,23 +22,45 @@ function M.find(name)
   end
 end
 
-local function check_recipe(value, path)
-  if type(value) ~= "table" or type(value.run) ~= "function" then
-    return nil, path .. ": not a recipe (it must return a table with a run function)"
+-- The fields of a recipe table: what each must be, and whether it must be
+-- there (a recipe found by name is listed by its summary; a file run by
+-- its path needs only a run function).
+local FIELDS = {
+  {"run", "function"},
+  {"summary", "string", named = true},
+  {"description", "string"},
+  {"arguments", "function"},
+}
+local KINDS = {["function"] = "a function", string = "a string"}
+
+--- Checks the table a recipe file returned: the recipe, or nil and an
+--- input error (exit status 2) naming the file and the field that is
+--- wrong. `named`: found by its name (so it must have a summary).
+function M.check(value, path, named)
+  if type(value) ~= "table" or value.run == nil then
+    return nil, errors.new("input", path .. ": not a recipe (it must return a table with a run function)")
   end
-  if type(value.summary) ~= "string" then
-    return nil, path .. ": the recipe has no summary"
+  for _, field in ipairs(FIELDS) do
+    local name, kind = field[1], field[2]
+    local v = value[name]
+    if v == nil and field.named and named then
+      return nil, errors.new("input", ("%s: the recipe has no %s (the line kapi recipes shows for it)"):format(path, name))
+    elseif v ~= nil and type(v) ~= kind then
+      return nil, errors.new("input", ("%s: %s must be %s, got %s"):format(path, name, KINDS[kind], errors.shown(v)))
+    end
   end
   return value
 end
 
---- Loads the recipe at path: the recipe table, or nil and why.
+--- Loads the recipe found at path: the recipe table, or nil and why (the
+--- message of an error loading or running the file, or the input error of
+--- M.check).
 function M.load(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local ok, value = pcall(chunk)
   if not ok then return nil, errors.message(value) end
-  return check_recipe(value, path)
+  return M.check(value, path, true)
 end
 
 --- Every recipe that `kapi run NAME` can reach, sorted by name: {name,
@@ -53,7 +75,7 @@ function M.list()
         local recipe, err = M.load(path)
         found[name] = true
         out[#out + 1] = {name = name, path = path,
-                         summary = recipe and recipe.summary or ("(broken: " .. err .. ")")}
+                         summary = recipe and recipe.summary or ("(broken: " .. errors.message(err) .. ")")}
       end
     end
   end

@@ -6,6 +6,7 @@ local errors = require "kapi.errors"
 local paths = require "kapi.paths"
 local pretty = require "kapi.pretty"
 local doc = require "kapi.doc"
+local log = require "kapi.log"
 
 local M = {}
 
@@ -104,6 +105,20 @@ end
 
 local last_traceback
 
+-- Errors go to stderr, as lua's own REPL writes them (stdout is for
+-- values), after what the line printed so far; on one line, as the
+-- command line gives them: an error inside kapi's Lua tree is said as
+-- "internal error in MODULE", its message and place shown with --verbose
+-- and by .trace.
+local function report(text)
+  io.stdout:flush()
+  io.stderr:write(text, "\n")
+end
+
+local function error_line(err, traceback)
+  return errors.report_line(err, log.verbose, errors.traceback_module(traceback))
+end
+
 local function print_results(results)
   if results.n == 0 then return end
   local parts = {}
@@ -125,9 +140,9 @@ local function evaluate(fn)
   local err, traceback = task:error()
   last_traceback = traceback and errors.message(err) .. "\n" .. traceback
   if errors.is(results, "interrupted") then
-    print("interrupted")
+    report("interrupted")
   else
-    print(errors.message(results))
+    report(error_line(results, traceback))
   end
 end
 
@@ -182,13 +197,27 @@ local function report_background_failures(rl)
   core.on_unwaited_failure(function(task)
     local err, traceback = task:error()
     last_traceback = traceback and errors.message(err) .. "\n" .. traceback
-    rl.notice(("kapi: a background task failed: %s (.trace shows where)"):format(errors.line(errors.message(err))))
+    rl.notice(("kapi: a background task failed: %s (.trace shows where)"):format(error_line(err, traceback)))
   end)
 end
 
 local function install_globals()
   _G.kapi = require "kapi"
   _G.help = M.help
+end
+
+-- Adds a line to the history, which is saved after every line; when the
+-- file cannot be written (a full disk, a read-only directory) that is
+-- said once, not each time, and the session goes on.
+local function history_adder(rl)
+  local told = false
+  return function(text)
+    local ok, why = rl.history_add(text)
+    if ok == false and not told then
+      told = true
+      rl.notice(("kapi: cannot save the REPL history to %s: %s"):format(rl.history_path(), why))
+    end
+  end
 end
 
 --- Runs the REPL until end of input (Ctrl-D). Returns exit status 0.
@@ -206,6 +235,7 @@ function M.run(opts)
     print(#version + 2 + #hint <= width and version .. "  " .. hint or version .. "\n" .. hint)
   end
   local previous
+  local add_history = history_adder(rl)
   while true do
     local text, fn, err = read_chunk(rl)
     if text == nil then
@@ -213,12 +243,12 @@ function M.run(opts)
       return 0
     end
     if text then
-      if text ~= previous then rl.history_add(text) end
+      if text ~= previous then add_history(text) end
       previous = text
       local command = commands[text:match("^%s*(.-)%s*$")]
       if command then command()
       elseif fn then evaluate(fn)
-      else print(err) end
+      else report(err) end
     end
   end
 end

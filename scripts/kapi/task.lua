@@ -1,6 +1,7 @@
 -- Tasks: the Lua half. The scheduler is in C (host/task.c); this module
 -- makes waiting work inside ordinary coroutines and adds kapi.map.
 local core = require "kapi.core"
+local errors = require "kapi.errors"
 
 local M = {
   spawn = core.spawn,
@@ -54,12 +55,13 @@ end
 
 coroutine.resume, coroutine.wrap = M.resume, M.wrap
 
+local MAP_OPTIONS = {concurrency = "number"}
+
 local function check_concurrency(opts)
-  local n = opts and opts.concurrency or 8
-  if math.type(n) ~= "integer" or n < 1 then
-    error("kapi.map: concurrency must be a positive integer, got " .. tostring(n), 3)
-  end
-  return n
+  if opts == nil then return 8 end
+  errors.check(opts, "table", "kapi.map: opts")
+  errors.check_options(opts, MAP_OPTIONS, "kapi.map")
+  return errors.check_whole(opts.concurrency, 1, nil, "kapi.map: concurrency", true) or 8
 end
 
 --- Calls fn(item, index) for every item of list, at most `concurrency` at
@@ -67,11 +69,11 @@ end
 --- and, when some calls failed, a table of their errors by index (with
 --- .count); nil when all succeeded.
 function M.map(list, fn, opts)
-  if type(list) ~= "table" then error("kapi.map: list must be a table", 2) end
-  if type(fn) ~= "function" then error("kapi.map: fn must be a function", 2) end
+  if type(list) ~= "table" then errors.check(list, "table", "kapi.map: list") end
+  if type(fn) ~= "function" then errors.check(fn, "function", "kapi.map: fn") end
   local concurrency = check_concurrency(opts)
   local n = #list
-  local results, errors = {n = n}, nil
+  local results, failed = {n = n}, nil
   local next_index, stopped = 0, false
   local function worker()
     while not stopped and next_index < n do
@@ -81,9 +83,9 @@ function M.map(list, fn, opts)
       if ok then
         results[i] = value
       elseif not stopped then
-        errors = errors or {count = 0}
-        errors[i] = value
-        errors.count = errors.count + 1
+        failed = failed or {count = 0}
+        failed[i] = value
+        failed.count = failed.count + 1
       end
     end
   end
@@ -98,7 +100,7 @@ function M.map(list, fn, opts)
     for _, w in ipairs(workers) do w:cancel() end
     error(err, 0)
   end
-  return results, errors
+  return results, failed
 end
 
 return M

@@ -147,10 +147,11 @@ describe("kapi's errors and exit statuses", function()
     assert.equal("true\n", kapi({script}).stdout)
   end)
 
-  it("runs piped lines as a REPL with -i, as lua -i does: values printed, errors survived", function()
+  it("runs piped lines as a REPL with -i, as lua -i does: values printed, errors on stderr and survived", function()
     local r = kapi({"-i"}, {stdin = "x = 20 + 1\nx * 2\nerror('on purpose')\n=x\n"})
     assert.equal(0, r.status, r.stderr)
-    assert.equal("42\nstdin:1: on purpose\n21\n", r.stdout)
+    assert.equal("42\n21\n", r.stdout)
+    assert.equal("stdin:1: on purpose\n", r.stderr)
   end)
 
   it("reports a failure inside kapi's own Lua as an internal error, the details with --verbose", function()
@@ -296,6 +297,39 @@ describe("kapi commands", function()
     r = kapi {"coupons", "--zip", "45202"}
     assert.equal(2, r.status)
     assert.equal("kapi: 'coupons' is a recipe: run it with kapi run coupons", lines(r.stderr)[1])
+  end)
+
+  it("names in its error line what was wrong, not something near it", function()
+    local env = process.sandbox_env()
+    local empty = process.tempdir()
+    local cases = {
+      {{"help", "auth", "login", "extra"}, "kapi: unexpected argument 'extra' after the topic"},
+      {{"help", "run", "preflight", "extra"}, "kapi: unexpected argument 'extra' after the topic"},
+      {{"help", "stores", "extra"}, "kapi: unexpected argument 'extra' after the topic"},
+      {{"help", "auth", "bogus"}, "kapi: no command or recipe named 'auth bogus'"},
+      {{"auth", "login", "--scope", ""}, "kapi: --scope: an empty value", "^Usage: kapi auth login "},
+      {{"run", "live-check", "-00011110010018"},
+       "kapi: unknown option '-00011110010018' (a value that starts with '-' goes after --)"},
+      {{"run", "resend", "10860001000020", "--reason", "a", "--reason", "b"},
+       "kapi: --reason given more than once: it takes one value"},
+      {{"run", "resend", "10860001000020"}, "kapi: --reason is required"},
+      {{"sandbox", "--faults", "5xx=-1"}, "kapi: --faults 5xx=-1: the rate of 5xx must be between 0 and 1"},
+      {{"run", "cart-add", "00011110010018:500", "00011110010018:500"},
+       "kapi: argument 1, argument 2: 00011110010018: 1000 units in all, more than 999"},
+      {{"run", "products", "--term", "a\n"}, 'kapi: --term "a\\n": give 3 characters or more, 8 words at most'},
+      {{"run", "products", "--term", "milk", "--limit", "1e1"}, "kapi: --limit 1e1: expected a positive whole number or all"},
+      {{"test"}, "kapi: no ./spec directory or .busted file here: name the spec files (kapi test FILE ...)", nil, empty},
+    }
+    for _, case in ipairs(cases) do
+      local r = process.kapi_run(case[1], {env = env, cwd = case[4]})
+      assert.equal(2, r.status, table.concat(case[1], " ") .. "\n" .. r.stderr)
+      assert.equal(case[2], lines(r.stderr)[1])
+      if case[3] then assert.matches(case[3], lines(r.stderr)[2]) end
+    end
+    process.cleanup(empty)
+    -- Text options are text: commas are no list separators there.
+    local r = process.kapi_run({"run", "resend", "10860001000020", "--reason", "done, then,"}, {env = env})
+    assert.equal(0, r.status, r.stderr)
   end)
 
   it("spells every option's value alike in every --help, with defaults shown one way", function()

@@ -13,8 +13,9 @@ describe("the REPL", function()
   local dir, term
 
   local function start(args, opts)
-    term = terminal.start(process.quote(process.kapi) .. " " .. (args or ""),
-                          {XDG_STATE_HOME = dir .. "/state", HOME = dir}, opts)
+    opts = opts or {}
+    term = terminal.start((opts.prefix or "") .. process.quote(process.kapi) .. " " .. (args or ""),
+                          {XDG_STATE_HOME = opts.state or dir .. "/state", HOME = dir}, opts)
     term:wait_for("Ctrl%-D to exit\n> ")
   end
 
@@ -106,6 +107,27 @@ describe("the REPL", function()
     term:wait_for("stack traceback:.*in local 'f'")
   end)
 
+  it("writes errors on stderr, on a terminal too, as lua does", function()
+    start("repl 2>/dev/null")
+    term:line("error('not on stdout')")
+    term:line("x = = 1")
+    term:line("kapi.recipe.render_table(nil, {})")
+    term:line("1 + 1")
+    local screen = term:wait_for("\n2\n> ")
+    assert.is_nil(screen:find("not on stdout\n", 1, true), screen)
+    assert.is_nil(screen:find("unexpected symbol", 1, true), screen)
+    assert.is_nil(screen:find("internal error", 1, true), screen)
+  end)
+
+  it("says a failure inside kapi's own Lua as the command line does, and shows its place with .trace", function()
+    start(nil, {width = 200})
+    term:line("kapi.recipe.render_table(nil, {})")
+    term:wait_for("\ninternal error in kapi%.output %(a bug in kapi; run again with %-%-verbose for the details, "
+                  .. "and please report it%)\n> ")
+    term:line(".trace")
+    term:wait_for("attempt to index a nil value\nstack traceback:.*kapi/output%.lua:%d+:")
+  end)
+
   it("shows help() from the modules' declarations", function()
     start()
     term:line("help(kapi.spawn)")
@@ -156,6 +178,36 @@ describe("the REPL", function()
     start()
     term:key("Up")
     term:wait_for("> history_marker = 42")
+  end)
+
+  it("says once, on stderr, when the history cannot be saved, and goes on", function()
+    local not_a_directory = process.write(dir .. "/plain-file", "")
+    start(nil, {state = not_a_directory})
+    term:line("a = 1")
+    term:line("b = 2")
+    term:line("a + b")
+    local screen = term:wait_for("\n3\n> ")
+    local line = "kapi: cannot save the REPL history to " .. not_a_directory .. "/kapi/history: Not a directory\n"
+    local _, count = screen:gsub(line:gsub("%p", "%%%0"), "")
+    assert.equal(1, count, screen)
+    term:key("Up")
+    term:wait_for("> a %+ b")
+  end)
+
+  it("keeps the history saved before when the disk is full", function()
+    local path = process.write(dir .. "/state/kapi/history", "_HiStOrY_V2_\nsaved_before\n")
+    -- No file may grow (as on a full disk); SIGXFSZ ignored, writes fail with EFBIG.
+    start(nil, {prefix = "trap '' XFSZ; ulimit -f 0; "})
+    term:line("typed_now = 1")
+    term:wait_for("\nkapi: cannot save the REPL history to " .. path:gsub("%p", "%%%0") .. ": File too large\n> ")
+    term:key("C-d")
+    term:wait_for("%[exit 0%]")
+    local f = assert(io.open(path))
+    assert.equal("_HiStOrY_V2_\nsaved_before\n", f:read("a"))
+    f:close()
+    local p = io.popen("ls " .. process.quote(dir .. "/state/kapi"))
+    assert.equal("history\n", p:read("a")) -- no file left half written
+    p:close()
   end)
 
   it("exits with status 0 on Ctrl-D", function()

@@ -385,6 +385,42 @@ describe("errors", function()
   end)
 end)
 
+describe("kapi.server.listen's handlers", function()
+  -- What the client gets, and how soon, when a handler fails or answers
+  -- with something that is no response.
+  local function answer_to(handler)
+    local srv <close> = with_server(handler)
+    local started = kapi.now()
+    local res = http.get(srv.url, {raise = false, retry = false, timeout = 5})
+    return res, kapi.now() - started
+  end
+
+  it("answers 500 for a handler that fails, saying nothing of its internals", function()
+    for _, handler in ipairs {
+      function() error("hboom") end,
+      function() error({code = 7}) end,
+      function() return kapi.recipe.render_table(nil, {}) end, -- a bug inside kapi's own tree
+    } do
+      local res = answer_to(handler)
+      assert.equal(500, res.status)
+      assert.same({error = "internal_error", error_description = "the server's request handler failed"}, res:json())
+      assert.is_nil(res.body:find("hboom", 1, true))
+      assert.is_nil(res.body:find("object is", 1, true))
+    end
+  end)
+
+  it("answers 500 at once for a handler whose answer is no response, never leaving the client waiting", function()
+    for _, wrong in ipairs {{status = "x"}, {status = 99}, {status = 200.5}, {headers = {["X-A"] = "a\r\nX-B: 1"}},
+                            {headers = {["Bad Name"] = "1"}}, {headers = "x"}, {body = 5}, {json = print}, 5} do
+      local res, elapsed = answer_to(function() return wrong end)
+      assert.equal(500, res.status)
+      assert.equal("internal_error", res:json().error)
+      assert.is_true(elapsed < 2, "the client waited " .. elapsed .. " s")
+    end
+    assert.equal(204, answer_to(function() return {status = 204} end).status)
+  end)
+end)
+
 describe("streaming", function()
   it("delivers a large body in chunks and can stop early", function()
     local big = ("0123456789"):rep(500000)

@@ -57,7 +57,9 @@ describe("kapi.kroger", function()
         kroger:products {productId = ids}
       end, "productId takes at most 50 ids"},
       {function() kroger:product("123") end, "id must be a 13%-digit product id"},
-      {function() kroger:locations {zip = "4520"} end, "zip must be 5 digits"},
+      {function() kroger:locations {zip = "4520"} end, 'zip must be a string of 5 digits, got "4520"'},
+      {function() kroger:locations {zip = 45202} end, "zip must be a string of 5 digits, got the number 45202"},
+      {function() kroger:location(("1"):rep(500)) end, "got \"1+%.%.%.1+ %(500 characters%)\"$"},
       {function() kroger:cart_add {items = {{upc = "12", quantity = 1}}} end, "items%[1%]%.upc must be 13 digits"},
       {function() kroger:cart_add {items = {{upc = "0001111041700", modality = "DRONE"}}} end, "modality must be PICKUP or DELIVERY"},
     }

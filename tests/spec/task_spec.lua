@@ -1,6 +1,7 @@
 -- Tasks on the event loop: spawn, wait, sleep, map, cancel, and waiting
 -- from inside the script's own coroutines. These specs run inside kapi.
 local kapi = require "kapi"
+local errors = require "kapi.errors"
 
 describe("kapi.spawn and task:wait", function()
   it("returns every value the task's function returned", function()
@@ -78,11 +79,27 @@ describe("kapi.sleep", function()
     assert.same({0.01, 0.02, 0.03, 0.04, 0.05}, order)
   end)
 
-  it("rejects negative and non-numeric durations, naming the argument", function()
-    assert.has_error(function() kapi.sleep(-1) end)
-    local ok, err = pcall(kapi.sleep, "soon")
-    assert.is_false(ok)
-    assert.matches("bad argument #1", err)
+  it("rejects negative and non-numeric durations with a usage error naming the argument", function()
+    for _, case in ipairs {{-1, "kapi.sleep: seconds must be from 0 to 1e9, got %-1"},
+                           {0 / 0, "kapi.sleep: seconds must be from 0 to 1e9, got %-?nan"},
+                           {1e10, "kapi.sleep: seconds must be from 0 to 1e9, got 10000000000%.0"},
+                           {"soon", "kapi.sleep: seconds must be a number, got string"},
+                           {true, "kapi.sleep: seconds must be a number, got boolean"}} do
+      local value, message = case[1], case[2]
+      local ok, err = pcall(kapi.sleep, value)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, "usage"), tostring(err))
+      assert.matches("^" .. message .. "$", tostring(err))
+    end
+  end)
+
+  it("kapi.spawn refuses a value that is not a function with a usage error", function()
+    for _, value in ipairs {5, "print", {}, true} do
+      local ok, err = pcall(kapi.spawn, value)
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, "usage"), tostring(err))
+      assert.equal("kapi.spawn: fn must be a function, got " .. type(value), tostring(err))
+    end
   end)
 
   it("fails clearly where a task cannot wait", function()
@@ -264,10 +281,23 @@ describe("kapi.map", function()
     assert.is_nil(errors)
   end)
 
-  it("names a bad argument", function()
-    assert.error_matches(function() kapi.map({1}, function() end, {concurrency = 0}) end,
-                         "concurrency must be a positive integer, got 0")
-    assert.error_matches(function() kapi.map(nil, print) end, "list must be a table")
+  it("names a bad argument with a usage error", function()
+    local cases = {
+      {{{1}, print, {concurrency = 0}}, "kapi.map: concurrency must be a whole number of at least 1, got 0"},
+      {{{1}, print, {concurrency = 1.5}}, "kapi.map: concurrency must be a whole number of at least 1, got 1.5"},
+      {{{1}, print, {concurrency = "4"}}, 'kapi.map: concurrency must be a number, got "4"'},
+      {{{1}, print, {concurency = 4}}, "kapi.map: unknown option concurency (did you mean concurrency?)"},
+      {{{1}, print, 5}, "kapi.map: opts must be a table, got number"},
+      {{nil, print}, "kapi.map: list must be a table, got nil"},
+      {{5, print}, "kapi.map: list must be a table, got number"},
+      {{{1}, 5}, "kapi.map: fn must be a function, got number"},
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(kapi.map, table.unpack(case[1], 1, 3))
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, "usage"), tostring(err))
+      assert.equal(case[2], tostring(err))
+    end
   end)
 end)
 

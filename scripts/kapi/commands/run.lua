@@ -34,13 +34,26 @@ function M.parser(recipe, name)
   return parsing.finish_parser(parser)
 end
 
+-- The exit status for what a recipe's run returned: nil or true 0, false
+-- 1, or a whole number a shell reads as a status of the recipe's own (0 to
+-- 125, or 130 for Ctrl-C; 126 to 255 mean "not run" or "killed by a
+-- signal" to a shell, and anything else would be cut to a byte: 256 would
+-- pass for 0). Anything else is a bug in the recipe: said, status 1.
+local function exit_status(result, name)
+  if result == nil or result == true then return 0 end
+  if result == false then return 1 end
+  local n = math.type(result) and math.tointeger(result)
+  if n and ((n >= 0 and n <= 125) or n == 130) then return n end
+  io.stderr:write(("kapi: %s: run returned %s, not an exit status (nil, true, false, 0 to 125 or 130)\n")
+                  :format(errors.excerpt(name), errors.shown(result)))
+  return 1
+end
+
 local function run_recipe(recipe, name, args)
   local parsed, status = parsing.parse(M.parser(recipe, name), args)
   if not parsed then return status end
   if parsed.quiet then log.quiet = true end
-  local result = recipe.run(parsed)
-  if math.type(result) == "integer" then return result end
-  return result == false and 1 or 0
+  return exit_status(recipe.run(parsed), name)
 end
 
 -- A file that returns a recipe runs as one; any other file is a script and
@@ -52,8 +65,10 @@ local function run_file(path, args)
   if not chunk then error(load_err, 0) end
   _G.arg = table.move(args, 1, #args, 1, {[0] = path})
   local value = chunk(table.unpack(args))
-  if type(value) == "table" and type(value.run) == "function" then
-    return run_recipe(value, path, args)
+  if type(value) == "table" and value.run ~= nil then
+    local recipe, err = recipes.check(value, path, false)
+    if not recipe then error(err, 0) end
+    return run_recipe(recipe, path, args)
   end
   return 0
 end

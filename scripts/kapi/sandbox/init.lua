@@ -11,6 +11,7 @@ local items = require "kapi.sandbox.items"
 local faults = require "kapi.sandbox.faults"
 local partner = require "kapi.sandbox.partner"
 local doc = require "kapi.doc"
+local errors = require "kapi.errors"
 
 local M = {}
 
@@ -107,8 +108,35 @@ end
 --- 20000, stores = 300, items = 2000, token_ttl = 1800, review_delay = 2,
 --- faults = "5xx=0.05,...", verbose = false, tls_cert, tls_key} -> sandbox with .url, .state,
 --- .credentials and :close().
+-- The options start takes, and their kinds; the limits are kapi
+-- sandbox's (scripts/kapi/commands/sandbox.lua).
+local OPTIONS = {port = "number", seed = "number", products = "number", stores = "number", items = "number",
+                 coupons = "number", token_ttl = "number", review_delay = "number", faults = "string",
+                 verbose = "boolean", deny_consent = "boolean", redirect_uri = "string", tls_cert = "string",
+                 tls_key = "string"}
+
+local function check_options(opts)
+  errors.check(opts, "table?", "sandbox.start: opts")
+  if opts == nil then return {} end
+  errors.check_options(opts, OPTIONS, "sandbox.start")
+  local whole, number = errors.check_whole, errors.check_number
+  whole(opts.port, 0, 65535, "sandbox.start: port", true)
+  whole(opts.seed, 0, 2 ^ 53, "sandbox.start: seed", true)
+  whole(opts.products, 1, 1000000, "sandbox.start: products", true)
+  whole(opts.stores, 1, 100000, "sandbox.start: stores", true)
+  whole(opts.items, 0, 1000000, "sandbox.start: items", true)
+  whole(opts.coupons, 0, 100000, "sandbox.start: coupons", true)
+  number(opts.token_ttl, 1, 30 * 86400, "sandbox.start: token_ttl", true)
+  number(opts.review_delay, 0, 7 * 86400, "sandbox.start: review_delay", true)
+  if opts.faults then
+    local ok, why = faults.parse(opts.faults)
+    if not ok then errors.usage(("sandbox.start: faults %s: %s"):format(errors.excerpt(opts.faults), why), 0) end
+  end
+  return opts
+end
+
 function M.start(opts)
-  opts = opts or {}
+  opts = check_options(opts)
   local state = M.new_state(opts)
   local function handle(req) return M.route(state, req) end
   local function handler(req)
