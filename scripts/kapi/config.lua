@@ -26,6 +26,59 @@ end
 
 local loaded
 
+-- What the config file may hold, and of what type: anything else is a
+-- mistake in it, named ("config FILE: kroger.client_id must be a string,
+-- got number"), never a failure later deep inside kapi.
+local SCHEMA = {
+  env = "string", store = "string",
+  kroger = {client_id = "string", client_secret = "string", redirect_uri = "string", partner = "boolean"},
+  oneworldsync = {app_id = "string", secret = "string", gln = "string", items_url = "string"},
+}
+
+local function check_schema(value, schema, where, name)
+  local keys = {}
+  for key in pairs(value) do keys[#keys + 1] = key end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end) -- the first mistake in reading order
+  for _, key in ipairs(keys) do
+    local v = value[key]
+    local want = type(key) == "string" and schema[key]
+    local path = where == "" and tostring(key) or (where .. "." .. tostring(key))
+    if not want then
+      local keys = {}
+      for k in pairs(schema) do keys[#keys + 1] = k end
+      table.sort(keys)
+      errors.input(("config %s: unknown setting %s%s (known: %s)"):format(name, errors.excerpt(path),
+        type(key) == "string" and require("kapi.parsing").did_you_mean(key, keys) or "", table.concat(keys, ", ")), 0)
+    end
+    if type(want) == "table" then
+      if type(v) ~= "table" then
+        errors.input(("config %s: %s must be a table, e.g. %s = {...}, got %s"):format(name, path, path, type(v)), 0)
+      end
+      check_schema(v, want, path, name)
+    elseif type(v) ~= want then
+      errors.input(("config %s: %s must be a %s, got %s"):format(name, path, want, type(v)), 0)
+    end
+  end
+end
+
+-- A config file is data: a few table constructors. One that runs on and
+-- on (a loop) is stopped rather than left to hang every command.
+local CONFIG_INSTRUCTIONS = 1000000
+
+local function run_config(chunk, name)
+  local co = coroutine.create(chunk)
+  debug.sethook(co, function() error("runs too long (a config file is data: return {...})", 0) end, "",
+                CONFIG_INSTRUCTIONS)
+  local ok, value = coroutine.resume(co)
+  if not ok then
+    local message = errors.message(value)
+    local line = message:match(":(%d+): attempt to call")
+    if line then message = ("line %s calls a function, and a config file can call none: it is data (return {...})"):format(line) end
+    errors.input(("config %s: %s"):format(name, message), 0)
+  end
+  return value
+end
+
 --- The config file's table ({} when there is none). It is data: it runs
 --- with no access to anything. A file holding a secret that others can
 --- read gets a warning.
@@ -40,11 +93,11 @@ function M.load()
   if not text:find("%S") then loaded = {}; return loaded end
   local chunk, err = load(text, "=" .. input.name(path), "t", {})
   if not chunk then errors.input("config " .. err, 0) end
-  local ok, value = pcall(chunk)
-  if not ok or type(value) ~= "table" then
-    errors.input(("config %s: must return a table, e.g. return {kroger = {client_id = ...}}%s")
-                 :format(input.name(path), ok and "" or (" (" .. errors.message(value) .. ")")), 0)
+  local value = run_config(chunk, input.name(path))
+  if type(value) ~= "table" then
+    errors.input(("config %s: must return a table, e.g. return {kroger = {client_id = ...}}"):format(input.name(path)), 0)
   end
+  check_schema(value, SCHEMA, "", input.name(path))
   local has_secret = (value.kroger or {}).client_secret or (value.oneworldsync or {}).secret
   local mode = require("kapi.core.fs").mode(path)
   if has_secret and mode and mode & 63 ~= 0 then

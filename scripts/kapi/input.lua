@@ -57,15 +57,44 @@ function M.unreadable(path)
   return why
 end
 
+-- A stream (standard input, a pipe, a device) has no size to check
+-- first: it is read in chunks, up to the same limit, and refused at the
+-- first NUL byte (text has none), so /dev/zero or an endless pipe is named
+-- at once or at the limit instead of eating the memory.
+local CHUNK = 1 << 16
+
+local function read_stream(f, path)
+  local parts, total = {}, 0
+  while true do
+    local chunk, err = f:read(CHUNK)
+    if not chunk then
+      if err then fail(path, reason(err)) end
+      return table.concat(parts)
+    end
+    if chunk:find("\0", 1, true) then fail(path, "not a text file (it holds NUL bytes)") end
+    total = total + #chunk
+    if total > M.MAX_BYTES then
+      fail(path, ("more than %d MB, the most kapi reads at once; split it"):format(M.MAX_BYTES >> 20))
+    end
+    parts[#parts + 1] = chunk
+  end
+end
+
 local function read_raw(path)
   if path == "-" then
-    stdin_text = stdin_text or io.stdin:read("a") or ""
+    stdin_text = stdin_text or read_stream(io.stdin, path)
     return stdin_text
   end
   local f, why = open(path)
   if not f then fail(path, why == "Is a directory" and "is a directory, not a file" or why) end
   local size = f:seek("end")
-  if size and size > M.MAX_BYTES then
+  if not size or size == 0 then -- not seekable, or a device or /proc file that says 0
+    local ok, text = pcall(read_stream, f, path)
+    f:close()
+    if not ok then error(text, 0) end
+    return text
+  end
+  if size > M.MAX_BYTES then
     f:close()
     fail(path, ("%d MB is more than kapi reads at once (%d MB); split it"):format(size >> 20, M.MAX_BYTES >> 20))
   end

@@ -72,16 +72,36 @@ function M.parse_csv(text)
   return rows
 end
 
+-- The synchronization statuses and CIC states a report may give, as
+-- reports spell them, and what they mean here. A status kapi does not know
+-- is named, never guessed at.
+M.SYNC_STATUSES = {
+  SYNCHRONISED = "SYNCHRONISED", SYNCHRONIZED = "SYNCHRONISED", SYNCED = "SYNCHRONISED",
+  PENDING = "PENDING", PENDING_SYNCHRONIZATION = "PENDING", PENDING_SYNCHRONISATION = "PENDING",
+  PUBLISHED = "PENDING", SENT = "PENDING",
+  FAILED_TO_SEND = "FAILED_TO_SEND", FAILED = "FAILED_TO_SEND", FAILED_TO_PUBLISH = "FAILED_TO_SEND",
+}
+M.CIC_STATES = {RECEIVED = "RECEIVED", REVIEW = "REVIEW", REJECTED = "REJECTED", SYNCHRONISED = "SYNCHRONISED",
+                SYNCHRONIZED = "SYNCHRONISED", ACCEPTED = "ACCEPTED"}
+
+local function spelled(text) return (text:upper():gsub("[%s%-]+", "_")) end
+
 -- Why a report row cannot be used, or nil: a GTIN as an argument must be
--- one, a recipient a GLN, a date a date.
+-- one, a recipient a GLN, a date a date, a status one kapi knows.
 local function bad_row(record)
   local gtin = require "kapi.gtin"
   if not record.gtin or record.gtin == "" then return "no GTIN" end
   local ok, why = gtin.valid(record.gtin)
   if not ok then return why end
-  if record.recipientGln and record.recipientGln ~= "" then
-    local gln_ok, gln_why = gtin.valid_gln(record.recipientGln)
-    if not gln_ok then return "recipient " .. gln_why end
+  if not record.recipientGln or record.recipientGln == "" then return "no recipient GLN" end
+  local gln_ok, gln_why = gtin.valid_gln(record.recipientGln)
+  if not gln_ok then return "recipient " .. gln_why end
+  if record.syncStatus and record.syncStatus ~= "" and not M.SYNC_STATUSES[spelled(record.syncStatus)] then
+    return ("synchronization status \"%s\" is not one kapi knows (SYNCHRONISED, PENDING, FAILED_TO_SEND)")
+           :format(errors.excerpt(record.syncStatus))
+  end
+  if record.cicState and record.cicState ~= "" and not M.CIC_STATES[spelled(record.cicState)] then
+    return ("CIC state \"%s\" is not one of RECEIVED, REVIEW, REJECTED, SYNCHRONISED"):format(errors.excerpt(record.cicState))
   end
   local parse_time = require("kapi.certification").parse_time
   for _, field in ipairs {"publishedAt", "cicDate"} do
@@ -105,11 +125,13 @@ function M.read_report(path)
     columns[i] = LABELS[label_key(label)]
     if columns[i] then known = known + 1 end
   end
-  local has_gtin = false
-  for _, c in pairs(columns) do has_gtin = has_gtin or c == "gtin" end
-  if not has_gtin then
-    errors.input(("%s: not a publication report: no GTIN column in its header (%s)")
-                 :format(name, errors.excerpt(table.concat(rows[1], ","))), 0)
+  local has = {}
+  for _, c in pairs(columns) do has[c] = true end
+  for _, needed in ipairs {{"gtin", "GTIN"}, {"recipientGln", "recipient GLN"}} do
+    if not has[needed[1]] then
+      errors.input(("%s: not a publication report: no %s column in its header (%s)")
+                   :format(name, needed[2], errors.excerpt(table.concat(rows[1], ","))), 0)
+    end
   end
   local records, problems = {}, {}
   for r = 2, #rows do
@@ -124,8 +146,8 @@ function M.read_report(path)
         problems[#problems + 1] = ("%s:%d: %s"):format(name, line, why)
       else
         record.gtin = ("0"):rep(14 - #record.gtin) .. record.gtin
-        record.syncStatus = record.syncStatus and record.syncStatus:upper():gsub("[%s]+", "_")
-        record.cicState = record.cicState and record.cicState:upper() or ""
+        record.syncStatus = record.syncStatus and M.SYNC_STATUSES[spelled(record.syncStatus)] or nil
+        record.cicState = record.cicState and M.CIC_STATES[spelled(record.cicState)] or ""
         record.line = line
         records[#records + 1] = record
       end
@@ -148,6 +170,54 @@ local function kind_of(value)
   return nil
 end
 
+-- The fields of the item format (docs/recipes.md, "Item hierarchies") and
+-- their JSON types. A field of the wrong type is input that cannot be used
+-- (named, exit 2), never read as something else: "true" is not true, and
+-- {} is no Ti. Counts may also be strings of digits, as spreadsheets
+-- export them. Fields not listed are ignored.
+local FIELD_TYPES = {
+  informationProviderGln = "string", brandName = "string", description = "string",
+  productActivityTypeCode = "string", customerFacingSize = "string", marketingMessage = "string",
+  modelGtin = "string", krogerSubmissionReasonCode = "string", imfNumber = "string",
+  isConsumerUnit = "boolean", modelGtinExists = "boolean", requiresWercs = "boolean", wercsRegistered = "boolean",
+  quantityOfChildren = "count", gtinPalletTi = "count", gtinPalletHi = "count", nonGTINPalletTi = "count",
+  nonGTINPalletHi = "count", nonGTINPalletQuantity = "count",
+  featureBenefits = "strings", recipients = "strings", images = "images",
+}
+local IMAGE_FIELDS = {url = "string", facing = "string", typeOfInformation = "string", source = "string"}
+
+local function shown(v)
+  if type(v) == "string" then return ('the string "%s"'):format(errors.excerpt(v)) end
+  if type(v) == "number" then return "the number " .. errors.excerpt(v) end
+  return kind_of(v) or "an object"
+end
+
+local function field_problem(name, v, path)
+  local want = FIELD_TYPES[name]
+  if v == nil or v == json.null then return nil end
+  local function wrong(expected) return ("%s%s must be %s, got %s"):format(path, name, expected, shown(v)) end
+  if want == "string" and type(v) ~= "string" then return wrong("a string") end
+  if want == "boolean" and type(v) ~= "boolean" then return wrong("true or false") end
+  if want == "count" and not (math.type(v) == "integer" or (type(v) == "string" and v:match("^%s*%d+%s*$"))) then
+    return wrong("a whole number")
+  end
+  if want == "strings" or want == "images" then
+    if type(v) ~= "table" or (next(v) ~= nil and kind_of(v) ~= "an array") then return wrong("an array") end
+    for i, e in ipairs(v) do
+      if want == "strings" and type(e) ~= "string" then
+        return ("%s%s[%d] must be a string, got %s"):format(path, name, i, shown(e))
+      elseif want == "images" then
+        if type(e) ~= "table" or kind_of(e) then return ("%simages[%d] must be an object, got %s"):format(path, i, shown(e)) end
+        for key, t in pairs(IMAGE_FIELDS) do
+          if e[key] ~= nil and e[key] ~= json.null and type(e[key]) ~= t then
+            return ("%simages[%d].%s must be a string, got %s"):format(path, i, key, shown(e[key]))
+          end
+        end
+      end
+    end
+  end
+end
+
 -- Why value is not an item hierarchy (item-format.md), or nil when it is;
 -- its lower levels (children) are checked the same way, named by path.
 local function not_hierarchy(value, path)
@@ -168,6 +238,10 @@ local function not_hierarchy(value, path)
   if level ~= nil and not LEVELS[level] then
     return ("%slevel %s is not one of BASE_UNIT_OR_EACH, PACK_OR_INNER_PACK, CASE, DISPLAY_SHIPPER, PALLET")
            :format(path, errors.excerpt(level))
+  end
+  for name in pairs(FIELD_TYPES) do
+    local why = field_problem(name, value[name], path)
+    if why then return why end
   end
   local children = value.children
   if children ~= nil then

@@ -126,19 +126,32 @@ end
 -- with an empty part), by its name: such a value is never what was meant
 -- (--upc "" would otherwise mean no --upc at all).
 local function empty_value(parser, result)
-  for _, element in ipairs(elements(parser)) do
+  local own = {}
+  for _, option in ipairs(parser._options or {}) do own[#own + 1] = option end
+  for _, argument in ipairs(parser._arguments or {}) do own[#own + 1] = argument end
+  for _, element in ipairs(own) do
     local option = element._aliases and element._aliases[1] and element._aliases[1]:sub(1, 1) == "-"
     if (element._maxargs or 0) > 0 then
       local value = result[element._target or (option and element:_get_default_target()) or element._name]
       local values = type(value) == "table" and value or {value}
+      -- Only what takes several values is a list (A,B); a single value
+      -- (--term, --reason) is text, commas and all.
+      local list = (option and (element._maxcount or 1) > 1) or (not option and (element._maxargs or 1) > 1)
       for i, v in ipairs(values) do
         for _, part in ipairs(type(v) == "table" and v or {v}) do
-          if type(part) == "string" and (not part:find("%S") or part:find("^%s*,") or part:find(",%s*,")
-                                         or part:find(",%s*$")) then
-            return option and element._aliases[#element._aliases] or ("argument %d"):format(i), part
+          if type(part) == "string" and (not part:find("%S") or list and (part:find("^%s*,") or part:find(",%s*,")
+                                         or part:find(",%s*$"))) then
+            return option and element._aliases[#element._aliases] or ("argument %d"):format(i), part, parser
           end
         end
       end
+    end
+  end
+  -- Then the subcommand that was chosen: the error shows its usage.
+  for _, command in ipairs(parser._commands or {}) do
+    local name = command._name
+    if result[name] == true or (parser._command_target and result[parser._command_target] == name) then
+      return empty_value(command, result)
     end
   end
 end
@@ -147,6 +160,7 @@ end
 -- mean '--brand'?)".
 local function one_line(message)
   message = message:gsub("^option '(.-)' must be used at most 1 time$", "%1 given more than once: it takes one value")
+  message = message:gsub("^option '(.-)' must be used 1 time$", "%1 given more than once: it takes one value")
   message = message:gsub("\nDid you mean one of these: ([^\n]-)%?$", " (did you mean one of %1?)")
   return (message:gsub("\nDid you mean ([^\n]-)%?$", " (did you mean %1?)"):gsub("\n", " "))
 end
@@ -188,14 +202,26 @@ function M.parse(parser, args)
     end)
   end, debug.traceback)
   if ok then
-    local empty, value = empty_value(failed_in or parser, result)
+    local empty, value, owner = empty_value(parser, result)
     if not empty then return result end
     local what = value:find("%S") and ("%s %s: a list with an empty value"):format(empty, errors.excerpt(value))
                  or (empty .. ": an empty value")
-    return nil, cli.usage_error(what, parser:get_usage())
+    return nil, cli.usage_error(what, owner:get_usage())
   end
   if not message then error(result, 0) end
   if message == "too many arguments" then message = too_many(failed_in or parser, args) end
+  message = message:gsub("^missing option '(.-)'$", "%1 is required")
+  local short = message:match("^unknown option '(%-[^-'])'")
+  -- argparse reads -0001... as the short option -0: name the word typed.
+  if short then
+    local unknown = short
+    for _, a in ipairs(args) do
+      if a:sub(1, 2) == unknown and #a > 2 and a:match("^%-%d") then
+        return nil, cli.usage_error(("unknown option '%s' (a value that starts with '-' goes after --)")
+                                    :format(errors.excerpt(a)), (failed_in or parser):get_usage())
+      end
+    end
+  end
   local unknown = message:match("^unknown option '(.-)'$")
   if unknown then -- argparse found nothing close; the global options count too
     local names = {"--verbose"}
@@ -209,6 +235,10 @@ end
 --- An argparse :convert for a whole number from low to high; the message
 --- names the option: "--port 99999: expected a whole number from 0 to 65535".
 function M.whole_number(name, low, high)
+  errors.check(name, "string", "whole_number: name")
+  if not math.tointeger(low) or not math.tointeger(high) or low > high then
+    errors.usage("whole_number: low and high must be whole numbers, low <= high", 2)
+  end
   return function(text)
     local n = text:match("^%s*[-+]?%d+%s*$") and math.tointeger(tonumber(text))
     if not n or n < low or n > high then

@@ -13,6 +13,7 @@ local input = require "kapi.input"
 local output = require "kapi.output"
 local parsing = require "kapi.parsing"
 
+local check_problems -- recipe.problems() objects only; defined with them below
 local M = {}
 
 -- Options ---------------------------------------------------------------------
@@ -66,7 +67,18 @@ end
 --- on the command line, reported before anything is sent.
 function M.usage(fmt, ...)
   errors.check(fmt, "string", "recipe.usage: message")
-  errors.usage(fmt:format(...), 0)
+  -- The values quoted are what the user typed: cut to a readable length,
+  -- control characters shown as escapes (%q too: "a\n", not Lua's "a\\n").
+  local values = table.pack(...)
+  for i = 1, values.n do
+    -- (A value of up to 120 characters may be a message built already:
+    -- it is kept whole; a longer one is what someone typed or pasted.)
+    local v = values[i]
+    if type(v) == "string" then values[i] = errors.excerpt(v, #v > 120 and errors.EXCERPT or 120) end
+  end
+  local ok, message = pcall(string.format, (fmt:gsub("%%q", '"%%s"')), table.unpack(values, 1, values.n))
+  if not ok then errors.usage(("recipe.usage: the message %s does not fit its values"):format(errors.excerpt(fmt)), 2) end
+  errors.usage(message, 0)
 end
 
 --- An argparse :convert for a whole number from low to high; the message
@@ -79,8 +91,9 @@ M.whole_number = parsing.whole_number
 function M.values(option)
   errors.check(option, "table?", "recipe.values: option")
   local out = {}
-  for _, group in ipairs(option or {}) do
+  for i, group in ipairs(option or {}) do
     for _, value in ipairs(type(group) == "table" and group or {group}) do
+      errors.check(value, "string", ("recipe.values: option[%d]"):format(i))
       for part in value:gmatch("[^,%s]+") do out[#out + 1] = part end
     end
   end
@@ -99,7 +112,9 @@ function M.place_options(parser, opts)
   parser:option("--near", "Stores near this point"):argname("LAT,LON")
   parser:option("--lat", "Latitude of the point (with --lon)"):argname("LAT")
   parser:option("--lon", "Longitude of the point (with --lat)"):argname("LON")
-  parser:option("--radius", "Miles around the place (1-100)", "10"):convert(M.whole_number("--radius", 1, 100))
+  -- The default is applied by recipe.place: a --radius given with no
+  -- place to be around is refused, not ignored.
+  parser:option("--radius", "Miles around the place (1-100) (default: 10)"):convert(M.whole_number("--radius", 1, 100))
         :argname("MILES")
   if opts and opts.store then
     parser:option("--store", "This store, by location id (e.g. 01400376; repeat it, or ID,ID,...)"):count("*")
@@ -113,6 +128,9 @@ end
 local decimal = parsing.decimal
 
 local function point(args)
+  errors.check(args.near, "string?", "recipe.place: args.near")
+  errors.check(args.lat, "string?", "recipe.place: args.lat")
+  errors.check(args.lon, "string?", "recipe.place: args.lon")
   local lat, lon = args.lat, args.lon
   local lat_name, lon_name = "--lat", "--lon"
   if args.near then
@@ -144,6 +162,8 @@ function M.place(args, opts)
   errors.check(args, "table", "recipe.place: args")
   errors.check(opts, "table?", "recipe.place: opts")
   opts = opts or {}
+  errors.check(args.zip, "string?", "recipe.place: args.zip")
+  if type(args.store) ~= "table" then errors.check(args.store, "string?", "recipe.place: args.store") end
   local lat, lon = point(args)
   if args.zip and not args.zip:match("^%d%d%d%d%d$") then M.usage("--zip %s: expected 5 digits", args.zip) end
   local ids = type(args.store) == "table" and M.values(args.store) or {args.store}
@@ -151,6 +171,10 @@ function M.place(args, opts)
   if places > 1 then
     errors.usage(opts.conflict or "give one place: --zip, a point (--near, or --lat and --lon) or --store", 0)
   end
+  if args.radius ~= nil and not (args.zip or lat) then
+    M.usage("--radius goes with --zip or --near (or --lat and --lon): the miles around that place")
+  end
+  if args.radius == nil then args.radius = 10 end
   if places == 0 and opts.preferred then
     local store, source = require("kapi.config").preferred_store()
     if store then return {ids = {store}, preferred = source, quiet = args.quiet} end
@@ -175,6 +199,8 @@ end
 --- Raises the input error of a place that has no store in reach: the
 --- same words and exit status (2) in every recipe.
 function M.no_store(place, radius)
+  errors.check(place, "table", "recipe.no_store: place")
+  errors.check(radius, "number", "recipe.no_store: radius")
   local where = place.zip and ("--zip " .. place.zip) or (place.named or ("--near " .. tostring(place.latlong)))
   errors.input(("%s: no store within %d miles%s"):format(where, radius,
                radius < 100 and "; try a larger --radius" or ""), 0)
@@ -190,6 +216,10 @@ function M.stores(kroger, place, opts, problems)
   errors.check(place, "table", "recipe.stores: place")
   errors.check(opts, "table?", "recipe.stores: opts")
   errors.check(problems, "table?", "recipe.stores: problems")
+  if type(kroger.locations) ~= "function" then
+    errors.usage("recipe.stores: kroger must be a client from kapi.kroger.client{}", 2)
+  end
+  if place.ids and not problems then errors.usage("recipe.stores: problems are needed with store ids (recipe.problems())", 2) end
   opts = opts or {}
   if place.ids then
     local by_id = {}
@@ -219,7 +249,7 @@ end
 --- n when it is a number above 0, else nil: the Products API gives 0 for a
 --- price a store does not have.
 function M.positive(n)
-  return tonumber(n) ~= nil and n > 0 and n or nil
+  return type(n) == "number" and n > 0 and n or nil
 end
 
 --- An amount as dollars and cents ("$2.49"); nil for nil.
@@ -245,6 +275,11 @@ function M.print(args, rows, columns, keys)
   errors.check(rows, "table", "recipe.print: rows")
   errors.check(columns, "table", "recipe.print: columns")
   errors.check(keys, "table?", "recipe.print: keys")
+  for i, row in ipairs(rows) do errors.check(row, "table", ("recipe.print: rows[%d]"):format(i)) end
+  for i, c in ipairs(columns) do
+    errors.check(c, "table", ("recipe.print: columns[%d]"):format(i))
+    errors.check(c.key, "string", ("recipe.print: columns[%d].key"):format(i))
+  end
   local format = M.format(args)
   if not keys then
     keys = {}
@@ -343,10 +378,11 @@ end
 --- Parses --shard I/N: i, n (1 <= i <= n); nil when not given.
 function M.parse_shard(text)
   if not text then return nil end
+  errors.check(text, "string", "recipe.parse_shard: text")
   local i, n = text:match("^(%d+)/(%d+)$")
   i, n = tonumber(i), tonumber(n)
   if not i or n < 1 or i < 1 or i > n then
-    errors.usage(("--shard %s: expected I/N with 1 <= I <= N, e.g. 1/4"):format(text), 0)
+    errors.usage(("--shard %s: expected I/N with 1 <= I <= N, e.g. 1/4"):format(errors.excerpt(text)), 0)
   end
   return i, n
 end
@@ -369,7 +405,7 @@ function M.shard(args, list, key)
   key = key or tostring
   local out = {}
   for _, entry in ipairs(list) do
-    if stable_hash(key(entry)) % n == i - 1 then out[#out + 1] = entry end
+    if stable_hash(tostring(key(entry))) % n == i - 1 then out[#out + 1] = entry end
   end
   return out
 end
@@ -456,6 +492,12 @@ end
 local Problems = {}
 Problems.__index = Problems
 
+check_problems = function(problems, who)
+  if type(problems) ~= "table" or getmetatable(problems) ~= Problems then
+    error(errors.new("usage", who .. ": problems must come from recipe.problems()"), 3)
+  end
+end
+
 local function tell(problems, text)
   local line = errors.line(text)
   problems[#problems + 1] = line
@@ -506,7 +548,7 @@ end
 --- read ("list.txt: No such file or directory").
 function M.lines(path, problems)
   errors.check(path, "string", "recipe.lines: path")
-  errors.check(problems, "table", "recipe.lines: problems")
+  check_problems(problems, "recipe.lines")
   local ok, lines = pcall(input.lines, path)
   if ok then return lines end
   if not errors.is(lines, "input") then error(lines, 0) end
@@ -514,12 +556,43 @@ function M.lines(path, problems)
   return {}
 end
 
+--- paths, each given once: the same file (or "-", standard input) twice
+--- would count its entries twice (in cart-add, twice the quantity), so it
+--- is a usage error naming it ("--file list.txt given twice").
+function M.distinct_files(paths, option)
+  errors.check(paths, "table", "recipe.distinct_files: paths")
+  errors.check(option, "string?", "recipe.distinct_files: option")
+  local seen = {}
+  for _, path in ipairs(paths) do
+    errors.check(path, "string", "recipe.distinct_files: path")
+    if seen[path] then
+      M.usage("%s%s given twice: each file is read once", option and (option .. " ") or "",
+              path == "-" and "- (standard input)" or input.name(path))
+    end
+    seen[path] = true
+  end
+  return paths
+end
+
+-- A header line names its columns: more letters than digits ("GTIN",
+-- "Published GTIN", "upc,qty"). A code with a typo ("0001111001001O") is
+-- an entry, and named as a bad one.
+local function is_header(fields)
+  local first = fields[1]
+  local _, letters = first:gsub("%a", "")
+  local _, digits = first:gsub("%d", "")
+  return letters > digits
+end
+
 --- The entries of list files (kapi.input.entries: CSV rows, # comments,
---- a header skipped when its first field has letters), or {} after naming
+--- a header skipped when its first field has more letters than digits), or {} after naming
 --- in problems why the file cannot be read; a file with no entry at all
 --- is named too ("list.txt: holds no GTIN", `what` saying what it should).
 function M.entries(path, problems, what)
-  local ok, entries = pcall(input.entries, path, function(fields) return fields[1]:find("%a") ~= nil end)
+  errors.check(path, "string", "recipe.entries: path")
+  check_problems(problems, "recipe.entries")
+  errors.check(what, "string?", "recipe.entries: what")
+  local ok, entries = pcall(input.entries, path, is_header)
   if not ok then
     if not errors.is(entries, "input") then error(entries, 0) end
     problems:error(entries)
@@ -536,7 +609,7 @@ end
 function M.gtins(values, files, problems, option)
   errors.check(values, "table?", "recipe.gtins: values")
   errors.check(files, "table?", "recipe.gtins: files")
-  errors.check(problems, "table", "recipe.gtins: problems")
+  check_problems(problems, "recipe.gtins")
   local out, seen = {}, {}
   local function add(code, where)
     local ok, why = gtin.valid(code)
@@ -545,7 +618,7 @@ function M.gtins(values, files, problems, option)
     if not seen[g] then seen[g] = true; out[#out + 1] = g end
   end
   for i, value in ipairs(M.values(values)) do add(value, ("%s %d"):format(option or "argument", i)) end
-  for _, path in ipairs(files or {}) do
+  for _, path in ipairs(M.distinct_files(files or {}, "--file")) do
     for _, entry in ipairs(M.entries(path, problems, "GTIN")) do
       local where, code = ("%s:%d"):format(input.name(path), entry.line), entry.fields[1]
       if code:find("%s") then
@@ -572,9 +645,7 @@ end
 --- be used, else 1 when some work failed or `found` is true (a rule
 --- error, a check that did not pass), else 0.
 function M.status(problems, found)
-  if problems ~= nil and (type(problems) ~= "table" or getmetatable(problems) ~= Problems) then
-    errors.usage("recipe.status: problems must come from recipe.problems()", 2)
-  end
+  if problems ~= nil then check_problems(problems, "recipe.status") end
   if problems and problems.inputs > 0 then return 2 end
   if (problems and problems.failures > 0) or found then return 1 end
   return 0

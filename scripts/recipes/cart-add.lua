@@ -47,12 +47,17 @@ local function read_items(args, problems)
   local function add(item)
     if not item then return end
     local seen = by_upc[item.upc]
-    if seen then seen.quantity = seen.quantity + item.quantity; return end
+    if seen then
+      seen.quantity = seen.quantity + item.quantity
+      seen.places[#seen.places + 1] = item.where
+      return
+    end
+    item.places = {item.where}
     by_upc[item.upc] = item
     items[#items + 1] = item
   end
   for i, text in ipairs(args.item) do add(read_entry(text, ("argument %d"):format(i), problems)) end
-  for _, path in ipairs(args.file) do
+  for _, path in ipairs(recipe.distinct_files(args.file, "--file")) do
     for _, entry in ipairs(recipe.entries(path, problems, "UPC[:QTY] entry")) do
       add(read_entry(table.concat(entry.fields, ","), ("%s:%d"):format(input.name(path), entry.line), problems))
     end
@@ -61,7 +66,8 @@ local function read_items(args, problems)
   -- must still be what the Cart API takes.
   for _, item in ipairs(items) do
     if item.quantity > MAX_QUANTITY then
-      problems:add(item.where, ("%s: %d units in all, more than %d"):format(item.gtin, item.quantity, MAX_QUANTITY))
+      problems:add(table.concat(item.places, ", "), ("%s: %d units in all, more than %d")
+                                                    :format(item.gtin, item.quantity, MAX_QUANTITY))
       item.over = true
     end
   end

@@ -90,6 +90,9 @@ local function read_listing(args, problems)
   if args.term and (utf8.len(args.term) or #args.term) < 3 then usage("--term %q: give at least 3 characters", args.term) end
   local upcs = values(args.upc)
   if args.term and #upcs > 0 then usage("give --upc or --term, not both") end
+  if args.stores and not (args.zip or args.near or args.lat) then
+    usage("--stores goes with --zip or --near (or --lat and --lon): how many of the stores nearest it")
+  end
   local place = recipe.place(args, {
     conflict = "give one of --zip, --near (or --lat/--lon) and --store",
     missing = "where? give --zip ZIP, --near LAT,LON, --lat and --lon, or --store ID "
@@ -103,7 +106,7 @@ local function list(args, problems)
   local place, upc_ids = read_listing(args, problems)
   if upc_ids and #upc_ids == 0 then return recipe.status(problems) end
   local kroger = kapi.kroger.client {env = args.env}
-  local stores = recipe.stores(kroger, place, {radius = args.radius, limit = args.stores}, problems)
+  local stores = recipe.stores(kroger, place, {radius = args.radius, limit = args.stores or 5}, problems)
   if #stores == 0 then return recipe.status(problems) end
   stores = recipe.shard(args, stores, function(s) return s.locationId end)
   local bar = recipe.progress(args, {label = "coupons", unit = "stores", total = #stores})
@@ -130,8 +133,8 @@ end
 -- Clipping --------------------------------------------------------------------------
 
 local function clip(args, problems)
-  if #args.store > 0 or args.zip or args.near or args.lat or args.lon or #args.upc > 0 or args.term
-     or args.limit or args.shard then
+  if #args.store > 0 or args.zip or args.near or args.lat or args.lon or args.radius or args.stores
+     or #args.upc > 0 or args.term or args.limit or args.shard then
     usage("--clip takes coupon ids alone: list the coupons first, then clip the ones you want")
   end
   local ids = values(args.clip)
@@ -149,8 +152,8 @@ local function clip(args, problems)
   end, {concurrency = CONCURRENCY})
   local rows = {}
   for i, id in ipairs(wanted) do
-    if failures and failures[i] then problems:error(failures[i], "--clip " .. id)
-    elseif not coupons[i] then problems:add("--clip " .. id, "no such coupon")
+    if failures and failures[i] then problems:error(failures[i], "--clip " .. errors.excerpt(id))
+    elseif not coupons[i] then problems:add("--clip " .. errors.excerpt(id), "no such coupon")
     else
       local row = coupon_row(coupons[i])
       row.status = "PLANNED"
@@ -221,7 +224,7 @@ store in reach, a bad UPC; named on stderr, the rest is done).]],
 
   arguments = function(parser)
     recipe.place_options(parser, {store = true})
-    parser:option("--stores", "How many of the nearest stores (1-200)", "5")
+    parser:option("--stores", "How many of the nearest stores (1-200) (default: 5)")
           :convert(recipe.whole_number("--stores", 1, 200)):argname("N")
     parser:option("--upc", "Only coupons for this product (UPC or GTIN; repeat it, or UPC,UPC,...)"):count("*")
           :argname("UPC")

@@ -27,7 +27,9 @@ local usage = recipe.usage
 -- Asks the API: once per batch of ids without a store (does it know the
 -- product at all?) and once per batch per store (is it carried there?).
 -- found[store id or ""][product id] = product; failed[same][product id] = error.
-local function ask(kroger, args, product_ids, stores)
+-- A failed call is named once on stderr (never hushed by --quiet), and
+-- its rows say ERROR with the reason in --json.
+local function ask(kroger, args, product_ids, stores, problems)
   local calls = {}
   for _, batch in ipairs(recipe.batches(product_ids, kapi.kroger.MAX_PRODUCT_IDS)) do
     calls[#calls + 1] = {ids = batch}
@@ -44,6 +46,10 @@ local function ask(kroger, args, product_ids, stores)
   for i, call in ipairs(calls) do
     local where = call.store and call.store.locationId or ""
     found[where], failed[where] = found[where] or {}, failed[where] or {}
+    if failures and failures[i] then
+      local codes = gtin.from_product_id(call.ids[1]) .. (#call.ids > 1 and (" and %d more"):format(#call.ids - 1) or "")
+      problems:error(failures[i], ("checking %s%s"):format(codes, call.store and (" at store " .. where) or ""))
+    end
     for _, id in ipairs(call.ids) do
       if failures and failures[i] then failed[where][id] = failures[i] end
     end
@@ -138,7 +144,7 @@ no store near it.]],
     if place.ids and #stores == 0 then return recipe.status(problems) end
     local product_ids = {}
     for i, code in ipairs(gtins) do product_ids[i] = gtin.to_product_id(code) end
-    local found, failed = ask(kroger, args, product_ids, stores)
+    local found, failed = ask(kroger, args, product_ids, stores, problems)
     local rows = {}
     for i, code in ipairs(gtins) do
       if #stores == 0 then rows[#rows + 1] = row_for(kroger, code, product_ids[i], nil, found, failed) end

@@ -94,8 +94,9 @@ still checked).]],
           :argname("FILE")
     parser:option("--gtin", "Check this GTIN's hierarchy as published (repeatable)"):count("*")
     parser:option("--gln", "Check every hierarchy of this supplier (information provider GLN)")
-    parser:option("--from", "Where --gtin reads from: content1 (published) or items (saved now)")
-          :choices {"content1", "items"}:default("content1")
+    parser:option("--from", "Where --gtin and --gln read from: content1 (published) or items (saved now) "
+                            .. "(default: content1)")
+          :choices {"content1", "items"}
     recipe.options(parser, {"output", "quiet", "env", "shard"})
   end,
 
@@ -103,9 +104,13 @@ still checked).]],
     if #args.file == 0 and #args.gtin == 0 and not args.gln then
       recipe.usage("what to check? give FILEs, --gtin GTIN or --gln GLN")
     end
+    if args.from and #args.gtin == 0 and not args.gln then
+      recipe.usage("--from goes with --gtin or --gln: it says where their hierarchies are read from")
+    end
+    args.from = args.from or "content1"
     recipe.check_gln("--gln", args.gln)
     local problems = recipe.problems()
-    local hierarchies = recipe.shard(args, read_files(args.file, problems), top_gtin)
+    local hierarchies = recipe.shard(args, read_files(recipe.distinct_files(args.file), problems), top_gtin)
     if #args.gtin > 0 or args.gln then
       for _, h in ipairs(read_published(args, problems)) do hierarchies[#hierarchies + 1] = h end
     end

@@ -28,9 +28,8 @@ local usage, values = recipe.usage, recipe.values
 
 local function limit_of(text)
   if text == "all" then return false end
-  local n = math.tointeger(tonumber(text))
-  if not n or n < 1 then return nil, ("--limit %s: expected a positive whole number or all"):format(text) end
-  return n
+  return recipe.whole_number("--limit", 1, math.maxinteger)(text) -- as every count is read: digits only
+      or nil, ("--limit %s: expected a positive whole number or all"):format(errors.excerpt(text))
 end
 
 -- The search, checked before anything is sent.

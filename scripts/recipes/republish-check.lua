@@ -62,6 +62,11 @@ local function from_report(args, problems)
     local where, what = why:match("^(.-:%d+): (.*)$")
     problems:add(where or args.report, what or why)
   end
+  local others = #records - #kroger_only(records)
+  if others > 0 then
+    recipe.note(args, "kapi: %s: %d row%s for recipients other than Kroger's GLNs left out", input.name(args.report),
+                others, others == 1 and "" or "s")
+  end
   return records
 end
 
@@ -70,9 +75,10 @@ end
 -- user's own data, never checked against the built-in sandbox, which
 -- knows nothing of their items.
 local function items_client(args)
-  if args.report and config.sandbox_by_default(args.env) then
-    recipe.note(args, "kapi: verdicts come from the report alone (no 1WorldSync credentials are configured, "
-                .. "so the items are not re-checked)")
+  if args.report and config.in_process_sandbox(args.env) then
+    local why = config.sandbox_by_default(args.env) and "no 1WorldSync credentials are configured"
+                or "the built-in sandbox knows nothing of your items"
+    recipe.note(args, "kapi: verdicts come from the report alone (%s, so the items are not re-checked)", why)
     return nil
   end
   local ok, client = pcall(kapi.items.client, {env = args.env})

@@ -51,7 +51,7 @@ local function targets(args, problems)
   local out = {}
   local function add(t) if t then out[#out + 1] = t end end
   for i, spec in ipairs(args.publication) do add(target(spec, nil, ("argument %d"):format(i), problems)) end
-  for _, path in ipairs(args.file) do
+  for _, path in ipairs(recipe.distinct_files(args.file, "--file")) do
     for _, entry in ipairs(recipe.entries(path, problems, "publication")) do
       local gln = entry.fields[2] ~= "" and entry.fields[2] or nil
       add(target(entry.fields[1], gln, ("%s:%d"):format(input.name(path), entry.line), problems))

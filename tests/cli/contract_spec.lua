@@ -39,6 +39,7 @@ bad_file("blank.txt", "a file of blank lines", "  \n\n\t\n")
 bad_file("malformed.txt", "a malformed file", "{{{ not what kapi expects,,, \"\n")
 bad_file("bom.txt", "a file with a byte-order mark and CRLF, of garbage", "\239\187\191garbage, more\r\n")
 bad_file("huge.txt", "a huge one-line file", ("9"):rep(1024 * 1024))
+FILES[#FILES + 1] = {path = "/dev/zero", what = "an endless device"}
 -- A file nobody may read; root reads it anyway, so the case needs a user.
 if process.sh("id -u").stdout ~= "0\n" then
   bad_file("unreadable.txt", "an unreadable file", "00614141000012\n")
@@ -47,7 +48,7 @@ end
 
 -- Values that are not what an option or a positional argument expects.
 local HUGE = ("1"):rep(100000)
-local WRONG = {"abc", "-", HUGE}
+local WRONG = {"abc", "-", HUGE, "0x3", "1e1"}
 local BAD_IDS = {"12ab", "", HUGE}
 
 local INTERNALS = {"attempt to ", "bad argument #", "table index is", "stack traceback", "(error object is",
@@ -121,6 +122,10 @@ local function walk(prefix, desc)
       end
       case = with(prefix, desc, name, "-")
       assert_refused(run_kapi(case, "not what kapi expects at all\n"), {"bad stdin", table.unpack(case)}, "stdin")
+      if option.repeatable then -- read once, counted once: the same file twice is refused
+        case = with(prefix, desc, name, "-", name, "-")
+        assert_refused(run_kapi(case, "00614141000012\n"), {"stdin twice", table.unpack(case)}, "given twice")
+      end
     end
   end
   for _, argument in ipairs(desc.arguments) do
@@ -128,6 +133,10 @@ local function walk(prefix, desc)
       for _, file in ipairs(FILES) do
         case = with(prefix, desc, file.path)
         assert_refused(run_kapi(case), {file.what, table.unpack(case)}, file.path)
+      end
+      if argument.max > 1 then
+        case = with(prefix, desc, "-", "-")
+        assert_refused(run_kapi(case, "{}\n"), {"stdin twice", table.unpack(case)}, "given twice")
       end
     else
       for _, value in ipairs(BAD_IDS) do
@@ -199,6 +208,19 @@ describe("the command-line contract", function()
     with_env({KAPI_CONFIG = inputs .. "/directory"}, {"run", "stores", "--zip", "45202"}, inputs .. "/directory")
     with_env({KAPI_CONFIG = inputs .. "/malformed.txt"}, {"run", "stores", "--zip", "45202"}, "malformed.txt")
     with_env({KAPI_CONFIG = inputs .. "/binary.bin"}, {"run", "stores", "--zip", "45202"}, "binary.bin")
+    -- Config files that are Lua but not kapi's: of the wrong shape, calling
+    -- functions, running forever.
+    for text, names in pairs {["return {kroger = 5}"] = "kroger must be a table",
+                              ["return {kroger = {client_id = 5, client_secret = {}}}"] = "kroger.client_id must be a string",
+                              ["return {kroger = {clientid = 'x'}}"] = "did you mean 'client_id'",
+                              ["return {[1] = 2}"] = "unknown setting 1",
+                              ["while true do end"] = "runs too long",
+                              ["error('x')"] = "calls a function",
+                              ["return 5"] = "must return a table"} do
+      local path = process.write(inputs .. "/config.lua", text)
+      with_env({KAPI_CONFIG = path}, {"run", "stores", "--zip", "45202"}, names)
+    end
+    with_env({KAPI_STORE = "123"}, {"run", "coupons"}, "KAPI_STORE")
   end)
 
   it("writes nothing outside its temporary directories while refusing all that", function()

@@ -357,6 +357,24 @@ describe("the shopper recipes, alike", function()
     assert.matches("Coupons are a partner API", kapi_run({"run", "coupons", "--help"}).stdout)
   end)
 
+  it("refuse options that contradict each other or have nothing to act on, before anything is sent", function()
+    for _, case in ipairs {
+      {{"coupons", "--store", "01400376", "--stores", "3"}, "--stores goes with --zip or --near"},
+      {{"coupons", "--store", "01400376", "--radius", "50"}, "--radius goes with --zip or --near"},
+      {{"coupons", "--clip", "C0001002", "--stores", "3"}, "--clip takes coupon ids alone"},
+      {{"coupons", "--clip", "C0001002", "--radius", "3"}, "--clip takes coupon ids alone"},
+      {{"stores", "--chain", "KROGER", "--radius", "5"}, "--radius goes with --zip or --near"},
+      {{"products", "--term", "milk", "--store", "01400376", "--zip", "45202"}, "give --store or --zip, not both"},
+      {{"coupons", "--zip", "45202", "--near", "39.1,-84.5"}, "give one of --zip"},
+    } do
+      local args = {"run", table.unpack(case[1])}
+      local r = kapi_run(args)
+      assert.equal(2, r.status, table.concat(args, " "))
+      assert.equal("", r.stdout)
+      assert.matches("^kapi: " .. case[2]:gsub("%p", "%%%0"), r.stderr)
+    end
+  end)
+
   it("hush their notes with --quiet, never an error", function()
     local r = kapi_run {"run", "stores", "--zip", "45202", "--limit", "1", "-q"}
     assert.equal(0, r.status)
@@ -609,6 +627,18 @@ describe("the shopper recipes under faults", function()
         assert.is_true(#clean.stdout > 1000)
         assert.equal(clean.stdout, faulty.stdout)
       end
+    end)
+    sandbox.stop()
+    assert(ok, err)
+  end)
+
+  it("name each call that failed on stderr, also with --quiet, and exit 1", function()
+    local sandbox = process.sandbox {"--faults", "5xx=1"}
+    local ok, err = pcall(function()
+      local r = kapi_run({"run", "live-check", "00011110010018", "00011110010025", "-q", "--json"}, {sandbox = sandbox.url})
+      assert.equal(1, r.status, r.stderr)
+      assert.matches("^kapi: checking 00011110010018 and 1 more: GET [^\n]*: 500 PRODUCT%-4011%-500", r.stderr)
+      assert.same({"ERROR", "ERROR"}, {decode(r)[1].status, decode(r)[2].status})
     end)
     sandbox.stop()
     assert(ok, err)

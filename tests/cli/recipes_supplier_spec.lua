@@ -110,7 +110,19 @@ describe("kapi run preflight", function()
                             ['[{"foo":1}, 3]'] = "entry 1: not an item hierarchy: no gtin or level among its keys %(foo%)",
                             ['{"gtin":"00614141000012","level":"BOX"}'] = "level BOX is not one of",
                             ['{"gtin":"00614141000012","level":"CASE","children":"x"}'] = "children must be an array",
-                            ['{"gtin":"00614141000012","level":"CASE","children":[1]}'] = "children%[1%]: a number"} do
+                            ['{"gtin":"00614141000012","level":"CASE","children":[1]}'] = "children%[1%]: a number",
+                            -- Fields of the wrong type are named, never read as something else.
+                            ['{"gtin":"00614141000012","level":"BASE_UNIT_OR_EACH","isConsumerUnit":"true"}'] =
+                              'isConsumerUnit must be true or false, got the string "true"',
+                            ['{"gtin":"10614141000019","level":"CASE","nonGTINPalletHi":{}}'] =
+                              "nonGTINPalletHi must be a whole number, got an object",
+                            ['{"gtin":"10614141000019","level":"CASE","images":[{"url":5}]}'] =
+                              "images%[1%]%.url must be a string, got the number 5",
+                            ['{"gtin":"10614141000019","level":"CASE","recipients":"ALL"}'] =
+                              'recipients must be an array, got the string "ALL"',
+                            ['{"gtin":"10614141000019","level":"CASE","children":[{"gtin":"00614141000012",'
+                             .. '"level":"BASE_UNIT_OR_EACH","isConsumerUnit":1}]}'] =
+                              "children%[1%]: isConsumerUnit must be true or false, got the number 1"} do
       local path = process.write(dir .. "/item.json", text)
       local r = kapi {"run", "preflight", path}
       assert.equal(2, r.status, text)
@@ -133,6 +145,9 @@ describe("kapi run preflight", function()
 
   it("exits 2 with nothing to check or an unknown option", function()
     assert.equal(2, kapi({"run", "preflight"}).status)
+    local from = kapi {"run", "preflight", EXAMPLES .. "clean-case.json", "--from", "items"}
+    assert.equal(2, from.status)
+    assert.matches("^kapi: %-%-from goes with %-%-gtin or %-%-gln", from.stderr)
     local r = kapi {"run", "preflight", "--colour"}
     assert.equal(2, r.status)
     assert.matches("unknown option '%-%-colour'", r.stderr)
@@ -275,12 +290,53 @@ describe("kapi run republish-check", function()
     local report = process.write(dir .. "/export.csv", "GTIN,Recipient GLN,Sync Status,CIC State,Message\n"
       .. "00012345678905,0838016000123,SYNCHRONISED,REJECTED,Model GTIN error\n")
     local r = kapi {"run", "republish-check", "--report", report}
-    process.cleanup(dir)
     assert.equal(0, r.status, r.stderr)
     assert.is_nil(r.stderr:find("UNKNOWN_GTIN", 1, true))
     assert.is_nil(r.stderr:find("built-in sandbox", 1, true))
     assert.matches("verdicts come from the report alone %(no 1WorldSync credentials are configured", r.stderr)
     assert.matches("00012345678905  queue  FIX_THEN_REPUBLISH", r.stdout)
+    -- Nor when the sandbox is asked for by name.
+    for _, run in ipairs {{{"run", "republish-check", "--report", report, "--env", "sandbox"}},
+                          {{"run", "republish-check", "--report", report}, {KAPI_ENV = "sandbox"}}} do
+      local env = process.sandbox_env()
+      for k, v in pairs(run[2] or {}) do env[k] = v end
+      r = process.kapi_run(run[1], {env = env})
+      assert.equal(0, r.status, r.stderr)
+      assert.matches("verdicts come from the report alone %(the built%-in sandbox knows nothing of your items", r.stderr)
+      assert.is_nil(r.stderr:find("UNKNOWN_GTIN", 1, true))
+    end
+    process.cleanup(dir)
+  end)
+
+  it("names every report row it cannot use, and counts the rows for other retailers", function()
+    local dir = process.tempdir()
+    local report = process.write(dir .. "/export.csv", table.concat({
+      "Published GTIN,Recipient GLN,Synchronization Status,CIC Status,Publish Date",
+      "10860001000020,0838016000123,SYNCHRONISED,REJECTED,2026-11-20T10:00:00Z",
+      "10860001000037,,SYNCHRONISED,REJECTED,2026-11-20T10:00:00Z",
+      "10860001000044,0000000000000,PENDING,,2026-11-20T10:00:00Z",
+      "10614141000019,0838016000123,weird status,,2026-11-20T10:00:00Z",
+      "10614141000026,0838016000123,SYNCHRONISED,???,2026-11-20T10:00:00Z",
+      "10614141000033,0838016000123,Pending Synchronization,,2026-11-20T10:00:00Z",
+    }, "\n") .. "\n")
+    local r = kapi {"run", "republish-check", "--report", report, "--json"}
+    assert.equal(2, r.status)
+    assert.matches("export%.csv:3: no recipient GLN\n", r.stderr)
+    assert.matches('export%.csv:5: synchronization status "weird status" is not one kapi knows', r.stderr)
+    assert.matches('export%.csv:6: CIC state "%?%?%?" is not one of', r.stderr)
+    assert.matches("export%.csv: 1 row for recipients other than Kroger's GLNs left out", r.stderr)
+    local got = by_publication(json.decode(r.stdout))
+    assert.truthy(got["10860001000020@" .. QUEUE])
+    assert.truthy(got["10614141000033@" .. QUEUE])
+    local count = 0
+    for _ in pairs(got) do count = count + 1 end
+    assert.equal(2, count)
+    local bare = process.write(dir .. "/bare.csv", "Published GTIN\n10860001000020\n")
+    r = kapi {"run", "republish-check", "--report", bare}
+    process.cleanup(dir)
+    assert.equal(2, r.status)
+    assert.matches("bare%.csv: not a publication report: no recipient GLN column in its header %(Published GTIN%)\n$",
+                   r.stderr)
   end)
 
   it("says in --json what --apply did for each publication", function()
@@ -401,7 +457,7 @@ describe("kapi run resend", function()
   it("needs a reason and a publication", function()
     local r = kapi {"run", "resend", "10860001000020"}
     assert.equal(2, r.status)
-    assert.matches("^kapi: missing option '%-%-reason'\n", r.stderr)
+    assert.matches("^kapi: %-%-reason is required\n", r.stderr)
     assert.equal(2, kapi({"run", "resend", "--reason", "x"}).status)
   end)
 end)

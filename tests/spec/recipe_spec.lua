@@ -145,7 +145,10 @@ describe("kapi.recipe places", function()
     local parser = require("kapi.parsing").parser("kapi run test")
     recipe.place_options(parser, {store = true})
     local args = parser:parse {"--near", "39.1,-84.5", "--store", "01400376,01601423", "--store", "01400377"}
-    assert.equal(10, args.radius)
+    assert.is_nil(args.radius) -- recipe.place gives the default: a --radius with no place is refused
+    local zip = parser:parse {"--zip", "45202"}
+    recipe.place(zip)
+    assert.equal(10, zip.radius)
     assert.same({"01400376,01601423", "01400377"}, args.store)
     assert.same({"01400376", "01601423", "01400377"}, recipe.values(args.store))
     -- One value a use: what follows is not the option's
@@ -337,5 +340,45 @@ describe("kapi.recipe.apply", function()
       assert.is_false(ok)
       assert.equal(stopper, raised)
     end
+  end)
+end)
+
+describe("kapi.recipe given the wrong shapes", function()
+  local kapi = require "kapi"
+  it("refuses each with a usage error naming the function and the argument", function()
+    local problems = recipe.problems {report = function() end}
+    local cases = {
+      {function() recipe.values({1, 2}) end, "recipe.values: option%[1%] must be a string, got number"},
+      {function() recipe.place {zip = 45202} end, "recipe.place: args.zip must be a string or nil, got number"},
+      {function() recipe.place {store = 5} end, "recipe.place: args.store must be a string or nil"},
+      {function() recipe.place {near = 5} end, "recipe.place: args.near must be a string or nil"},
+      {function() recipe.entries("/nonexistent", {}) end, "recipe.entries: problems must come from recipe.problems%(%)"},
+      {function() recipe.lines("/nonexistent", {}) end, "recipe.lines: problems must come from recipe.problems%(%)"},
+      {function() recipe.stores({}, {ids = {"01400376"}}, nil, problems) end, "recipe.stores: kroger must be a client"},
+      {function() recipe.print({}, {1}, {{key = "a"}}) end, "recipe.print: rows%[1%] must be a table, got number"},
+      {function() recipe.print({}, {}, {{}}) end, "recipe.print: columns%[1%]%.key must be a string"},
+      {function() recipe.shard({shard = 5}, {}) end, "recipe.parse_shard: text must be a string, got number"},
+      {function() recipe.whole_number(5) end, "whole_number: name must be a string"},
+      {function() recipe.no_store({}) end, "recipe.no_store: radius must be a number"},
+      {function() recipe.gtins({1}, nil, problems) end, "recipe.values: option%[1%] must be a string"},
+      {function() recipe.status({}) end, "recipe.status: problems must come from recipe.problems%(%)"},
+      {function() recipe.usage("%d") end, "recipe.usage: the message %%d does not fit its values"},
+      {function() recipe.apply({}, 5) end, "recipe.apply: change must be a function"},
+      {function() recipe.distinct_files({"a", "a"}, "--file") end, "%-%-file a given twice"},
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(case[1])
+      assert.is_false(ok)
+      assert.equal("usage", err.kind, tostring(err))
+      assert.matches(case[2], tostring(err))
+    end
+    -- What the API hands back is data, not an argument: no number, no price.
+    assert.is_nil(recipe.positive("5"))
+    assert.equal(2.5, recipe.positive(2.5))
+    -- A shard key may give numbers.
+    local part = recipe.shard({shard = "1/2"}, {"a", "bb", "ccc"}, function(x) return #x end)
+    local other = recipe.shard({shard = "2/2"}, {"a", "bb", "ccc"}, function(x) return #x end)
+    assert.equal(3, #part + #other)
+    assert.is_truthy(kapi)
   end)
 end)

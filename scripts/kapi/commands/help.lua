@@ -42,22 +42,60 @@ local function overview()
   return 0
 end
 
-function M.run(args)
-  local topic = args.topic or {}
-  if #topic == 0 then return overview() end
-  local words = table.move(topic, 1, #topic, 1, {})
-  if cli.command(words[1]) then
-    words[#words + 1] = "--help"
-    return cli.main(words)
+local HELP_USAGE = "Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE]"
+
+local function no_topic(text, names, word)
+  local errors = require "kapi.errors"
+  return cli.usage_error(("no command or recipe named '%s'%s"):format(errors.excerpt(text),
+                         require("kapi.parsing").did_you_mean(word, names)), HELP_USAGE)
+end
+
+-- The words after a topic that names all there is to name.
+local function extra(word)
+  return cli.usage_error(("unexpected argument '%s' after the topic"):format(require("kapi.errors").excerpt(word)),
+                         HELP_USAGE)
+end
+
+local function subcommand_names(name)
+  local parser = require("kapi.parsing").command_parser(name)
+  local names = {}
+  for _, sub in ipairs(parser and require("kapi.parsing").describe(parser).commands or {}) do
+    names[#names + 1] = sub.name:match("(%S+)$")
   end
-  if #words == 1 and require("kapi.recipes").find(words[1]) then return cli.main({"run", words[1], "--help"}) end
+  return names
+end
+
+function M.run(args)
+  local words = args.topic or {}
+  if #words == 0 then return overview() end
+  local recipes = require "kapi.recipes"
+  if cli.command(words[1]) then
+    local subs = subcommand_names(words[1])
+    local takes = words[1] == "run" and "recipe" or (#subs > 0 and "subcommand")
+    if words[2] and not takes then return extra(words[2]) end
+    if words[2] and takes == "recipe" and not recipes.find(words[2]) and not words[2]:find("/") then
+      local names = {}
+      for _, r in ipairs(recipes.list()) do names[#names + 1] = r.name end
+      return no_topic("run " .. words[2], names, words[2])
+    end
+    if words[2] and takes == "subcommand" then
+      local known = false
+      for _, sub in ipairs(subs) do known = known or sub == words[2] end
+      if not known then return no_topic(words[1] .. " " .. words[2], subs, words[2]) end
+    end
+    if words[3] then return extra(words[3]) end
+    local line = {words[1], words[2]}
+    line[#line + 1] = "--help"
+    return cli.main(line)
+  end
+  if recipes.find(words[1]) then
+    if words[2] then return extra(words[2]) end
+    return cli.main({"run", words[1], "--help"})
+  end
   local names = {}
   for _, name in ipairs(cli.commands) do names[#names + 1] = name end
-  for _, r in ipairs(require("kapi.recipes").list()) do names[#names + 1] = r.name end
-  local errors = require "kapi.errors"
-  return cli.usage_error(("no command or recipe named '%s'%s"):format(errors.excerpt(table.concat(words, " ")),
-                         require("kapi.parsing").did_you_mean(words[1], names)),
-                         "Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE]")
+  for _, r in ipairs(recipes.list()) do names[#names + 1] = r.name end
+  return no_topic(table.concat(words, " "), names, words[1])
 end
 
 return M

@@ -28,8 +28,13 @@ function M.run(args)
   local explicit = {}
   for _, a in ipairs(args) do explicit[a] = true end
   for _, path in ipairs(parsed.ROOT or {}) do
-    if explicit[path] and not require("kapi.core.fs").mode(path) then
+    local fs = require "kapi.core.fs"
+    if explicit[path] and not fs.mode(path) then
       require("kapi.errors").input(("%s: no such spec file or directory"):format(require("kapi.errors").excerpt(path)), 0)
+    end
+    if not explicit[path] and not fs.mode(path) and not fs.mode(".busted") then
+      require("kapi.errors").input(("no ./%s directory or .busted file here: name the spec files (kapi test FILE ...)")
+                                   :format(path), 0)
     end
   end
   _G.arg = table.move(args, 1, #args, 1, {[0] = "kapi test"})

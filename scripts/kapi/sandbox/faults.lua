@@ -24,11 +24,13 @@ end
 function M.parse(spec)
   local faults = {}
   for part in (spec or ""):gmatch("[^,%s]+") do
-    local kind, rate, extra = part:match("^([%w]+)=([%d.]+):?(.*)$")
-    rate = tonumber(rate)
+    local kind, rate, extra = part:match("^([%w]+)=([^:]*):?(.*)$")
+    if not kind and KNOWN[part] then return nil, ("%s needs a rate, e.g. %s=0.05"):format(part, part) end
     if not kind or not KNOWN[kind] then
-      return nil, ("unknown fault %q (known: %s)"):format(part, table.concat(M.KINDS, ", "))
+      local name = part:match("^[^=]*")
+      return nil, ('unknown fault "%s" (known: %s)'):format(require("kapi.errors").excerpt(name), table.concat(M.KINDS, ", "))
     end
+    rate = rate:match("^%d*%.?%d+$") and tonumber(rate)
     if not rate or rate < 0 or rate > 1 then return nil, ("the rate of %s must be between 0 and 1"):format(kind) end
     local fault = {rate = rate}
     if kind == "slow" then
