@@ -536,6 +536,10 @@ static const char *error_kind(const transfer *t) {
   case CURLE_SSL_CACERT_BADFILE: return "tls";
   case CURLE_URL_MALFORMAT:
   case CURLE_UNSUPPORTED_PROTOCOL: return "usage";
+  /* Nothing was sent: a change cannot have been made. */
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+  case CURLE_COULDNT_CONNECT: return "connect";
   default: return "network";
   }
 }

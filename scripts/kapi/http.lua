@@ -490,6 +490,8 @@ end
 local function failure(req, kind, message, url, attempts)
   local e = new_error(kind == "timeout" and "timeout" or (kind == "usage" and "usage" or "network"),
                       req, {reason = message, code = kind, attempts = attempts})
+  -- No connection, or no TLS session: the request never left.
+  if kind == "connect" or kind == "tls" then e.sent = false end
   e.url = url
   e.message = describe(e)
   return e
@@ -537,7 +539,7 @@ local function perform(req)
         error(http_error(req, result, url, attempt), 0)
       end
     else
-      retryable = kind == "network" or kind == "timeout"
+      retryable = kind == "network" or kind == "timeout" or kind == "connect"
       if not retryable or attempt >= attempts_allowed(req) then
         error(failure(req, kind, message, url, attempt), 0)
       end

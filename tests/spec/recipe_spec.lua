@@ -324,6 +324,10 @@ describe("kapi.recipe.apply", function()
     local refused = {{}, {}}
     recipe.apply(refused, function() return kapi.http.get(sb.url .. "/v1/no-such-path", {retry = false}) end)
     assert.same({"failed", "failed"}, {refused[1].outcome, refused[2].outcome})
+    -- Nothing listens there: the request never left, so nothing was done.
+    local unsent = {{}}
+    recipe.apply(unsent, function() return kapi.http.post("http://127.0.0.1:1/v1/cart/add", {json = {}, retry = false}) end)
+    assert.equal("failed", unsent[1].outcome, unsent[1].error)
     for _, stopper in ipairs {errors.new("auth", "the customer login has expired; run: kapi auth login", {setup = true}),
                               errors.new("interrupted", "interrupted")} do
       local rows, calls = {{}, {}, {}}, 0
