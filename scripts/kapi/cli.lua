@@ -257,6 +257,8 @@ end
 -- Whatever this process started for its own use (the built-in sandbox)
 -- ends with the main task, before its tasks are counted as left running.
 local function close_process_resources()
+  local limits = package.loaded["kapi.limits"]
+  if limits then limits.flush_all() end -- the calls this process made, counted for the next
   local config = package.loaded["kapi.config"]
   if config then config.close() end
 end

@@ -532,7 +532,9 @@ local function perform(req)
       if result.status < 400 or req.raise == false then
         return setmetatable(result, Response)
       end
-      retryable = RETRY_STATUS[result.status]
+      -- final: statuses that answer for good (Kroger's public 429: the
+      -- day's budget is spent, so a retry only burns time).
+      retryable = RETRY_STATUS[result.status] and not (req.final and req.final[result.status])
       local after = parse_retry_after(new_headers(result.header_block)["retry-after"])
       if after then wait = math.min(after, M.defaults.retry_after_cap) end
       if not retryable or attempt >= attempts_allowed(req) then
@@ -574,6 +576,7 @@ local OPTION_KINDS = {
   query = "table", headers = "table", body = "string", json = "any",
   form = "table", timeout = "number", connect_timeout = "number", retry = "boolean|number", auth = "table",
   raise = "boolean", max_size = "number", ca_file = "string", insecure = "boolean", follow = "boolean",
+  final = "table",
 }
 local OPTION_NAMES = {}
 for name in pairs(OPTION_KINDS) do OPTION_NAMES[#OPTION_NAMES + 1] = name end
@@ -735,8 +738,9 @@ reason read from Kroger's or 1WorldSync's error body) unless raise = false;
 failures to connect raise kind "network" or "timeout". GET, HEAD and OPTIONS
 are retried on network errors and 408/429/5xx with backoff and Retry-After;
 other methods only with retry = true. Options: timeout, connect_timeout
-(seconds), retry (true, false or a number of attempts), auth, max_size,
-ca_file, insecure (loopback only), follow (redirects).
+(seconds), retry (true, false or a number of attempts), final (statuses
+never retried: {[429] = true}), auth, max_size, ca_file, insecure
+(loopback only), follow (redirects).
 Example:
   local res = kapi.http.request{method = "POST", url = "https://example.test/v1/items",
                                 json = {name = "milk"}, timeout = 10}

@@ -10,6 +10,7 @@ local gtin = require "kapi.gtin"
 local errors = require "kapi.errors"
 local json = require "kapi.json"
 local doc = require "kapi.doc"
+local limits = require "kapi.limits"
 
 local M = {}
 
@@ -98,7 +99,7 @@ end
 local secrets = setmetatable({}, {__mode = "k"}) -- kept out of the client, as in kapi.auth
 
 local CLIENT_OPTIONS = {env = "string", base_url = "string", client_id = "string", client_secret = "string",
-                        partner = "boolean", max_offset = "number"}
+                        partner = "boolean", max_offset = "number", daily_limits = "table"}
 
 function M.client(opts)
   opts = errors.check(opts, "table?", "kroger.client: opts") or {}
@@ -121,8 +122,43 @@ function M.client(opts)
   -- The sandbox started inside this process ends with it: nobody can log
   -- in to it with `kapi auth login`, so ensure_customer logs in for them.
   self.in_process_sandbox = config.is_in_process_sandbox(self.base_url)
+  -- A public app's calls are counted against its daily budgets (partner
+  -- apps have none): in the state directory, or in memory for the sandbox
+  -- that ends with this process.
+  if not partner then
+    self.limits = limits.counter {host = self.base_url:match("^(%a+://[^/]+)") or self.base_url,
+                                  client_id = self.client_id, persist = not self.in_process_sandbox,
+                                  budgets = opts.daily_limits}
+    self.counted = setmetatable({}, {__mode = "k"})
+  end
   return self
 end
+
+-- An authenticator that counts each attempt against the endpoint's daily
+-- budget as it lends its token (a retry costs a call too), and refuses the
+-- attempt the budget has no room for.
+local function counted(self, authenticator, endpoint)
+  local by_endpoint = self.counted[authenticator]
+  if not by_endpoint then
+    by_endpoint = {}
+    self.counted[authenticator] = by_endpoint
+  end
+  local wrapped = by_endpoint[endpoint]
+  if not wrapped then
+    local counter = self.limits
+    wrapped = {
+      authorize = function(_, req)
+        counter:spend(endpoint)
+        return authenticator:authorize(req)
+      end,
+      renew = authenticator.renew and function(_, ...) return authenticator:renew(...) end,
+    }
+    by_endpoint[endpoint] = wrapped
+  end
+  return wrapped
+end
+
+local FINAL_429 = {[429] = true}
 
 function Client:service(scope)
   errors.check(scope, "string?", "kroger:service: scope")
@@ -199,8 +235,18 @@ function Client:get(path, query, authenticator, opts)
   errors.check(query, "table?", "kroger:get: query")
   errors.check(opts, "table?", "kroger:get: opts")
   opts = opts or {}
-  return http.request {method = opts.method or "GET", url = self.base_url .. path, query = query,
-                       auth = authenticator, json = opts.json, retry = opts.retry, raise = opts.raise}
+  local endpoint = self.limits and authenticator and limits.endpoint(path)
+  if not endpoint then
+    return http.request {method = opts.method or "GET", url = self.base_url .. path, query = query,
+                         auth = authenticator, json = opts.json, retry = opts.retry, raise = opts.raise}
+  end
+  local ok, res = pcall(http.request, {method = opts.method or "GET", url = self.base_url .. path, query = query,
+                                       auth = counted(self, authenticator, endpoint), json = opts.json,
+                                       retry = opts.retry, raise = opts.raise, final = FINAL_429})
+  if ok and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end -- raise = false
+  if ok then return res end
+  if errors.is(res, "http") and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end
+  error(res, 0)
 end
 
 -- Products --------------------------------------------------------------------------
@@ -503,9 +549,16 @@ Client.__tostring = function(self)
 end
 
 doc.declare("kapi.kroger.client", M.client, [[
-kapi.kroger.client{env = "sandbox" | "ce" | "prod", base_url, client_id, client_secret} -> kroger
+kapi.kroger.client{env = "sandbox" | "ce" | "prod", base_url, client_id, client_secret, partner,
+                   daily_limits} -> kroger
 A Kroger API client. Credentials come from the environment or the config
-file (never arguments you type); with none, the built-in sandbox.
+file (never arguments you type); with none, the built-in sandbox. A public
+app's calls are counted against the API's daily budgets (products 10,000,
+each locations endpoint 1,600, cart 5,000, identity 5,000; daily_limits =
+{products = 20000} when Kroger granted your app others): kapi warns at 90%
+and stops before a call the day has no room for, with the endpoint, the
+budget and when it resets (kind "rate_limit"); a 429 is never retried.
+kapi auth limits shows the counts. Partner apps are not counted.
 Example:
   local kroger = kapi.kroger.client{env = "sandbox"}
   for p in kroger:products{term = "milk", locationId = "01400376", max_items = 5} do

@@ -16,7 +16,7 @@ Iterator.__index = Iterator
 Iterator.__call = function(self) return self:next() end
 
 local function failure(err, delivered, page)
-  if errors.is(err) and (err.setup or errors.is(err, "interrupted")) then return err end -- not about a page
+  if errors.is(err) and (err.setup or err.fatal or errors.is(err, "interrupted")) then return err end -- not about a page
   local message = ("%s (after %d items, on page %d)"):format(errors.message(err), delivered, page)
   if errors.is(err) then
     local copy = {}

@@ -463,7 +463,7 @@ function M.apply(rows, change)
       else
         row.error = outcome == "unknown" and (M.UNKNOWN .. " (" .. errors.message(result) .. ")") or errors.message(result)
         if M.interrupted(result) then row.error = M.UNKNOWN end
-        if M.interrupted(result) or errors.is_input(result) then stop = result end
+        if M.interrupted(result) or errors.is_input(result) or result.fatal then stop = result end
       end
     end
   end
@@ -529,6 +529,14 @@ function Problems:error(err, where)
   -- A setup missing (no credentials, nobody logged in, an app without the
   -- scope) is no problem of one entry: the whole run stops, saying it once.
   if errors.is(err) and err.setup then error(err, 0) end
+  -- Nor is a day's budget spent; but what was done before it is shown, so
+  -- it is said once and counted as failed work, and the run goes on to
+  -- print (each later call fails at once, without a request).
+  if errors.is(err) and err.fatal then
+    self.failures = self.failures + 1
+    if not self.fatal_told then self.fatal_told = true; tell(self, errors.report_line(err, false)) end
+    return
+  end
   local message = errors.report_line(err, require("kapi.log").verbose)
   local text = where and (where .. ": " .. message) or message
   if errors.is_input(err) then self.inputs = self.inputs + 1 else self.failures = self.failures + 1 end

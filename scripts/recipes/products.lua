@@ -117,17 +117,21 @@ local function search(kroger, args, query, store)
   end
   -- Ids go a batch a call; a search is one call with no ids.
   local batches = query.ids and recipe.batches(query.ids, kapi.kroger.MAX_PRODUCT_IDS) or {{}}
-  for _, ids in ipairs(batches) do
-    local left = limit and limit - #rows
-    if left and left <= 0 then break end
-    for p in kroger:products {term = query.term, brand = query.brand, productId = query.ids and ids,
-                              locationId = store and store.locationId, max_items = left,
-                              progress = progress, on_unreachable = unreachable} do
-      rows[#rows + 1] = product_row(kroger, p, store)
+  -- A page that fails ends the search, but the products found before it
+  -- are still shown: the error comes back to be said after them.
+  local ok, err = pcall(function()
+    for _, ids in ipairs(batches) do
+      local left = limit and limit - #rows
+      if left and left <= 0 then break end
+      for p in kroger:products {term = query.term, brand = query.brand, productId = query.ids and ids,
+                                locationId = store and store.locationId, max_items = left,
+                                progress = progress, on_unreachable = unreachable} do
+        rows[#rows + 1] = product_row(kroger, p, store)
+      end
     end
-  end
+  end)
   bar:finish()
-  return rows
+  return rows, not ok and err or nil
 end
 
 return {
@@ -178,8 +182,8 @@ a --upc that is not a valid GTIN (named; the others are looked up).]],
       recipe.note(args, "kapi: no store given: prices, stock and fulfillment need --store ID or --zip ZIP "
                         .. "(or a preferred store: kapi config set store ID)")
     end
-    local rows = search(kroger, args, query, store)
-    if query.ids then
+    local rows, failed = search(kroger, args, query, store)
+    if query.ids and not failed then
       local found = {}
       for _, row in ipairs(rows) do found[row.productId] = true end
       -- Not found is an answer, as for a search that finds nothing.
@@ -192,6 +196,8 @@ a --upc that is not a valid GTIN (named; the others are looked up).]],
       end
     end
     recipe.print(args, rows, COLUMNS, KEYS)
+    if failed and recipe.interrupted(failed) then error(failed, 0) end -- 130, after what was found
+    if failed then problems:error(failed) end
     return recipe.status(problems)
   end,
 }

@@ -144,10 +144,10 @@ describe("a script calling kapi wrongly", function()
                  "sandbox.start: products must be a whole number from 1 to 1000000, got -1")
     assert_usage([[kapi.sandbox.start{seed = "x"}]], [[sandbox.start: seed must be a number, got "x"]])
     assert_usage("kapi.sandbox.start{bogus = 1}", "sandbox.start: unknown option bogus (options: coupons, "
-                 .. "deny_consent, faults, items, port, products, redirect_uri, review_delay, seed, stores, tls_cert, "
+                 .. "daily_limits, deny_consent, faults, items, port, products, redirect_uri, review_delay, seed, stores, tls_cert, "
                  .. "tls_key, token_ttl, verbose)")
     assert_usage("kapi.kroger.client{bogus = 1}", "kroger.client: unknown option bogus (options: base_url, client_id, "
-                 .. "client_secret, env, max_offset, partner)")
+                 .. "client_secret, daily_limits, env, max_offset, partner)")
     assert_usage("kapi.doc.declare()", "doc.declare: name must be a string, got nil")
   end)
 end)

@@ -249,15 +249,15 @@ describe("kapi's Lua API, inside its arguments", function()
     assert_usage("sandbox.start: port must be a whole number from 0 to 65535, got 70000", start, {port = 70000})
     assert_usage("sandbox.start: review_delay must be a number from 0 to 604800, got -1", start, {review_delay = -1})
     assert_usage("sandbox.start: unknown option prodcts (did you mean products?)", start, {prodcts = 10})
-    assert_usage("sandbox.start: unknown option bogus (options: coupons, deny_consent, faults, items, port, "
+    assert_usage("sandbox.start: unknown option bogus (options: coupons, daily_limits, deny_consent, faults, items, port, "
                  .. "products, redirect_uri, review_delay, seed, stores, tls_cert, tls_key, token_ttl, verbose)",
                  start, {bogus = 1})
     -- (the words after the option's name are faults.parse's, as kapi sandbox --faults gives them)
     local err = usage_error_of(start, {faults = "x=1"})
     assert.is_true(errors.is(err, "usage"))
     assert.matches("^sandbox%.start: faults x=1: unknown fault [^\n]+$", errors.message(err))
-    assert_usage("kroger.client: unknown option bogus (options: base_url, client_id, client_secret, env, "
-                 .. "max_offset, partner)", kapi.kroger.client, {bogus = 1})
+    assert_usage("kroger.client: unknown option bogus (options: base_url, client_id, client_secret, daily_limits, "
+                 .. "env, max_offset, partner)", kapi.kroger.client, {bogus = 1})
     assert_usage([[kroger.client: partner must be true or false, got "yes"]], kapi.kroger.client,
                  {env = "sandbox", partner = "yes"})
     assert_usage("content1.client: unknown option secrt (did you mean secret?)", kapi.content1.client,

@@ -6,7 +6,7 @@ local DEFAULT_SCOPES = {"cart.basic:write", "profile.compact"}
 function M.arguments(parser)
   parser:command_target("action")
   parser:require_command(true)
-  parser:usage("Usage: kapi auth COMMAND [options]   (COMMAND: login, status, logout or token)")
+  parser:usage("Usage: kapi auth COMMAND [options]   (COMMAND: login, status, limits, logout or token)")
   local login = parser:command("login", "Log in as a customer (authorization code with PKCE)")
   login:option("--env", "sandbox, ce or prod (default: KAPI_ENV, the config file, or by credentials)")
     :choices {"sandbox", "ce", "prod"}
@@ -17,6 +17,8 @@ function M.arguments(parser)
   local status = parser:command("status", "Show the stored logins and tokens (never the tokens themselves)")
   status:option("--env", "Only this environment (prod, ce, or a sandbox's address)")
   status:flag("--json", "Print a JSON array of {env, kind, client_id, scopes, state, expires_at, renewable}")
+  local limits = parser:command("limits", "Show the calls made today against the public API's daily budgets")
+  limits:flag("--json", "Print a JSON array of {env, client_id, endpoint, used, budget, resets_at}")
   local logout = parser:command("logout", "Forget the stored tokens of an environment")
   logout:option("--env", "sandbox, ce or prod"):choices {"sandbox", "ce", "prod"}
   local token = parser:command("token", "Print an access token, for piping into other tools")
@@ -111,6 +113,33 @@ function actions.status(args, config, auth)
   io.write(recipe.render_table(rows, {
     {key = "env", title = "ENV"}, {key = "kind", title = "KIND"}, {key = "client_id", title = "CLIENT"},
     {key = "scopes", title = "SCOPES", wrap = true}, {key = "state", title = "STATE", wrap = true},
+  }, {width = recipe.width(1)}))
+  return 0
+end
+
+function actions.limits(args, config)
+  local rows = {}
+  for _, client in ipairs(require("kapi.limits").stored()) do
+    for _, u in ipairs(client.usage) do
+      rows[#rows + 1] = {env = env_of(config, client.host), client_id = client.client_id, endpoint = u.endpoint,
+                         used = u.used, budget = u.budget, resets_at = u.resets_at,
+                         resets = os.date("%Y-%m-%d %H:%M", u.resets_at)}
+    end
+  end
+  if args.json then
+    for _, r in ipairs(rows) do r.resets = nil end
+    io.write(require("kapi.json").encode(require("kapi.json").array(rows), {sorted = true}), "\n")
+    return 0
+  end
+  if #rows == 0 then
+    io.stderr:write("kapi: no calls counted today (partner apps and the built-in sandbox are not counted)\n")
+    return 0
+  end
+  local recipe = require "kapi.recipe"
+  io.write(recipe.render_table(rows, {
+    {key = "env", title = "ENV"}, {key = "client_id", title = "CLIENT"}, {key = "endpoint", title = "ENDPOINT"},
+    {key = "used", title = "USED", right = true}, {key = "budget", title = "BUDGET", right = true},
+    {key = "resets", title = "RESETS"},
   }, {width = recipe.width(1)}))
   return 0
 end

@@ -25,6 +25,12 @@ function M.arguments(parser)
           if not ok then return nil, ("--faults %s: %s"):format(errors.excerpt(text), why) end
           return text
         end):argname("SPEC")
+  parser:option("--daily-limits", "The public app's daily budgets, e.g. products=500,cart=50 (default: Kroger's)")
+        :convert(function(text)
+          local ok, why = require("kapi.limits").parse(text)
+          if not ok then return nil, ("--daily-limits %s: %s"):format(errors.excerpt(text), why) end
+          return text
+        end):argname("SPEC")
   parser:option("--tls", "Serve HTTPS with CERT,KEY (PEM files)"):argname("CERT,KEY")
   parser:flag("--deny-consent", "The authorize endpoint answers access_denied")
   parser:flag("--verbose", "Log one line per request on stderr")
@@ -51,6 +57,7 @@ local function start(kapi, args)
     port = args.port, seed = args.seed, products = args.products, stores = args.stores, items = args.items,
     token_ttl = args.token_ttl, review_delay = args.review_delay, verbose = args.verbose or cli.options.verbose,
     faults = args.faults, deny_consent = args.deny_consent, tls_cert = cert, tls_key = key,
+    daily_limits = args.daily_limits,
   })
   if ok then return sandbox end
   local message = errors.message(sandbox)

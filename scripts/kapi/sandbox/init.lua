@@ -39,6 +39,7 @@ function M.new_state(opts)
   items.init(state)
   state.partner = partner.new_state(state.catalog, opts)
   faults.init(state, opts)
+  state.daily_limits = opts.daily_limits and require("kapi.limits").parse(opts.daily_limits) or nil
   return state
 end
 
@@ -106,14 +107,15 @@ end
 
 --- Starts a sandbox on loopback: start{port = 0, seed = 1, products =
 --- 20000, stores = 300, items = 2000, token_ttl = 1800, review_delay = 2,
---- faults = "5xx=0.05,...", verbose = false, tls_cert, tls_key} -> sandbox with .url, .state,
+--- faults = "5xx=0.05,...", daily_limits = "products=500,...", verbose = false, tls_cert, tls_key}
+--- -> sandbox with .url, .state,
 --- .credentials and :close().
 -- The options start takes, and their kinds; the limits are kapi
 -- sandbox's (scripts/kapi/commands/sandbox.lua).
 local OPTIONS = {port = "number", seed = "number", products = "number", stores = "number", items = "number",
                  coupons = "number", token_ttl = "number", review_delay = "number", faults = "string",
                  verbose = "boolean", deny_consent = "boolean", redirect_uri = "string", tls_cert = "string",
-                 tls_key = "string"}
+                 tls_key = "string", daily_limits = "string"}
 
 local function check_options(opts)
   errors.check(opts, "table?", "sandbox.start: opts")
@@ -128,6 +130,10 @@ local function check_options(opts)
   whole(opts.coupons, 0, 100000, "sandbox.start: coupons", true)
   number(opts.token_ttl, 1, 30 * 86400, "sandbox.start: token_ttl", true)
   number(opts.review_delay, 0, 7 * 86400, "sandbox.start: review_delay", true)
+  if opts.daily_limits then
+    local ok, why = require("kapi.limits").parse(opts.daily_limits)
+    if not ok then errors.usage(("sandbox.start: daily_limits %s: %s"):format(errors.excerpt(opts.daily_limits), why), 0) end
+  end
   if opts.faults then
     local ok, why = faults.parse(opts.faults)
     if not ok then errors.usage(("sandbox.start: faults %s: %s"):format(errors.excerpt(opts.faults), why), 0) end

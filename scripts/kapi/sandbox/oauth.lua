@@ -174,6 +174,37 @@ end
 --- The grant behind the request's bearer token, or nil and the response
 --- to send: 401 for a missing, unknown or expired token, 403 when none of
 --- `scopes` (if given) was granted, or when a customer token is needed.
+-- The public API's daily budgets, as Kroger enforces them: per client
+-- and endpoint, the day starting at the first call; past it, 429 until
+-- the day is over. Partner clients have none. (state.daily_limits:
+-- kapi sandbox --daily-limits, else Kroger's published budgets.)
+local function over_budget(state, req, grant)
+  local client = state.clients[grant.client]
+  if not client or client.partner then return nil end
+  local limits = require "kapi.limits"
+  local endpoint = limits.endpoint(req.path)
+  local budget = endpoint and (state.daily_limits or {})[endpoint] or (endpoint and limits.BUDGETS[endpoint])
+  if not budget then return nil end
+  state.daily = state.daily or {}
+  local key = grant.client .. " " .. endpoint
+  local day, t = state.daily[key], os.time()
+  if not day or t >= day.first + limits.DAY then
+    day = {first = t, count = 0}
+    state.daily[key] = day
+  end
+  if day.count >= budget then
+    return {status = 429, headers = {["Content-Type"] = "application/json"},
+            json = {errors = {reason = "rate limit exceeded", code = "API-4290-429", timestamp = state.now_ms()}}}
+  end
+  day.count = day.count + 1
+end
+
+local function granted(state, req, grant)
+  local refused = over_budget(state, req, grant)
+  if refused then return nil, refused end
+  return grant
+end
+
 function M.check(state, req, scopes, customer)
   local token = (req.headers.authorization or ""):match("^[Bb]earer%s+(%S+)$")
   local grant = token and state.tokens[token]
@@ -186,12 +217,12 @@ function M.check(state, req, scopes, customer)
   if scopes then
     for _, wanted in ipairs(scopes) do
       for _, have in ipairs(grant.scopes) do
-        if have == wanted then return grant end
+        if have == wanted then return granted(state, req, grant) end
       end
     end
     return nil, forbidden(state)
   end
-  return grant
+  return granted(state, req, grant)
 end
 
 --- Expires a token at once (the faults "expire" and tests use it).
