@@ -12,6 +12,9 @@
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "loop.h"
@@ -777,9 +780,52 @@ static const luaL_Reg stream_methods[] = {
     {"head", stream_head}, {"read", stream_read}, {"close", stream_close},
     {NULL, NULL}};
 
+/* --- where a URL goes ---------------------------------------------------- */
+
+/* A host is loopback when it is an IPv4 literal in 127.0.0.0/8, the IPv6
+ * literal ::1, or exactly "localhost": decided on the host libcurl parses
+ * out of the URL (the one it will connect to), never on the URL's text,
+ * where 127.0.0.1.evil.test and 127.0.0.1@evil.test look alike. */
+static int host_is_loopback(const char *host) {
+  struct in_addr v4;
+  struct in6_addr v6;
+  if (strcasecmp(host, "localhost") == 0) return 1;
+  if (inet_pton(AF_INET, host, &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  size_t n = strlen(host);
+  if (n > 2 && host[0] == '[' && host[n - 1] == ']') {
+    char inner[INET6_ADDRSTRLEN + 1];
+    if (n - 2 >= sizeof inner) return 0;
+    memcpy(inner, host + 1, n - 2);
+    inner[n - 2] = '\0';
+    return inet_pton(AF_INET6, inner, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+  }
+  return 0;
+}
+
+/* http.url_host(url) -> host, is_loopback | nil, reason: the host libcurl
+ * parses (IPv4 numbers normalised, as curl connects to them). */
+static int l_url_host(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  CURLU *u = curl_url();
+  char *host = NULL;
+  CURLUcode rc = u ? curl_url_set(u, CURLUPART_URL, url, 0) : CURLUE_OUT_OF_MEMORY;
+  if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+  if (rc != CURLUE_OK) {
+    curl_url_cleanup(u);
+    lua_pushnil(L);
+    lua_pushstring(L, curl_url_strerror(rc));
+    return 2;
+  }
+  lua_pushstring(L, host);
+  lua_pushboolean(L, host_is_loopback(host));
+  curl_free(host);
+  curl_url_cleanup(u);
+  return 2;
+}
+
 static const luaL_Reg module_functions[] = {
     {"request", l_request}, {"open", l_open}, {"configure", l_configure},
-    {"version", l_version}, {NULL, NULL}};
+    {"version", l_version}, {"url_host", l_url_host}, {NULL, NULL}};
 
 static http_state *new_state(lua_State *L) {
   http_state *h = lua_newuserdatauv(L, sizeof *h, 0);

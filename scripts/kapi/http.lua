@@ -346,10 +346,16 @@ end
 
 -- Requests ----------------------------------------------------------------
 
+-- Whether url goes to this machine: decided on the host libcurl parses
+-- from it (the one it connects to), never on the text, where
+-- http://127.0.0.1.evil.test/ and http://127.0.0.1@evil.test/ look like
+-- loopback. The last answer is kept: requests repeat their base URL.
+local last_loopback_url, last_loopback
 local function is_loopback(url)
-  local host = url:match("^%a+://%[([^%]]+)%]") or url:match("^%a+://([^/:?#]+)")
-  host = host and host:lower()
-  return host == "localhost" or host == "::1" or (host or ""):match("^127%.") ~= nil
+  if url == last_loopback_url then return last_loopback end
+  local host, loopback = get_transport().url_host(url)
+  last_loopback_url, last_loopback = url, host ~= nil and loopback
+  return last_loopback
 end
 M.is_loopback = is_loopback
 

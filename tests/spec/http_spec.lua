@@ -252,6 +252,27 @@ describe("kapi.http requests", function()
     assert.equal("usage", err.kind)
     assert.matches("refusing to send credentials", tostring(err))
   end)
+
+  it("decides loopback from the host the URL goes to, not from its text", function()
+    local loopback = {"http://127.0.0.1:8/", "http://127.9.9.9/", "http://localhost:9/x", "http://LOCALHOST/",
+                      "http://[::1]:9/", "http://u:p@127.0.0.1:9/", "http://2130706433/", "http://0x7f.1/",
+                      "http://127.1/"}
+    local elsewhere = {"http://127.0.0.1.evil.test/", "http://127.0.0.1@evil.test/", "http://127.0.0.1:80@evil.test/",
+                       "http://localhost./", "http://localhost.evil.test/", "http://evil.test/?127.0.0.1",
+                       "http://evil.test/#@127.0.0.1", "http://127.0.0.1%2eevil.test/", "http://[::ffff:7f00:1]/",
+                       "http://128.0.0.1/", "http://[::2]/", "http://0.0.0.0/"}
+    for _, url in ipairs(loopback) do assert.is_true(http.is_loopback(url), url) end
+    for _, url in ipairs(elsewhere) do
+      assert.is_false(http.is_loopback(url), url)
+      -- Neither a secret nor a token goes there in clear, nor TLS without checks.
+      local ok, err = pcall(http.get, url, {headers = {Authorization = "Bearer t"}, retry = false})
+      assert.is_false(ok)
+      assert.matches("refusing to send credentials", tostring(err), 1, true)
+      ok, err = pcall(http.get, (url:gsub("^http:", "https:")), {insecure = true})
+      assert.is_false(ok)
+      assert.matches("only for loopback", tostring(err), 1, true)
+    end
+  end)
 end)
 
 describe("decoding and authentication", function()
