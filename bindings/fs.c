@@ -118,6 +118,25 @@ static int fs_mode(lua_State *L) {
   return 1;
 }
 
+/* fs.create(path, mode = 0600) -> true (created with that mode, empty) |
+ * false (it was there already, left as it is) | nil, message. For files
+ * that must never exist, even for a moment, with wider permissions. */
+static int fs_create(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  mode_t mode = (mode_t)luaL_optinteger(L, 2, 0600);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0 && errno == EEXIST) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (fd < 0) return fail(L, "cannot create", path);
+  int failed = fchmod(fd, mode) < 0; /* the umask must not widen or narrow it */
+  close(fd);
+  if (failed) return fail(L, "cannot set the mode of", path);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* fs.remove(path) -> true | nil, message (a missing file is fine) */
 static int fs_remove(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -172,6 +191,7 @@ static const luaL_Reg lock_methods[] = {{"release", lock_release}, {NULL, NULL}}
 static const luaL_Reg fs_functions[] = {
     {"list", fs_list},         {"mkdirs", fs_mkdirs}, {"write_atomic", fs_write_atomic},
     {"mode", fs_mode},         {"remove", fs_remove}, {"try_lock", fs_try_lock},
+    {"create", fs_create},
     {NULL, NULL}};
 
 int luaopen_kapi_core_fs(lua_State *L) {

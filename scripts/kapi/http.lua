@@ -233,15 +233,18 @@ local function redact_value(value, depth)
   return out
 end
 
---- A body fit for logs: secrets in JSON or form bodies replaced.
+--- A body fit for logs: secrets in JSON or form bodies replaced, whatever
+--- the content type says (a raw body = "refresh_token=..." may carry
+--- none, or a wrong one): what reads as JSON or as a form is redacted.
 function M.redact_body(body, content_type)
   if type(body) ~= "string" or body == "" then return body end
   content_type = (content_type or ""):lower()
-  if content_type:find("json", 1, true) then
+  if content_type:find("json", 1, true) or body:find("^%s*[{%[]") then
     local ok, value = pcall(json.decode, body)
     if ok then return json.encode(redact_value(value, 0)) end
-  elseif content_type:find("x-www-form-urlencoded", 1, true) then
-    return M.redact_url("?" .. body):sub(2)
+  end
+  if content_type:find("x-www-form-urlencoded", 1, true) or body:find("^[^%s=&]+=") then
+    body = M.redact_url("?" .. body):sub(2)
   end
   if #body > 2000 then return body:sub(1, 2000) .. "..." end
   return body

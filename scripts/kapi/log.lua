@@ -40,6 +40,9 @@ function M.trace(record)
   if not path then return end
   if path ~= trace_path then
     if trace_file then trace_file:close() end
+    -- What kapi writes about requests is for the user alone (0600), as
+    -- its tokens are, even redacted.
+    require("kapi.core.fs").create(path, 384) -- a file already there keeps its mode
     trace_file, trace_path = io.open(path, "a"), path
     if trace_file then trace_file:setvbuf("line") end
   end

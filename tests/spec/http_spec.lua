@@ -527,9 +527,14 @@ describe("logging and redaction", function()
       local ok, err = pcall(kapi.http.post, srv.url .. "/login", {json = {user = "u", password = "SECRET-JSON",
                                                                          nested = {code = "SECRET-CODE"}}})
       print(tostring(err))
+      -- Raw bodies, with no content type or a wrong one, are redacted too.
+      pcall(kapi.http.post, srv.url .. "/raw", {body = "grant_type=refresh_token&refresh_token=SECRET-RAW-FORM"})
+      pcall(kapi.http.post, srv.url .. "/raw", {body = '{"client_secret": "SECRET-RAW-JSON"}',
+                                                headers = {["Content-Type"] = "text/plain"}})
       srv:close()
     ]])
     local r = process.kapi_run({"--verbose", script}, {env = {KAPI_TRACE = trace}})
+    local mode = require("kapi.core.fs").mode(trace)
     local f = assert(io.open(trace))
     local logged = f:read("a")
     f:close()
@@ -538,8 +543,9 @@ describe("logging and redaction", function()
     assert.matches("POST http://127%.0%.0%.1:%d+/token%?access_token=REDACTED&keep=visible %-> 400", r.stderr)
     assert.matches('"attempt":1', logged)
     assert.matches("REDACTED", logged)
+    assert.equal(384, mode) -- 0600: for the user alone, as the token store
     for _, secret in ipairs {"SECRET-QUERY", "SECRET-HEADER", "SECRET-HMAC", "SECRET-FORM",
-                             "SECRET-CS", "SECRET-JSON", "SECRET-CODE"} do
+                             "SECRET-CS", "SECRET-JSON", "SECRET-CODE", "SECRET-RAW-FORM", "SECRET-RAW-JSON"} do
       assert.is_nil(everything:find(secret, 1, true), secret .. " leaked")
     end
   end)
