@@ -179,3 +179,86 @@ describe("kapi auth logout", function()
                    .. "kapi: no stored tokens for http://127%.0%.0%.1:9 %(sandbox%)\n$", r.stderr)
   end)
 end)
+
+describe("the token store after a kapi was killed mid-write", function()
+  it("takes a complete temporary as the newer record, drops one cut short, and logout leaves none", function()
+    local dir = process.tempdir()
+    local kapi = process.quote(process.kapi)
+    local env = ("export XDG_STATE_HOME=%s/state KAPI_CONFIG=/nonexistent KAPI_SANDBOX_URL=http://127.0.0.1:9 "
+                 .. "KROGER_CLIENT_ID= KROGER_CLIENT_SECRET= KAPI_ENV=; "):format(dir)
+    -- A pid nobody has any more: a shell that has ended.
+    local dead = process.sh("sh -c 'echo $$'").stdout:match("%d+")
+    local r = process.sh(env .. kapi .. [[ -e '
+      local store = require "kapi.auth.store"
+      local json = require "kapi.json"
+      local key = store.key("http://127.0.0.1:9", "kapi-sandbox", "customer")
+      local function record(refresh) return {kind = "customer", host = "http://127.0.0.1:9", client_id = "kapi-sandbox",
+        access_token = "a", refresh_token = refresh, expires_at = os.time() + 600} end
+      store.write(key, record("old"))
+      local function put(name, text) local f = assert(io.open(store.dir() .. "/" .. name, "w")) f:write(text) f:close() end
+      put(key .. ".json.tmp.]] .. dead .. [[", json.encode(record("new")))
+      local other = store.key("http://127.0.0.1:9", "kapi-sandbox", "service", {"x"})
+      put(other .. ".json.tmp.]] .. dead .. [[", "{\"kind\": \"serv")
+      local records = store.list()
+      assert(#records == 1 and records[1].refresh_token == "new", "the complete temporary is the record")
+      for _, name in ipairs(require("kapi.core.fs").list(store.dir())) do
+        assert(not name:find(".tmp.", 1, true), name .. " left")
+      end
+      -- One of a writer still running is left to it, but logout removes it too.
+      put(key .. ".json.tmp.]] .. "1" .. [[", json.encode(record("newest")))
+      print("ok")']] .. " && " .. kapi .. " auth logout && ls -A $XDG_STATE_HOME/kapi/tokens | grep -v lock; true")
+    process.cleanup(dir)
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("ok\n", r.stdout)
+    assert.matches("Removed 1 stored token", r.stderr)
+  end)
+end)
+
+describe("a token refresh killed at any moment", function()
+  it("leaves the store as the old or the new login, never corrupt, empty or in a temporary", function()
+    local dir = process.tempdir()
+    -- Tokens live 30 s and are renewed 60 s early: every `kapi auth token`
+    -- refreshes (a write of the store), and is killed somewhere in it.
+    local script = ([[
+      export XDG_STATE_HOME=%s/state XDG_CONFIG_HOME=%s/config KAPI=%s KAPI_CONFIG=/nonexistent
+      "$KAPI" sandbox --products 100 --stores 5 --token-ttl 30 > %s/sandbox.out 2>&1 &
+      sandbox=$!
+      trap 'kill $sandbox' EXIT
+      for i in $(seq 100); do grep -q "^kapi sandbox: http" %s/sandbox.out && break; sleep 0.05; done
+      export KAPI_SANDBOX_URL=$(sed -n 's/^kapi sandbox: //p' %s/sandbox.out)
+      login() {
+        "$KAPI" auth login --env sandbox --no-browser --scope cart.basic:write > %s/login.out 2>&1 &
+        l=$!
+        for i in $(seq 200); do grep -q authorize %s/login.out && break; sleep 0.02; done
+        curl -s -o /dev/null "$(curl -s -o /dev/null -w '%%{redirect_url}' "$(grep -o 'http://[^ ]*authorize[^ ]*' %s/login.out)")"
+        wait $l
+      }
+      login
+      corrupt=0 lost=0 kept=0
+      for i in $(seq 80); do
+        "$KAPI" auth token --env sandbox > /dev/null 2>&1 &
+        victim=$!
+        sleep 0.0$((i %% 4))$((i * 7 %% 10))  # 0 to 39 ms: start-up, the request, the write
+        kill -9 $victim 2>/dev/null; wait $victim 2>/dev/null
+        # What the next command finds: a record that parses, no temporary left.
+        "$KAPI" -e 'local s = require "kapi.auth.store" local n = #s.list()
+          for _, f in ipairs(require("kapi.core.fs").list(s.dir()) or {}) do
+            if f:find(".tmp.", 1, true) then os.exit(3) end
+            if f:match("%%.json$") and not s.read(f:sub(1, -6)) then os.exit(4) end
+          end
+          os.exit(n == 1 and 0 or 5)' || { corrupt=$((corrupt + 1)); echo "iteration $i: $?" >&2; }
+        if "$KAPI" auth token --env sandbox > /dev/null 2>&1; then kept=$((kept + 1)); else lost=$((lost + 1)); login; fi
+      done
+      echo "corrupt=$corrupt kept=$kept lost=$lost"
+    ]]):format(dir, dir, process.quote(process.kapi), dir, dir, dir, dir, dir, dir)
+    local r = process.sh(script)
+    process.cleanup(dir)
+    assert.equal(0, r.status, r.stderr)
+    local corrupt, kept, lost = r.stdout:match("corrupt=(%d+) kept=(%d+) lost=(%d+)")
+    assert.equal("0", corrupt, r.stderr)
+    -- A kill after the sandbox spent the refresh token and before kapi
+    -- stored the new one loses the login (docs/auth.md): rare, not never.
+    assert.is_true(tonumber(kept) >= 70, r.stdout)
+    assert.equal(80, tonumber(kept) + tonumber(lost))
+  end)
+end)

@@ -38,14 +38,43 @@ end
 
 local function path(key) return M.dir() .. "/" .. key .. ".json" end
 
-function M.read(key)
-  if memory[key] then return memory[key].record end
-  local f = io.open(path(key), "r")
+local function read_record(file)
+  local f = io.open(file, "r")
   if not f then return nil end
   local text = f:read("a")
   f:close()
   local ok, value = pcall(json.decode, text)
   return ok and type(value) == "table" and value or nil
+end
+
+-- The temporary files of a key (KEY.json.tmp.PID, as fs.write_atomic
+-- names them), each with the pid that wrote it.
+local function temporaries(key)
+  local out = {}
+  for _, name in ipairs(fs.list(M.dir()) or {}) do
+    local k, pid = name:match("^(.-)%.json%.tmp%.(%d+)$")
+    if k and (key == nil or k == key) then out[#out + 1] = {key = k, pid = pid, path = M.dir() .. "/" .. name} end
+  end
+  return out
+end
+
+-- A kapi killed between writing a token file's temporary and renaming it
+-- over the file leaves the temporary behind. Once its writer is gone: a
+-- complete one is the newer record (the service may have spent the older
+-- refresh token already), and takes the file's place; one cut short is
+-- removed. Neither is left holding a token nobody knows of.
+local function recover(key)
+  for _, t in ipairs(temporaries(key)) do
+    if not fs.mode("/proc/" .. t.pid) then
+      if read_record(t.path) then os.rename(t.path, path(t.key)) else fs.remove(t.path) end
+    end
+  end
+end
+
+function M.read(key)
+  if memory[key] then return memory[key].record end
+  recover(key)
+  return read_record(path(key))
 end
 
 -- A token store that cannot be written (a full disk, a read-only home)
@@ -62,16 +91,24 @@ function M.write(key, record)
   if not ok then store_failed("write", err) end
 end
 
---- Removes a stored token; raises the store's failure when it stays.
+--- Removes a stored token, and any temporary copy of it; raises the
+--- store's failure when one stays.
 function M.remove(key)
   if memory[key] then memory[key].record = nil; return end
   local ok, err = fs.remove(path(key))
+  for _, t in ipairs(temporaries(key)) do
+    if ok then ok, err = fs.remove(t.path) end
+  end
   if not ok then store_failed("remove a token from", err) end
 end
 
---- Every stored record, with its key.
+--- Every stored record, with its key (those left only in a temporary by a
+--- kapi that was killed included).
 function M.list()
   local out = {}
+  for _, t in ipairs(temporaries()) do
+    if not fs.mode(path(t.key)) then recover(t.key) end
+  end
   for _, name in ipairs(fs.list(M.dir()) or {}) do
     local key = name:match("^(.+)%.json$")
     local record = key and M.read(key)
