@@ -143,6 +143,34 @@ static char simple_escape(char c) {
   }
 }
 
+static size_t utf8_length(const unsigned char *s, size_t n);
+
+/* From p, the characters of a string up to its closing quote, a backslash
+ * or the end of the text. RFC 8259 strings hold no raw control character
+ * (NUL included) and are UTF-8: anything else is refused where it stands,
+ * never passed on to a script as text. */
+static const char *scan_plain(decoder *d, const char *p) {
+  const char *end = d->end;
+  while (p < end) {
+    unsigned char c = (unsigned char)*p;
+    if (c >= 0x20 && c < 0x80) {
+      if (c == '"' || c == '\\') return p;
+      p++;
+    } else if (c < 0x20) {
+      d->p = p;
+      fail(d, "a control character in a string (write it as \\u00XX)");
+    } else {
+      size_t len = utf8_length((const unsigned char *)p, (size_t)(end - p));
+      if (len == 0) {
+        d->p = p;
+        fail(d, "a string that is not UTF-8");
+      }
+      p += len;
+    }
+  }
+  return p;
+}
+
 /* The rest of a string that has escapes, from its first backslash. */
 static void push_escaped_string(decoder *d, const char *start) {
   luaL_Buffer b;
@@ -150,7 +178,7 @@ static void push_escaped_string(decoder *d, const char *start) {
   luaL_addlstring(&b, start, (size_t)(d->p - start));
   for (;;) {
     const char *run = d->p;
-    while (d->p < d->end && *d->p != '"' && *d->p != '\\') d->p++;
+    d->p = scan_plain(d, d->p);
     luaL_addlstring(&b, run, (size_t)(d->p - run));
     if (d->p >= d->end) fail(d, "unfinished string");
     if (*d->p++ == '"') break;
@@ -170,8 +198,8 @@ static void push_escaped_string(decoder *d, const char *start) {
 
 /* At the opening quote: pushes the string. */
 static void push_string(decoder *d) {
-  const char *start = ++d->p, *p = start, *end = d->end;
-  while (p < end && *p != '"' && *p != '\\') p++;
+  const char *start = ++d->p, *end = d->end;
+  const char *p = scan_plain(d, start);
   d->p = p;
   if (p < end && *p == '"') {
     lua_pushlstring(d->L, start, (size_t)(p - start));

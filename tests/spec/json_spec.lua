@@ -137,6 +137,15 @@ describe("kapi.json.decode", function()
       {'"\\u12"', "json: invalid unicode escape at character 2, near '\\u12\"'"},
       {"<html>\n<body>", "json: expected a value at character 1, near '<html> <body>'"},
       {"[1 éééééééééé]", "json: expected ',' or ']' at character 4, near 'ééééééé'"},
+      -- RFC 8259: no raw control character (NUL included) in a string, and UTF-8 only.
+      {'"a\1b"', "json: a control character in a string (write it as \\u00XX) at character 3, near ' b\"'"},
+      {'["ok", "tab\there"]', "json: a control character in a string (write it as \\u00XX) at character 12, near ' here\"]'"},
+      {'"a\0b"', "json: a control character in a string (write it as \\u00XX) at character 3, near ' b\"'"},
+      {'"a\n"', "json: a control character in a string (write it as \\u00XX) at character 3, near ' \"'"},
+      {'"\\n then a\1"', "json: a control character in a string (write it as \\u00XX) at character 11, near ' \"'"},
+      {'"caf\255"', "json: a string that is not UTF-8 at character 5, near '\255\"'"},
+      {'"\237\160\128"', "json: a string that is not UTF-8 at character 2, near '\237\160\128\"'"},
+      {'"\192\175"', "json: a string that is not UTF-8 at character 2, near '\192\175\"'"},
     }
     for _, case in ipairs(cases) do
       local ok, err = pcall(json.decode, case[1])
