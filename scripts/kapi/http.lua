@@ -158,9 +158,28 @@ local function header_list(self)
   local list = rawget(self, "list")
   if list then return list end
   list = {}
-  for name, value in rawget(self, "block"):gmatch("([^:\r\n]+):[ \t]*([^\r\n]-)[ \t]*\r?\n") do
-    list[#list + 1] = name
-    list[#list + 1] = value
+  -- Line by line, then trimmed with anchored patterns: linear in the size
+  -- of the block, whatever a server puts in it (a lazy match followed by
+  -- optional spaces is quadratic on a long run of them).
+  for line in rawget(self, "block"):gmatch("[^\r\n]+") do
+    local colon = line:find(":", 1, true)
+    if colon and colon > 1 then
+      local value = line:sub(colon + 1)
+      local first = value:find("[^ \t]")
+      if first then
+        local last = #value
+        while last > first do
+          local c = value:byte(last)
+          if c ~= 32 and c ~= 9 then break end
+          last = last - 1
+        end
+        value = value:sub(first, last)
+      else
+        value = ""
+      end
+      list[#list + 1] = line:sub(1, colon - 1)
+      list[#list + 1] = value
+    end
   end
   rawset(self, "list", list)
   return list
@@ -539,7 +558,15 @@ local function perform(req)
         goto continue
       end
       if result.status < 400 or req.raise == false then
-        return setmetatable(result, Response)
+        local response = setmetatable(result, Response)
+        -- expect_json: a success whose body is not JSON (cut short by a
+        -- broken connection, a proxy's HTML page) is a transport failure,
+        -- retried as a reset is when the request may be repeated.
+        if not req.expect_json or result.status >= 300 or result.body == "" then return response end
+        local ok, err = pcall(response.json, response)
+        if ok then return response end
+        if attempt >= attempts_allowed(req) then error(err, 0) end
+        goto retry
       end
       -- final: statuses that answer for good (Kroger's public 429: the
       -- day's budget is spent, so a retry only burns time).
@@ -555,6 +582,7 @@ local function perform(req)
         error(failure(req, kind, message, url, attempt), 0)
       end
     end
+    ::retry::
     require("kapi.task").sleep(wait or backoff(attempt))
     ::continue::
   end
@@ -585,7 +613,7 @@ local OPTION_KINDS = {
   query = "table", headers = "table", body = "string", json = "any",
   form = "table", timeout = "number", connect_timeout = "number", retry = "boolean|number", auth = "table",
   raise = "boolean", max_size = "number", ca_file = "string", insecure = "boolean", follow = "boolean",
-  final = "table",
+  final = "table", expect_json = "boolean",
 }
 local OPTION_NAMES = {}
 for name in pairs(OPTION_KINDS) do OPTION_NAMES[#OPTION_NAMES + 1] = name end
@@ -748,8 +776,9 @@ failures to connect raise kind "network" or "timeout". GET, HEAD and OPTIONS
 are retried on network errors and 408/429/5xx with backoff and Retry-After;
 other methods only with retry = true. Options: timeout, connect_timeout
 (seconds), retry (true, false or a number of attempts), final (statuses
-never retried: {[429] = true}), auth, max_size, ca_file, insecure
-(loopback only), follow (redirects).
+never retried: {[429] = true}), expect_json (a 2xx whose body is not JSON
+fails as a broken transfer does, retried when the request may be),
+auth, max_size, ca_file, insecure (loopback only), follow (redirects).
 Example:
   local res = kapi.http.request{method = "POST", url = "https://example.test/v1/items",
                                 json = {name = "milk"}, timeout = 10}

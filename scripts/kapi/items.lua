@@ -292,7 +292,7 @@ function Client:call(method, path, body, query)
   errors.check(method, "string", "items:call: method")
   errors.check(path, "string", "items:call: path")
   return http.request {method = method, url = self.base_url .. path, auth = self.signer, json = body,
-                       query = query, retry = method == "GET"}
+                       query = query, retry = method == "GET", expect_json = true}
 end
 
 --- publications{gtin, recipientGln, ipGln} -> records

@@ -238,11 +238,13 @@ function Client:get(path, query, authenticator, opts)
   local endpoint = self.limits and authenticator and limits.endpoint(path)
   if not endpoint then
     return http.request {method = opts.method or "GET", url = self.base_url .. path, query = query,
-                         auth = authenticator, json = opts.json, retry = opts.retry, raise = opts.raise}
+                         auth = authenticator, json = opts.json, retry = opts.retry, raise = opts.raise,
+                         expect_json = true}
   end
   local ok, res = pcall(http.request, {method = opts.method or "GET", url = self.base_url .. path, query = query,
                                        auth = counted(self, authenticator, endpoint), json = opts.json,
-                                       retry = opts.retry, raise = opts.raise, final = FINAL_429})
+                                       retry = opts.retry, raise = opts.raise, final = FINAL_429,
+                                       expect_json = true})
   if ok and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end -- raise = false
   if ok then return res end
   if errors.is(res, "http") and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end
