@@ -360,6 +360,48 @@ describe("the sandbox's Content1 API", function()
   end)
 end)
 
+describe("the sandbox's Content1 brandName wildcards", function()
+  local wildcard = require("kapi.sandbox.content1").wildcard
+
+  -- The meaning of a * glob, as a Lua pattern: fine for short names.
+  local function by_pattern(glob, name)
+    local pattern = "^" .. glob:lower():gsub("%*", ".*") .. "$"
+    return name:lower():match(pattern) ~= nil
+  end
+
+  it("match as a glob does, case-insensitively", function()
+    local seed = 7
+    local function pick(alphabet, n)
+      local out = {}
+      for i = 1, n do
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        local k = seed % #alphabet + 1
+        out[i] = alphabet:sub(k, k)
+      end
+      return table.concat(out)
+    end
+    for _ = 1, 5000 do
+      local glob, name = pick("ab*A", seed % 6 + 1), pick("abB", seed % 7)
+      assert.equal(by_pattern(glob, name), wildcard(glob)(name), ("%q against %q"):format(glob, name))
+    end
+  end)
+
+  it("take time linear in the name, whatever the stars (a pattern would backtrack for seconds)", function()
+    local started = kapi.now()
+    local name = ("a"):rep(5000)
+    assert.is_false(wildcard(("*"):rep(40) .. "#")(name))
+    assert.is_true(wildcard("*a*a*a*a*a*a*a*a*")(name))
+    assert.is_true(kapi.now() - started < 1)
+    local c1 = kapi.content1.client {base_url = sb.url, app_id = "kapisbx1", secret = "sandbox-hmac-secret"}
+    started = kapi.now()
+    assert.equal(0, c1:count {brandName = "********#"})
+    assert.is_true(kapi.now() - started < 2, "a signed count took " .. (kapi.now() - started) .. " s")
+    local ok, err = pcall(c1.count, c1, {brandName = 5})
+    assert.is_false(ok)
+    assert.equal(400, err.status)
+  end)
+end)
+
 describe("conformance with the OpenAPI documents", function()
   local function assert_conforms(doc, method, path, status, body)
     local schema = openapi.response_schema(doc, method, path, status)

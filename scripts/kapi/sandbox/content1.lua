@@ -141,14 +141,41 @@ end
 
 local function supplier_of(k) return supplier.suppliers[(k - 1) % #supplier.suppliers + 1] end
 
+-- A brandName with * wildcards, as a test of a name (case-insensitive),
+-- in time linear in the name: the literal parts in order, the first at the
+-- start and the last at the end unless a * stands there. (As a Lua pattern,
+-- "********#" backtracks for as long as the sandbox has items.)
+function M.wildcard(text)
+  local parts = {}
+  for part in (text:lower() .. "*"):gmatch("([^*]*)%*") do parts[#parts + 1] = part end
+  local anchored_start, anchored_end = text:sub(1, 1) ~= "*", text:sub(-1) ~= "*"
+  if #parts == 1 then return function(name) return name:lower() == parts[1] end end
+  return function(name)
+    name = name:lower()
+    local first, last = parts[1], parts[#parts]
+    if anchored_start and name:sub(1, #first) ~= first then return false end
+    if anchored_end and (#name < #last or name:sub(#name - #last + 1) ~= last) then return false end
+    local at, stop = anchored_start and #first + 1 or 1, anchored_end and #name - #last + 1 or #name + 1
+    for i = anchored_start and 2 or 1, anchored_end and #parts - 1 or #parts do
+      local part = parts[i]
+      if part ~= "" then
+        local s, e = name:find(part, at, true)
+        if not s or e >= stop then return false end
+        at = e + 1
+      end
+    end
+    return at <= stop
+  end
+end
+
 -- Does hierarchy k's item match the criteria (those answerable without
 -- building the item)?
 local function matches(criteria, k, is_case)
   local s = supplier_of(k)
   if criteria.ipGln and criteria.ipGln:sub(-13) ~= s.gln then return false end
   if criteria.brandName then
-    local pattern = "^" .. criteria.brandName:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0"):gsub("%*", ".*") .. "$"
-    if not s.name:lower():match(pattern:lower()) then return false end
+    criteria.brand_matches = criteria.brand_matches or M.wildcard(criteria.brandName)
+    if not criteria.brand_matches(s.name) then return false end
   end
   if criteria.targetMarket and criteria.targetMarket ~= "US" then return false end
   return true
@@ -224,6 +251,11 @@ local function accept(state, req, paged)
   local criteria = decode_criteria(req)
   if not criteria then
     return nil, error_reply(400, "INVALID_REQUEST_BODY", "the search criteria are not valid JSON")
+  end
+  for _, field in ipairs {"brandName", "ipGln", "targetMarket"} do
+    if criteria[field] ~= nil and type(criteria[field]) ~= "string" then
+      return nil, error_reply(400, "INVALID_REQUEST_BODY", field .. " must be a string")
+    end
   end
   return criteria, size
 end
