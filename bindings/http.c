@@ -52,6 +52,7 @@ typedef struct handle_options {
   char *ca_file;               /* our copy; NULL: the system store */
   int insecure, follow;
   int plain_get;               /* GET without a body: curl's default */
+  int pipewait;                /* wait for a connection that may multiplex */
   const struct curl_slist *header_list;
 } handle_options;
 
@@ -278,7 +279,6 @@ static transfer *new_transfer(http_state *h) {
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* every decoding curl has */
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);       /* prefer multiplexing */
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -497,6 +497,12 @@ static void configure(lua_State *L, transfer *t, const request_args *a) {
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(set->max_size = a->max_size));
   if (set->follow != a->follow)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)(set->follow = a->follow));
+  /* Waiting for a connection that may turn out to multiplex pays only
+   * for HTTP/2, which kapi speaks over TLS. Over http:// it made the first
+   * concurrent requests to a host queue behind one connection, and a
+   * request wait for ever on a connection a failed transfer left opening. */
+  int pipewait = strncmp(a->url, "https:", 6) == 0;
+  if (set->pipewait != pipewait) curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)(set->pipewait = pipewait));
   set_tls(t, a);
   set_headers(L, t);
   set_method_and_body(t, a);

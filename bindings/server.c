@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +35,10 @@ typedef struct request {
   size_t body_len, body_cap;
   int started, dispatched, suspended;
   int reset;             /* close the connection without an answer */
+  unsigned refuse;       /* a status to answer at once (414, 413), not asking the handler */
+  uint64_t begun_ns;     /* when its request line came */
+  int reading;           /* still reading its headers: in the server's reading list */
+  struct request *rprev, *rnext;
   struct MHD_Response *response;
   unsigned status;
   struct exchange *exchange;
@@ -56,6 +61,8 @@ struct server {
   int self_ref;
   int port;
   request *suspended;
+  request *reading;      /* requests whose headers have not all come */
+  kapi_timer deadline;   /* checks them once a second while there are any */
 };
 
 /* --- driving libmicrohttpd from the loop ------------------------------- */
@@ -83,14 +90,99 @@ static void on_timer(kapi_timer *t) { run_daemon(t->data); }
 
 /* --- requests ---------------------------------------------------------- */
 
+/* What one request may bring. A URI longer, or with more query
+ * parameters, is answered 414 before libmicrohttpd parses it (parsing one
+ * that does not fit its memory pool left the connection hanging); a larger
+ * body is answered 413 as soon as it is known to be, never buffered. */
+enum { MAX_URI = 64 * 1024, MAX_PARAMETERS = 2000 };
+#define MAX_BODY ((size_t)16 * 1024 * 1024)
+
+static unsigned uri_problem(const char *uri) {
+  size_t n = 0, parameters = 0;
+  for (const char *p = uri; *p; p++, n++)
+    if (*p == '&' || *p == '?') parameters++;
+  return n > MAX_URI || parameters > MAX_PARAMETERS ? 414 : 0;
+}
+
+/* A client that sends its headers a line at a time, slowly enough never to
+ * be idle (slowloris), would hold a connection for as long as it likes:
+ * whoever has not sent every header HEADER_DEADLINE after the request line
+ * is given a second more. Connections that send nothing at all meet the
+ * daemon's idle timeout. */
+#define HEADER_DEADLINE_NS ((uint64_t)10 * 1000000000u)
+
+static void stop_reading(request *r) {
+  if (!r->reading) return;
+  if (r->rprev) r->rprev->rnext = r->rnext;
+  else r->srv->reading = r->rnext;
+  if (r->rnext) r->rnext->rprev = r->rprev;
+  r->rprev = r->rnext = NULL;
+  r->reading = 0;
+}
+
+static void on_deadline(kapi_timer *t) {
+  server *s = t->data;
+  uint64_t now = kapi_loop_now_ns();
+  for (request *r = s->reading, *next; r; r = next) {
+    next = r->rnext;
+    if (now - r->begun_ns < HEADER_DEADLINE_NS) continue;
+    MHD_set_connection_option(r->connection, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)1);
+    stop_reading(r);
+  }
+  if (s->reading) kapi_timer_start(s->loop, &s->deadline, 1000000000u);
+  run_daemon(s);
+}
+
+static void start_reading(request *r) {
+  server *s = r->srv;
+  r->begun_ns = kapi_loop_now_ns();
+  r->reading = 1;
+  r->rnext = s->reading;
+  if (r->rnext) r->rnext->rprev = r;
+  if (!s->reading) kapi_timer_start(s->loop, &s->deadline, 1000000000u);
+  s->reading = r;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
   request *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->srv = cls;
   r->task_ref = LUA_NOREF;
   r->connection = c;
-  r->uri = strdup(uri);
+  r->refuse = uri_problem(uri);
+  /* libmicrohttpd parses the query into its connection's memory before
+   * the handler is asked; with far too many parameters that fails and the
+   * connection hangs unanswered. Such a connection gets a second of life:
+   * answered 414 if parsing fits, else closed, never left for a minute. */
+  if (r->refuse) MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)1);
+  r->uri = strdup(r->refuse ? "/" : uri);
+  if (!r->uri) {
+    free(r);
+    return NULL;
+  }
+  start_reading(r);
   return r;
+}
+
+/* Answers status at once with a small JSON body (the API's error shape). */
+static enum MHD_Result refuse_now(request *r, unsigned status) {
+  const char *body = status == 413 ? "{\"errors\":{\"reason\":\"the request body is too large\",\"code\":\"413\"}}"
+                                   : "{\"errors\":{\"reason\":\"the request URI is too long\",\"code\":\"414\"}}";
+  struct MHD_Response *res =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+  if (!res) return MHD_NO;
+  MHD_add_response_header(res, "Content-Type", "application/json");
+  MHD_add_response_header(res, "Connection", "close");
+  enum MHD_Result ok = MHD_queue_response(r->connection, status, res);
+  MHD_destroy_response(res);
+  r->refuse = status;
+  r->dispatched = 1; /* answered: the handler never runs */
+  return ok;
+}
+
+static size_t declared_length(struct MHD_Connection *c) {
+  const char *value = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  return value ? (size_t)strtoull(value, NULL, 10) : 0;
 }
 
 static void unlink_suspended(request *r) {
@@ -110,6 +202,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   request *r = *con_cls;
   if (!r) return;
   unlink_suspended(r);
+  stop_reading(r);
   if (r->exchange) r->exchange->req = NULL;
   luaL_unref(r->srv->L, LUA_REGISTRYINDEX, r->task_ref);
   if (r->response) MHD_destroy_response(r->response);
@@ -199,13 +292,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   if (!r) return MHD_NO;
   if (!r->started) { /* the headers have arrived; the body may follow */
     r->started = 1;
+    stop_reading(r);
+    if (r->refuse) return refuse_now(r, r->refuse);
+    if (declared_length(c) > MAX_BODY) return refuse_now(r, 413);
     return MHD_YES;
   }
   if (*upload_size > 0) {
+    if (r->refuse) { /* answered already: the rest is read and dropped */
+      *upload_size = 0;
+      return MHD_YES;
+    }
+    if (r->body_len + *upload_size > MAX_BODY) {
+      *upload_size = 0;
+      return refuse_now(r, 413); /* chunked, with no length said first */
+    }
     if (append_body(r, upload, *upload_size) < 0) return MHD_NO;
     *upload_size = 0;
     return MHD_YES;
   }
+  if (r->refuse) return MHD_YES;
   if (r->reset) return MHD_NO;
   if (r->response) return send_ready(r);
   if (r->dispatched) return MHD_YES; /* resumed before the answer: wait */
@@ -295,6 +400,7 @@ static void stop(server *s) {
   }
   kapi_watch_stop(s->loop, &s->watch);
   kapi_timer_stop(s->loop, &s->timer);
+  kapi_timer_stop(s->loop, &s->deadline);
   MHD_stop_daemon(s->daemon);
   s->daemon = NULL;
   luaL_unref(s->L, LUA_REGISTRYINDEX, s->serve_ref);
@@ -326,6 +432,24 @@ static const char *opt_string(lua_State *L, const char *key) {
   return s;
 }
 
+/* How many connections the daemon takes: up to MAX_CONNECTIONS, within the
+ * descriptors the process may open, whose soft limit is raised toward the
+ * hard one first (a server, as nginx does), so that a thousand slow or idle
+ * connections still leave room for the clients that are working. */
+#define MAX_CONNECTIONS 4096u
+
+static unsigned connection_limit(void) {
+  struct rlimit fds;
+  if (getrlimit(RLIMIT_NOFILE, &fds) != 0) return 1000;
+  if (fds.rlim_cur < MAX_CONNECTIONS + 256 && fds.rlim_cur < fds.rlim_max) {
+    fds.rlim_cur = fds.rlim_max < MAX_CONNECTIONS + 256 ? fds.rlim_max : MAX_CONNECTIONS + 256;
+    setrlimit(RLIMIT_NOFILE, &fds);
+    getrlimit(RLIMIT_NOFILE, &fds);
+  }
+  rlim_t room = fds.rlim_cur > 128 ? fds.rlim_cur - 128 : 16; /* the rest of kapi's descriptors */
+  return room < MAX_CONNECTIONS ? (unsigned)room : MAX_CONNECTIONS;
+}
+
 static struct MHD_Daemon *start_daemon(server *s, struct sockaddr_in *addr,
                                        const char *cert, const char *key) {
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
@@ -333,8 +457,10 @@ static struct MHD_Daemon *start_daemon(server *s, struct sockaddr_in *addr,
   return MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
       MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+      on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, /* idle, not waiting on a handler */
+      MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
+      /* MAX_PARAMETERS parameters parse in it (some 60 bytes each). */
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512 * 1024),
       cert && key ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
       MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_END);
 }
@@ -388,6 +514,7 @@ static int l_listen(lua_State *L) {
   lua_pop(L, 1);
   s->loop = kapi_sched_loop(kapi_sched_get(L));
   kapi_timer_init(&s->timer, on_timer, s);
+  kapi_timer_init(&s->deadline, on_deadline, s);
   struct sockaddr_in addr = {.sin_family = AF_INET};
   const char *host = opt_string(L, "host");
   lua_getfield(L, 1, "port");

@@ -94,7 +94,7 @@ end
 
 function Client:post(path, criteria, page_size)
   errors.check(path, "string", "content1:post: path")
-  return http.post(self.base_url .. path, {auth = self.signer, json = criteria, retry = true,
+  return http.post(self.base_url .. path, {auth = self.signer, json = criteria, retry = true, expect_json = true,
                                            query = page_size and {{"pageSize", tostring(page_size)}} or nil})
 end
 

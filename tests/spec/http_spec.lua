@@ -388,6 +388,20 @@ describe("retries", function()
   end)
 end)
 
+describe("a transfer that fails before it is sent", function()
+  it("leaves nothing behind that the next request would wait on", function()
+    local srv <close> = with_server(function() return {status = 200, body = "ok"} end)
+    -- libcurl refuses a request line over its buffer (Out of memory) after
+    -- it has started to connect; the next request must not queue behind
+    -- that connection (it waited for ever).
+    local ok = pcall(http.get, srv.url .. "/?" .. ("a"):rep(2000000), {retry = false, timeout = 3})
+    assert.is_false(ok)
+    local started = kapi.now()
+    assert.equal("ok", http.get(srv.url, {timeout = 3}).body)
+    assert.is_true(kapi.now() - started < 1)
+  end)
+end)
+
 describe("headers from a server", function()
   it("are read in time linear in their size, whatever runs of spaces they hold", function()
     -- (28 KB: what the embedded server sends in one header; the old
@@ -450,6 +464,46 @@ describe("errors", function()
     local err = error_for(502, {body = "Bad gateway from upstream\n<lots of html>\n"})
     assert.equal("Bad gateway from upstream", err.reason)
     assert.not_matches("lots of html", tostring(err))
+  end)
+end)
+
+describe("kapi.server.listen's limits", function()
+  it("answers 414 for a URI too long or with too many parameters, before parsing it", function()
+    local calls = 0
+    local srv <close> = with_server(function() calls = calls + 1; return {status = 200, body = "ok"} end)
+    local function status(url) return http.get(url, {raise = false, retry = false, timeout = 10}).status end
+    assert.equal(200, status(srv.url .. "/?" .. ("a=1&"):rep(1999)))
+    assert.equal(414, status(srv.url .. "/?" .. ("a=1&"):rep(2500)))
+    assert.equal(414, status(srv.url .. "/?" .. ("b"):rep(70000)))
+    -- Too many to parse at all: the connection is closed within seconds
+    -- (it hung for a minute, unanswered).
+    local started = kapi.now()
+    local ok = pcall(status, srv.url .. "/?" .. ("a&"):rep(32000))
+    assert.is_false(ok)
+    assert.is_true(kapi.now() - started < 5)
+    assert.equal(1, calls)
+    assert.equal(200, status(srv.url))
+  end)
+
+  it("answers 413 for a body declared over 16 MB, and drops a chunked one as it passes 16 MB", function()
+    local srv <close> = with_server(function(req) return {status = 200, body = tostring(#req.body)} end)
+    local res = http.post(srv.url, {body = ("x"):rep(1000), raise = false, retry = false})
+    assert.same({200, "1000"}, {res.status, res.body})
+    res = http.post(srv.url, {body = ("x"):rep(17 * 1024 * 1024), raise = false, retry = false, timeout = 10})
+    assert.equal(413, res.status)
+    assert.equal(200, http.get(srv.url, {raise = false}).status)
+    -- Chunked, with no length said first: refused as it comes. (A server
+    -- in another process: curl runs while this one waits for it.)
+    local sandbox = process.sandbox {"--products", "100", "--stores", "5"}
+    local r = process.sh(("head -c 20000000 /dev/zero | curl -s -o /dev/null -w '%%{http_code}' -X POST "
+                          .. "-H 'Transfer-Encoding: chunked' --data-binary @- %s/v1/connect/oauth2/token; "
+                          .. "curl -s -o /dev/null -w ' %%{http_code}' %s/v1/chains"):format(sandbox.url, sandbox.url))
+    sandbox.stop()
+    -- libmicrohttpd cannot send the 413 while the client still uploads: it
+    -- closes the connection instead; never buffered, never a 200.
+    local chunked, after = r.stdout:match("^(%d+) (%d+)$")
+    assert.is_truthy(({["413"] = true, ["100"] = true, ["000"] = true})[chunked], r.stdout)
+    assert.equal("401", after)
   end)
 end)
 
