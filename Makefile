@@ -10,7 +10,16 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 	lua5.4 liblua5.4-dev lua-cjson-dev libedit-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev \
 	lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind
 
-.PHONY: all deps build demo test test-asan bench docs install clean
+# What the test suite alone needs beyond DEB_PACKAGES: Node.js and npm
+# (from Debian, unless a node and an npm are already there) to run
+# Stoplight Prism, pinned by tests/tools/package-lock.json and installed
+# in tests/tools/node_modules (git-ignored), for the independent
+# conformance check (tests/cli/conformance_spec.lua). `make demo` needs
+# none of it.
+TOOLS_DIR := tests/tools
+TOOLS_STAMP := $(TOOLS_DIR)/node_modules/.kapi-installed-lock
+
+.PHONY: all deps test-deps build demo test test-asan bench docs install clean
 
 all: build
 
@@ -22,6 +31,20 @@ deps:
 	  echo "installing:" $$missing; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# npm ci runs only when node_modules was not installed from this very
+# lock (the stamp is a copy of it), so a second run costs a comparison.
+test-deps: deps
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "installing: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; \
+	fi
+	@if ! cmp -s $(TOOLS_DIR)/package-lock.json $(TOOLS_STAMP); then \
+	  echo "installing the test tools: npm ci in $(TOOLS_DIR)"; \
+	  (cd $(TOOLS_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) && \
+	  cp $(TOOLS_DIR)/package-lock.json $(TOOLS_STAMP); \
 	fi
 
 $(BUILD)/CMakeCache.txt:
@@ -36,7 +59,7 @@ demo: build
 	@env -u KROGER_CLIENT_ID -u KROGER_CLIENT_SECRET -u ONEWORLDSYNC_APP_ID -u ONEWORLDSYNC_SECRET \
 	  -u KAPI_ENV -u KAPI_SANDBOX_URL KAPI_CONFIG=$(BUILD)/no-config-for-the-demo.lua $(BUILD)/kapi examples/demo.lua
 
-test: build
+test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.

@@ -123,7 +123,10 @@ function Client:fetch(criteria, opts)
     if not opts.raw then
       for i, record in ipairs(items) do items[i] = M.to_item(record.item) end
     end
-    return items, page.searchAfter, math.type(page.totalCount) == "integer" and page.totalCount or nil
+    -- A count that is not a whole number of items (the spec allows any
+    -- integer) is no count: the items still come.
+    local total = page.totalCount
+    return items, page.searchAfter, math.type(total) == "integer" and total >= 0 and total or nil
   end}
 end
 

@@ -124,10 +124,13 @@ local function numbered(opts, fetch_page, page_count, limit)
   local self = new_iterator(opts)
   local window = opts.concurrency or 4
   local prefetch = opts.prefetch ~= false
-  local function spawn(n)
+  -- Fetching ahead stops at the page max_items needs if pages are full;
+  -- a page the iteration needs (needed: pages came short, or repeated
+  -- items) is fetched all the same.
+  local function spawn(n, needed)
     if self.pending[n] or (self.last_page and n > self.last_page) then return end
     if self.max_pages and n > self.max_pages then return end
-    if self.max_items and limit and (n - 1) * limit >= self.max_items + self.repeated then return end
+    if not needed and self.max_items and limit and (n - 1) * limit >= self.max_items + self.repeated then return end
     self.pending[n] = task.spawn(fetch_page, n)
   end
   function self.advance()
@@ -136,7 +139,7 @@ local function numbered(opts, fetch_page, page_count, limit)
       self.done = true
       return
     end
-    spawn(n)
+    spawn(n, true)
     local t = self.pending[n]
     local ok, items, total = pcall(t.wait, t)
     self.pending[n] = nil

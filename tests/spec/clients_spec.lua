@@ -40,6 +40,20 @@ describe("kapi.content1 on answers the spec allows", function()
     assert.equal("00614141000012", tops[1].children[1].gtin)
     assert.is_nil(c:hierarchy("10614141000019")) -- its top record names no GTIN: not found
   end)
+
+  it("takes a negative totalCount as no count, not as its caller's mistake", function()
+    -- The spec types totalCount as any integer; one below zero once made
+    -- the iterator raise "fetch returned -3 as the total" (a usage error).
+    local srv <close> = kapi.server.listen {handler = function(req)
+      if req.json().searchAfter then return {status = 204} end
+      return {json = {totalCount = -3, searchAfter = {"00614141000012", "US"},
+                      items = {{item = {gtin = "00614141000012"}}}}}
+    end}
+    local c = kapi.content1.client {base_url = srv.url, app_id = "a", secret = "b"}
+    local got = c:fetch({}):all()
+    assert.equal(1, #got)
+    assert.equal("00614141000012", got[1].gtin)
+  end)
 end)
 
 describe("kapi.content1", function()

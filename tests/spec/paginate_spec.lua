@@ -135,6 +135,19 @@ describe("kapi.paginate", function()
     assert.same({}, asked)
   end)
 
+  it("goes on to the next page when pages come shorter than asked, with max_items", function()
+    -- A service may answer fewer items than filter.limit while its total
+    -- says more remain: the page max_items would not need with full pages
+    -- is fetched all the same (it once indexed a task never started).
+    local asked = {}
+    local got = kapi.paginate.offset {limit = 5, max_items = 5, fetch = function(start, limit)
+      asked[#asked + 1] = ("%d+%d"):format(start, limit)
+      return {start + 1, start + 2}, 100
+    end}:all()
+    assert.same({1, 2, 6, 7, 11}, got)
+    assert.same({"0+5", "5+5", "10+5"}, asked)
+  end)
+
   it("says results are out of reach only when they were wanted", function()
     local said = 0
     local function run(max_items)

@@ -40,7 +40,7 @@ local function authorize(params)
                  state = "xyz"}
   for k, v in pairs(params or {}) do query[k] = v end
   local res = http.get(sb.url .. "/v1/connect/oauth2/authorize", {query = query, raise = false})
-  assert.equal(302, res.status, res.body)
+  assert.equal(301, res.status, res.body) -- as the auth document says
   local location = res.headers.location
   local callback = {}
   for _, pair in ipairs(http.decode_query(location:match("%?(.*)$"))) do callback[pair[1]] = pair[2] end

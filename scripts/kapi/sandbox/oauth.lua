@@ -127,8 +127,9 @@ local function loopback_callback(uri)
   return uri and (uri:match("^http://127%.0%.0%.1:%d+/") or uri:match("^http://localhost:%d+/")) ~= nil
 end
 
+-- 301, the status the auth document gives the authorize endpoint.
 local function redirect(uri, params)
-  return {status = 302, headers = {Location = uri .. (uri:find("?", 1, true) and "&" or "?")
+  return {status = 301, headers = {Location = uri .. (uri:find("?", 1, true) and "&" or "?")
                                               .. http.encode_query(params)}}
 end
 
