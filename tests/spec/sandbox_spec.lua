@@ -142,6 +142,61 @@ describe("the sandbox's OAuth2 token endpoint", function()
   end)
 end)
 
+describe("the sandbox's memory of logins", function()
+  local oauth = require "kapi.sandbox.oauth"
+  local function count(t)
+    local n = 0
+    for _ in pairs(t) do n = n + 1 end
+    return n
+  end
+  local function authorize_request(state)
+    return oauth.authorize(state, {query = {client_id = "kapi-sandbox", response_type = "code",
+                                            redirect_uri = "http://127.0.0.1:9999/cb", scope = "profile.compact"}})
+  end
+
+  it("forgets codes and tokens once they expire, so idle logins cost nothing", function()
+    local clock = 1000
+    local state = {clients = oauth.clients(), tokens = {}, refresh_tokens = {}, codes = {}, token_ttl = 60,
+                   customer = {id = "c"}, now = function() return clock end}
+    for _ = 1, 500 do authorize_request(state) end
+    assert.equal(500, count(state.codes))
+    clock = clock + 601 -- past a code's ten minutes
+    assert.equal(301, authorize_request(state).status)
+    assert.equal(1, count(state.codes))
+    local token = function()
+      return oauth.token(state, {headers = {authorization = basic()}, body = "grant_type=client_credentials"})
+    end
+    for _ = 1, 300 do token() end
+    clock = clock + 61
+    token()
+    assert.equal(1, count(state.tokens))
+  end)
+
+  it("keeps at most so many, however fast they come: memory stays flat", function()
+    local state = {clients = oauth.clients(), tokens = {}, refresh_tokens = {}, codes = {}, token_ttl = 60,
+                   customer = {id = "c"}, now = function() return 1000 end, keep = {codes = 1000}}
+    local last
+    local function grown_by(calls)
+      collectgarbage()
+      local before = collectgarbage("count")
+      for _ = 1, calls do last = authorize_request(state) end
+      collectgarbage()
+      return collectgarbage("count") - before
+    end
+    grown_by(2000)
+    assert.equal(1000, count(state.codes))
+    local kb = grown_by(10000)
+    assert.equal(1000, count(state.codes))
+    assert.is_true(kb < 256, ("10,000 more authorize calls grew the sandbox by %.0f KB"):format(kb))
+    -- The newest code still works.
+    local code = last.headers.Location:match("code=([^&]+)")
+    local res = oauth.token(state, {headers = {authorization = basic()},
+                                    body = "grant_type=authorization_code&code=" .. code
+                                           .. "&redirect_uri=http%3A%2F%2F127.0.0.1%3A9999%2Fcb"})
+    assert.equal(200, res.status)
+  end)
+end)
+
 describe("the sandbox's products", function()
   it("searches, pages with meta.pagination, and is the same for the same seed", function()
     local page1 = get("/v1/products", {["filter.term"] = "milk", ["filter.limit"] = 5}):json()

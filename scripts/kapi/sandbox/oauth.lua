@@ -62,14 +62,47 @@ local function check_scopes(client, scopes)
   return true
 end
 
+-- How many authorization codes, access tokens and refresh tokens the
+-- sandbox keeps at most: a long-running `kapi sandbox` shared by tests
+-- and demos must not grow with every login it ever saw.
+M.KEEP = {codes = 10000, tokens = 50000, refresh_tokens = 50000}
+
+-- Stores value under key in state[kind], forgetting on the way the
+-- oldest entries that have expired, were used up, or are beyond what is
+-- kept. Entries of a kind expire in the order they were made (one
+-- lifetime for all), so a queue in that order finds them in amortised
+-- constant time.
+local function remember(state, kind, key, value)
+  local entries = state[kind]
+  entries[key] = value
+  state.queues = state.queues or {}
+  local queue = state.queues[kind]
+  if not queue then
+    queue = {first = 1, last = 0}
+    state.queues[kind] = queue
+  end
+  queue.last = queue.last + 1
+  queue[queue.last] = key
+  local now, keep = state.now(), state.keep and state.keep[kind] or M.KEEP[kind]
+  while queue.first <= queue.last do
+    local oldest = queue[queue.first]
+    local entry = entries[oldest]
+    local beyond = queue.last - queue.first + 1 > keep
+    if entry and not beyond and not (entry.expires and entry.expires <= now) then break end
+    if entry and entry ~= value then entries[oldest] = nil end
+    queue[queue.first] = nil
+    queue.first = queue.first + 1
+  end
+end
+
 local function issue(state, client_id, scopes, customer, with_refresh)
   local access = token_string()
-  state.tokens[access] = {client = client_id, scopes = scopes, customer = customer,
-                          expires = state.now() + state.token_ttl}
+  remember(state, "tokens", access, {client = client_id, scopes = scopes, customer = customer,
+                                     expires = state.now() + state.token_ttl})
   local body = {access_token = access, token_type = "bearer", expires_in = state.token_ttl}
   if with_refresh then
     local refresh = token_string()
-    state.refresh_tokens[refresh] = {client = client_id, scopes = scopes, customer = customer}
+    remember(state, "refresh_tokens", refresh, {client = client_id, scopes = scopes, customer = customer})
     body.refresh_token = refresh
   end
   if #scopes > 0 then body.scope = table.concat(scopes, " ") end
@@ -156,9 +189,9 @@ function M.authorize(state, req)
                                      {"state", q.state}})
   end
   local code = token_string()
-  state.codes[code] = {client = q.client_id, scopes = scopes, redirect_uri = q.redirect_uri,
-                       challenge = q.code_challenge, customer = state.customer,
-                       expires = state.now() + 600}
+  remember(state, "codes", code, {client = q.client_id, scopes = scopes, redirect_uri = q.redirect_uri,
+                                  challenge = q.code_challenge, customer = state.customer,
+                                  expires = state.now() + 600})
   return redirect(q.redirect_uri, {{"code", code}, {"state", q.state}})
 end
 
