@@ -116,6 +116,8 @@ end
 --- The one-line text of any error value.
 function M.message(e)
   if type(e) == "string" then return e end
+  -- As Lua's own interpreter does: a number raised is its text.
+  if type(e) == "number" then return tostring(e) end
   local mt = getmetatable(e)
   if mt and mt.__tostring then return tostring(e) end
   return ("(error object is a %s value)"):format(type(e))

@@ -123,6 +123,13 @@ describe("kapi's errors and exit statuses", function()
     assert.equal("kapi: nice\n", r.stderr)
     r = kapi {"-e", "error({})"}
     assert.equal("kapi: (error object is a table value)\n", r.stderr)
+    -- A number raised is its text, as in Lua's own interpreter; also when a
+    -- request handler raised it.
+    assert.equal("kapi: 42\n", kapi({"-e", "error(42)"}).stderr)
+    r = kapi {"-e", "local s <close> = kapi.server.listen {handler = function() error(7) end} "
+                 .. "print(kapi.http.get(s.url, {raise = false}).status)"}
+    assert.equal("500\n", r.stdout)
+    assert.equal("kapi: server: a request handler failed: 7\n", r.stderr)
   end)
 
   it("names a script it cannot open, with the reason, as an input error", function()
