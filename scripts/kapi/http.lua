@@ -444,16 +444,23 @@ local function attempts_allowed(req)
   return 1
 end
 
+local MONTHS = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7,
+                Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12}
+
+-- Retry-After: seconds, or an HTTP date ("Wed, 21 Oct 2015 07:28:00 GMT");
+-- nil for anything else, which is no reason to wait. The fields are
+-- checked before os.time sees them: it raises on a month it is not given
+-- and on a year or day out of its range, and a server's header must never
+-- turn a 503 into an internal error.
 local function parse_retry_after(value)
   if not value then return nil end
   local seconds = tonumber(value)
   if seconds then return math.max(0, seconds) end
-  local d, mon, y, h, mi, s = value:match("%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+) GMT")
-  if not d then return nil end
-  local months = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7,
-                  Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12}
-  local t = os.time {year = tonumber(y), month = months[mon], day = tonumber(d),
-                     hour = tonumber(h), min = tonumber(mi), sec = tonumber(s)}
+  local d, mon, y, h, mi, s = value:match("^%s*%a+, (%d%d?) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT%s*$")
+  if not MONTHS[mon] then return nil end
+  d, h, mi, s = tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
+  if d < 1 or d > 31 or h > 23 or mi > 59 or s > 60 then return nil end
+  local t = os.time {year = tonumber(y), month = MONTHS[mon], day = d, hour = h, min = mi, sec = s}
   -- os.time read the fields as local time; correct to UTC.
   local utc_offset = os.time() - os.time(os.date("!*t"))
   return math.max(0, t + utc_offset - os.time())
