@@ -557,13 +557,22 @@ static void put_member(encoder *e, int key, int value, int first) {
   put_value(e, value);
 }
 
+/* A key's text with its length: a key may hold NUL bytes. */
+typedef struct key_text {
+  const char *s;
+  size_t len;
+} key_text;
+
 static int compare_keys(const void *a, const void *b) {
-  const char *const *x = a, *const *y = b;
-  return strcmp(*x, *y);
+  const key_text *x = a, *y = b;
+  int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+  return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
 /* An object with its keys in byte order. The keys are gathered as
- * strings in a table that keeps them alive while they are sorted. */
+ * strings in a table that keeps them alive while they are sorted; an
+ * integer key and a string key of the same text would be one name in
+ * JSON, and one of them lost, so such a table is refused. */
 static void put_sorted_object(encoder *e, int index) {
   lua_State *L = e->L;
   lua_newtable(L);
@@ -575,21 +584,25 @@ static void put_sorted_object(encoder *e, int index) {
     if (lua_type(L, -1) != LUA_TSTRING && !lua_isinteger(L, -1)) put_key(e, lua_gettop(L)); /* refuses */
     lua_pushvalue(L, -1);
     lua_tostring(L, -1); /* the copy, not the key lua_next needs, becomes text */
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, keys) != LUA_TNIL) refuse(e, "a table with a key both as a number and as text");
+    lua_pop(L, 1);
     lua_pushvalue(L, -2);
     lua_rawset(L, keys); /* text -> the key */
     n++;
   }
-  const char **names = lua_newuserdatauv(L, (size_t)n * sizeof *names, 0);
+  key_text *names = lua_newuserdatauv(L, (size_t)n * sizeof *names, 0);
   lua_Integer i = 0;
   lua_pushnil(L);
   while (lua_next(L, keys)) {
     lua_pop(L, 1);
-    names[i++] = lua_tostring(L, -1);
+    names[i].s = lua_tolstring(L, -1, &names[i].len);
+    i++;
   }
   qsort(names, (size_t)n, sizeof *names, compare_keys);
   put_char(e, '{');
   for (i = 0; i < n; i++) {
-    lua_pushstring(L, names[i]);
+    lua_pushlstring(L, names[i].s, names[i].len);
     lua_rawget(L, keys);
     lua_pushvalue(L, -1);
     lua_rawget(L, index);

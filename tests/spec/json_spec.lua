@@ -198,6 +198,18 @@ describe("kapi.json.encode", function()
     assert.same({["1"] = "x", ["3"] = "y"}, sparse)
   end)
 
+  it("sorts keys that hold NUL bytes, and refuses a key given both as a number and as text", function()
+    -- Sorting took keys as C strings: one with a NUL byte was looked up
+    -- cut short and refused, and an integer key beside its text left a
+    -- slot unfilled that qsort then read (a crash). The first was found by
+    -- fuzz/json.lua, the second while fixing it.
+    local keys = json.decode('{"b": 3, "a\\u0000c": 2, "a\\u0000b": 1, "a": 0, "\\u0000": -1}')
+    assert.equal('{"\\u0000":-1,"a":0,"a\\u0000b":1,"a\\u0000c":2,"b":3}', json.encode(keys, {sorted = true}))
+    local ok, err = pcall(json.encode, {[1] = "a", ["1"] = "b", x = 1}, {sorted = true})
+    assert.is_false(ok)
+    assert.equal("json: cannot encode a table with a key both as a number and as text", tostring(err))
+  end)
+
   it("refuses what JSON cannot hold, in one line without a location", function()
     local cycle = {}
     cycle.self = cycle
