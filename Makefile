@@ -19,7 +19,16 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 TOOLS_DIR := tests/tools
 TOOLS_STAMP := $(TOOLS_DIR)/node_modules/.kapi-installed-lock
 
-.PHONY: all deps test-deps build demo test test-asan bench docs install clean
+# The fuzz targets (fuzz/, docs/reliability.md): clang with libFuzzer and
+# its sanitizer runtimes, and llvm-symbolizer for readable reports. They
+# build in FUZZ_BUILD; what they find (new inputs, crashes, logs) goes to
+# FUZZ_BUILD/work, git-ignored, never to the committed seeds.
+FUZZ_PACKAGES := clang libclang-rt-14-dev llvm
+FUZZ_BUILD    ?= build-fuzz
+FUZZ_TARGETS  ?= json http server readers
+FUZZ_SECONDS  ?= 60
+
+.PHONY: all deps test-deps build demo test test-asan bench docs install clean fuzz-deps fuzz-build fuzz
 
 all: build
 
@@ -69,6 +78,30 @@ test: build test-deps
 test-asan: deps
 	ASAN_OPTIONS=detect_leaks=0 $(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DKAPI_SANITIZE=ON -DKAPI_WERROR=ON"
 
+fuzz-deps: deps
+	@missing=$$(for p in $(FUZZ_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DKAPI_FUZZ=ON -DKAPI_WERROR=ON
+
+fuzz-build: fuzz-deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
+
+# Every target for FUZZ_SECONDS each, one after another; fails if any found
+# something (fuzz/run says where it is saved).
+fuzz: fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  FUZZ_BUILD=$(FUZZ_BUILD) fuzz/run $$t $(FUZZ_SECONDS) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in:$$failed" >&2; exit 1; fi
+
 docs: build
 	$(BUILD)/kapi -e 'require "kapi"; require "kapi.repl"; print(require("kapi.doc").markdown())' > docs/api.md
 
@@ -81,4 +114,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(FUZZ_BUILD)
