@@ -106,15 +106,16 @@ local function read_raw(path)
 end
 
 --- The text of a file (or of standard input for "-"): without a UTF-8
---- byte-order mark, CRLF and CR line ends turned into LF. Raises an input
---- error naming the file when it cannot be read, is binary or (unless
---- opts.empty_ok) holds nothing but white space.
+--- byte-order mark, CRLF and CR line ends turned into LF (unless
+--- opts.line_ends, for a reader that knows them all, as CSV's does).
+--- Raises an input error naming the file when it cannot be read, is
+--- binary or (unless opts.empty_ok) holds nothing but white space.
 function M.read(path, opts)
   if type(path) ~= "string" or path == "" then errors.input("a file name is needed", 0) end
   local text = read_raw(path)
   if text:sub(1, 3) == BOM then text = text:sub(4) end
   if text:find("\0", 1, true) then fail(path, "not a text file (it holds NUL bytes)") end
-  if text:find("\r", 1, true) then text = text:gsub("\r\n?", "\n") end
+  if not (opts and opts.line_ends) and text:find("\r", 1, true) then text = text:gsub("\r\n?", "\n") end
   if not (opts and opts.empty_ok) and not text:find("%S") then fail(path, "is empty") end
   return text
 end
@@ -127,29 +128,29 @@ function M.lines(path, opts)
   return lines
 end
 
+-- A line without its comment: # at the start (after spaces) or after a
+-- space, with no quote after it (a quoted field may hold " #"). Found in
+-- time linear in the line.
+local function uncommented(line)
+  if line:find("^%s*#") then return "" end
+  local last_quote = 0
+  for at in line:gmatch('()"') do last_quote = at end
+  local hash = line:find("%s#", last_quote + 1)
+  return hash and line:sub(1, hash - 1) or line
+end
+
 --- The entries of a list file (GTINs, UPC:QTY lines, publications): for
 --- each line that holds one, {line = N, fields = {...}} (a CSV row, quotes
 --- and "" understood, fields trimmed); # starts a comment (at the start
 --- of a line or after a space), blank lines are skipped, and the first
 --- entry is dropped as a header when header(fields) says it is one.
 function M.entries(path, header)
+  local csv = require "kapi.csv"
   local out = {}
   for n, line in ipairs(M.lines(path)) do
-    local text = line:gsub("^%s*#.*$", ""):gsub("%s+#[^\"]*$", "")
+    local text = uncommented(line)
     if text:find("%S") then
-      local fields, field, quoted, i = {}, {}, false, 1
-      while i <= #text do
-        local c = text:sub(i, i)
-        if quoted then
-          if c == '"' and text:sub(i + 1, i + 1) == '"' then field[#field + 1] = '"'; i = i + 1
-          elseif c == '"' then quoted = false
-          else field[#field + 1] = c end
-        elseif c == '"' then quoted = true
-        elseif c == "," then fields[#fields + 1] = table.concat(field):match("^%s*(.-)%s*$"); field = {}
-        else field[#field + 1] = c end
-        i = i + 1
-      end
-      fields[#fields + 1] = table.concat(field):match("^%s*(.-)%s*$")
+      local fields = csv.rows(text, {trim = true})() or {""}
       if not (#out == 0 and header and header(fields)) then out[#out + 1] = {line = n, fields = fields} end
     end
   end

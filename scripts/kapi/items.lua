@@ -9,6 +9,8 @@ local errors = require "kapi.errors"
 local json = require "kapi.json"
 local input = require "kapi.input"
 local doc = require "kapi.doc"
+local gtin = require "kapi.gtin"
+local csv = require "kapi.csv"
 
 local M = {}
 
@@ -36,39 +38,15 @@ local function label_key(label)
   return (label:lower():gsub("[^%w]", ""))
 end
 
---- Splits CSV text into rows of fields (RFC 4180: quotes, doubled quotes,
---- separators and newlines inside quotes). rows.lines[i] is the line row
---- i starts on; rows.unclosed the line of a quote never closed, if any.
+--- Splits CSV text into rows of fields, as kapi.csv.rows reads them.
+--- rows.lines[i] is the line row i starts on; rows.unclosed the line of a
+--- row whose quote is never closed, if any.
 function M.parse_csv(text)
-  errors.check(text, "string", "items.parse_csv: text")
-  local rows, row, field, i, n = {lines = {}}, {}, {}, 1, #text
-  local quoted, line, row_line, quote_line = false, 1, 1, nil
-  while i <= n do
-    local c = text:sub(i, i)
-    if quoted then
-      if c == '"' then
-        if text:sub(i + 1, i + 1) == '"' then field[#field + 1] = '"'; i = i + 1 else quoted = false end
-      else
-        if c == "\n" then line = line + 1 end
-        field[#field + 1] = c
-      end
-    elseif c == '"' then quoted, quote_line = true, line
-    elseif c == "," then row[#row + 1] = table.concat(field); field = {}
-    elseif c == "\n" or c == "\r" then
-      if c == "\r" and text:sub(i + 1, i + 1) == "\n" then i = i + 1 end
-      row[#row + 1] = table.concat(field); field = {}
-      rows[#rows + 1], rows.lines[#rows + 1] = row, row_line
-      row = {}
-      line = line + 1
-      row_line = line
-    else field[#field + 1] = c end
-    i = i + 1
+  local rows = {lines = {}}
+  for row, line, unclosed in csv.rows(text) do
+    rows[#rows + 1], rows.lines[#rows + 1] = row, line
+    if unclosed then rows.unclosed = line end
   end
-  if #field > 0 or #row > 0 then
-    row[#row + 1] = table.concat(field)
-    rows[#rows + 1], rows.lines[#rows + 1] = row, row_line
-  end
-  if quoted then rows.unclosed = quote_line end
   return rows
 end
 
@@ -86,25 +64,35 @@ M.CIC_STATES = {RECEIVED = "RECEIVED", REVIEW = "REVIEW", REJECTED = "REJECTED",
 
 local function spelled(text) return (text:upper():gsub("[%s%-]+", "_")) end
 
+-- What a status or state means, spelled as a report may spell it.
+local function known(map, text)
+  return map[text] or map[spelled(text)]
+end
+
 -- Why a report row cannot be used, or nil: a GTIN as an argument must be
 -- one, a recipient a GLN, a date a date, a status one kapi knows.
-local function bad_row(record)
-  local gtin = require "kapi.gtin"
+local parse_time -- kapi.certification's, loaded when first needed (it needs this module)
+local DATE_FIELDS = {"publishedAt", "cicDate"}
+local function bad_row(record, good_glns)
   if not record.gtin or record.gtin == "" then return "no GTIN" end
   local ok, why = gtin.valid(record.gtin)
   if not ok then return why end
-  if not record.recipientGln or record.recipientGln == "" then return "no recipient GLN" end
-  local gln_ok, gln_why = gtin.valid_gln(record.recipientGln)
-  if not gln_ok then return "recipient " .. gln_why end
-  if record.syncStatus and record.syncStatus ~= "" and not M.SYNC_STATUSES[spelled(record.syncStatus)] then
+  local gln = record.recipientGln
+  if not gln or gln == "" then return "no recipient GLN" end
+  if not good_glns[gln] then -- a report names few recipients, on every row
+    local gln_ok, gln_why = gtin.valid_gln(gln)
+    if not gln_ok then return "recipient " .. gln_why end
+    good_glns[gln] = true
+  end
+  if record.syncStatus and record.syncStatus ~= "" and not known(M.SYNC_STATUSES, record.syncStatus) then
     return ("synchronization status \"%s\" is not one kapi knows (SYNCHRONISED, PENDING, FAILED_TO_SEND)")
            :format(errors.excerpt(record.syncStatus))
   end
-  if record.cicState and record.cicState ~= "" and not M.CIC_STATES[spelled(record.cicState)] then
+  if record.cicState and record.cicState ~= "" and not known(M.CIC_STATES, record.cicState) then
     return ("CIC state \"%s\" is not one of RECEIVED, REVIEW, REJECTED, SYNCHRONISED"):format(errors.excerpt(record.cicState))
   end
-  local parse_time = require("kapi.certification").parse_time
-  for _, field in ipairs {"publishedAt", "cicDate"} do
+  parse_time = parse_time or require("kapi.certification").parse_time
+  for _, field in ipairs(DATE_FIELDS) do
     local value = record[field]
     if value and value ~= "" and not parse_time(value) then
       return ("%s %s is not a date (YYYY-MM-DDTHH:MM:SSZ)"):format(field, errors.excerpt(value))
@@ -118,44 +106,44 @@ end
 --- input error naming it.
 function M.read_report(path)
   local name = input.name(path)
-  local rows = M.parse_csv(input.read(path))
-  if #rows == 0 then errors.input(name .. ": is empty", 0) end
-  local columns, known = {}, 0
-  for i, label in ipairs(rows[1]) do
+  local rows = csv.rows(input.read(path, {line_ends = true}), {trim = true})
+  local header = rows()
+  if not header then errors.input(name .. ": is empty", 0) end
+  local columns, has = {}, {}
+  for i, label in ipairs(header) do
     columns[i] = LABELS[label_key(label)]
-    if columns[i] then known = known + 1 end
+    if columns[i] then has[columns[i]] = true end
   end
-  local has = {}
-  for _, c in pairs(columns) do has[c] = true end
   for _, needed in ipairs {{"gtin", "GTIN"}, {"recipientGln", "recipient GLN"}} do
     if not has[needed[1]] then
       errors.input(("%s: not a publication report: no %s column in its header (%s)")
-                   :format(name, needed[2], errors.excerpt(table.concat(rows[1], ","))), 0)
+                   :format(name, needed[2], errors.excerpt(table.concat(header, ","))), 0)
     end
   end
-  local records, problems = {}, {}
-  for r = 2, #rows do
-    local row, line = rows[r], rows.lines[r]
+  -- Row by row: each row is dropped once it is a record, so a report
+  -- costs its text and its records, never a copy of every row besides.
+  local records, problems, good_glns = {}, {}, {}
+  for row, line, unclosed in rows do
     if not (#row == 1 and row[1] == "") then
       local record = {}
       for i, value in ipairs(row) do
-        if columns[i] then record[columns[i]] = value:match("^%s*(.-)%s*$") end
+        if columns[i] then record[columns[i]] = value end
       end
-      local why = bad_row(record)
+      local why = bad_row(record, good_glns)
       if why then
         problems[#problems + 1] = ("%s:%d: %s"):format(name, line, why)
       else
         record.gtin = ("0"):rep(14 - #record.gtin) .. record.gtin
-        record.syncStatus = record.syncStatus and M.SYNC_STATUSES[spelled(record.syncStatus)] or nil
-        record.cicState = record.cicState and M.CIC_STATES[spelled(record.cicState)] or ""
+        record.syncStatus = record.syncStatus and known(M.SYNC_STATUSES, record.syncStatus) or nil
+        record.cicState = record.cicState and known(M.CIC_STATES, record.cicState) or ""
         record.line = line
         records[#records + 1] = record
       end
     end
-  end
-  if rows.unclosed then
-    problems[#problems + 1] = ("%s:%d: a quoted field is never closed: the rest of the file was read as part of it")
-                              :format(name, rows.unclosed)
+    if unclosed then
+      problems[#problems + 1] = ("%s:%d: a quoted field is never closed: the rest of the file was read as part of it")
+                                :format(name, line)
+    end
   end
   if #records == 0 and #problems == 0 then errors.input(name .. ": holds no publication, only its header", 0) end
   return records, problems

@@ -4,6 +4,7 @@
 -- never with NO_COLOR. Recipes reach these through kapi.recipe.print.
 local core = require "kapi.core"
 local json = require "kapi.json"
+local trim_end = require("kapi.text").trim_end
 
 local M = {}
 
@@ -35,8 +36,10 @@ end
 
 --- JSON with the keys of nested objects sorted, so that the same data
 --- always gives the same text.
+local SORTED = {sorted = true}
 local function json_value(value)
-  return json.encode(value, {sorted = true})
+  if value == nil then return "null" end
+  return json.encode(value, SORTED)
 end
 
 -- A list as its items separated by spaces; an object as JSON.
@@ -184,7 +187,7 @@ function M.render_table(rows, columns, opts)
         local padded = last and not c.right and text or pad(text, fitted[i], c.right)
         parts[i] = M.paint(padded, line_styles and line_styles[i], opts.color)
       end
-      out[#out + 1] = (table.concat(parts, (" "):rep(GAP)):gsub("%s+$", ""))
+      out[#out + 1] = trim_end(table.concat(parts, (" "):rep(GAP)))
     end
   end
   local titles, title_styles = {}, {}
@@ -196,17 +199,33 @@ end
 
 -- JSON and CSV ------------------------------------------------------------------
 
---- A JSON array of objects whose keys come in the order of keys (so the
---- output is stable and diffable); one object per line.
-function M.render_json(rows, keys)
-  if #rows == 0 then return "[]\n" end
-  local out = {}
+--- The lines of a JSON array of objects whose keys come in the order of
+--- keys (so the output is stable and diffable), one object per line:
+--- calls write(text) with each part in order, a few hundred rows at a
+--- time, so a long list is never held twice as text.
+function M.write_json(write, rows, keys)
+  if #rows == 0 then return write("[]\n") end
+  local prefixes = {}
+  for i, key in ipairs(keys) do prefixes[i] = (i == 1 and "{" or ",") .. json.encode(key) .. ":" end
+  local chunk, fields = {}, {}
   for r, row in ipairs(rows) do
-    local fields = {}
-    for i, key in ipairs(keys) do fields[i] = json.encode(key) .. ":" .. json_value(row[key]) end
-    out[r] = "  {" .. table.concat(fields, ",") .. "}"
+    for i, key in ipairs(keys) do fields[i] = prefixes[i] .. json_value(row[key]) end
+    chunk[#chunk + 1] = (r == 1 and "[\n  " or ",\n  ") .. table.concat(fields) .. "}"
+    if #chunk == 256 then
+      write(table.concat(chunk))
+      chunk = {}
+    end
   end
-  return "[\n" .. table.concat(out, ",\n") .. "\n]\n"
+  chunk[#chunk + 1] = "\n]\n"
+  write(table.concat(chunk))
+end
+
+--- A JSON array of objects whose keys come in the order of keys, one
+--- object per line (as write_json writes it).
+function M.render_json(rows, keys)
+  local parts = {}
+  M.write_json(function(text) parts[#parts + 1] = text end, rows, keys)
+  return table.concat(parts)
 end
 
 local function csv_field(value)

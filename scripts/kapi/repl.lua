@@ -169,7 +169,7 @@ local function read_chunk(rl)
       error(line, 0)
     end
     if line == nil then return nil end
-    if #lines == 0 and commands[line:match("^%s*(.-)%s*$")] then return line end
+    if #lines == 0 and commands[line:match("^%s*(%S+)%s*$")] then return line end
     lines[#lines + 1] = line
     local text = table.concat(lines, "\n")
     if text:match("^%s*$") then return false end
@@ -245,7 +245,7 @@ function M.run(opts)
     if text then
       if text ~= previous then add_history(text) end
       previous = text
-      local command = commands[text:match("^%s*(.-)%s*$")]
+      local command = commands[text:match("^%s*(%S+)%s*$")]
       if command then command()
       elseif fn then evaluate(fn)
       else report(err) end

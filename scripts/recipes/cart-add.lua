@@ -6,6 +6,7 @@ local recipe = require "kapi.recipe"
 local errors = require "kapi.errors"
 local input = require "kapi.input"
 local gtin = require "kapi.gtin"
+local trim = require("kapi.text").trim
 
 local SCOPE = "cart.basic:write"
 local MAX_QUANTITY = 999
@@ -25,16 +26,22 @@ local usage = recipe.usage
 -- One entry, "UPC", "UPC:QTY" or "UPC,QTY": the item, or nil after naming
 -- what is wrong in problems.
 local function read_entry(text, where, problems)
-  local code, separator, quantity = text:match("^%s*([^:,%s]*)%s*([:,]?)%s*([^%s]*)%s*$")
+  text = trim(text)
+  local code, rest = text:match("^([^:,%s]*)()")
+  local after = trim(text:sub(rest))
+  local separator = after:match("^[:,]") or ""
+  local quantity = trim(after:sub(#separator + 1))
+  if quantity:find("%s") then code = nil end -- not one of the three forms: named by the GTIN check
   local ok, why = gtin.valid(code or text)
   if not ok then problems:add(where, why); return nil end
   if separator ~= "" and quantity == "" then
-    problems:add(where, ("%s: the quantity after %q is missing"):format(code, separator))
+    problems:add(where, ('%s: the quantity after "%s" is missing'):format(code, separator))
     return nil
   end
   local n = quantity == "" and 1 or (quantity:match("^%d+$") and math.tointeger(tonumber(quantity)))
   if not n or n < 1 or n > MAX_QUANTITY then
-    problems:add(where, ("quantity %q: expected a whole number from 1 to %d"):format(quantity, MAX_QUANTITY))
+    problems:add(where, ('quantity "%s": expected a whole number from 1 to %d'):format(errors.excerpt(quantity),
+                                                                                      MAX_QUANTITY))
     return nil
   end
   return {gtin = gtin.normalize(code), upc = gtin.to_product_id(code), quantity = n, where = where}

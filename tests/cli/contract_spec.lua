@@ -39,6 +39,9 @@ bad_file("blank.txt", "a file of blank lines", "  \n\n\t\n")
 bad_file("malformed.txt", "a malformed file", "{{{ not what kapi expects,,, \"\n")
 bad_file("bom.txt", "a file with a byte-order mark and CRLF, of garbage", "\239\187\191garbage, more\r\n")
 bad_file("huge.txt", "a huge one-line file", ("9"):rep(1024 * 1024))
+-- Long runs of white space between words: a reader whose patterns
+-- backtrack takes minutes on one such line.
+bad_file("spaces.txt", "a file with a line of long runs of spaces", ("x" .. (" "):rep(100000) .. "y z,"):rep(2) .. " #c\n")
 FILES[#FILES + 1] = {path = "/dev/zero", what = "an endless device"}
 -- A file nobody may read; root reads it anyway, so the case needs a user.
 if process.sh("id -u").stdout ~= "0\n" then
@@ -48,8 +51,9 @@ end
 
 -- Values that are not what an option or a positional argument expects.
 local HUGE = ("1"):rep(100000)
-local WRONG = {"abc", "-", HUGE, "0x3", "1e1"}
-local BAD_IDS = {"12ab", "", HUGE}
+local SPACED = (" "):rep(60000) .. "1x" .. (" "):rep(60000) -- one argument holds at most 128 KB
+local WRONG = {"abc", "-", HUGE, SPACED, "0x3", "1e1"}
+local BAD_IDS = {"12ab", "", HUGE, SPACED}
 
 local INTERNALS = {"attempt to ", "bad argument #", "table index is", "stack traceback", "(error object is",
                    core.script_dir, "%.lua:%d+:"}

@@ -9,6 +9,19 @@ describe("kapi.gtin", function()
     assert.equal("3", gtin.check_digit("083801600012"))      -- GLN 0838016000123
   end)
 
+  it("computes the check digit of any length as GS1 defines it (weights 3, 1, 3, ... from the right)", function()
+    for _ = 1, 5000 do
+      local digits = {}
+      for i = 1, math.random(1, math.random() < 0.9 and 17 or 200) do digits[i] = math.random(0, 9) end
+      local sum = 0
+      for from_right = 1, #digits do
+        sum = sum + digits[#digits - from_right + 1] * (from_right % 2 == 1 and 3 or 1)
+      end
+      local body = table.concat(digits)
+      assert.equal(tostring((10 - sum % 10) % 10), gtin.check_digit(body), body)
+    end
+  end)
+
   it("accepts GTIN-8, -12, -13 and -14", function()
     for _, code in ipairs {"96385074", "011110417008", "0614141000012", "00614141000012", "10614141000019"} do
       assert.is_true(gtin.valid(code), code)
