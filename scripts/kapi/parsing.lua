@@ -192,8 +192,29 @@ end
 --- Parses args for a command with lua-argparse; on a usage error prints
 --- it on one line with the usage of the (sub)command that was parsing, and
 --- returns nil, 2.
+-- An option word too long to be a typo of any option: argparse would spend
+-- seconds measuring its distance to each (15 s for one of 90,000
+-- characters) and quote it whole; it is refused here, cut.
+local LONGEST_OPTION = 100
+
+local function overlong_option(parser, args)
+  local names, value_next = option_names(parser), false
+  for _, a in ipairs(args) do
+    if a == "--" then return nil end
+    if not value_next and #a > LONGEST_OPTION and a:sub(1, 1) == "-" and names[a:match("^[^=]*")] == nil then
+      return a
+    end
+    value_next = names[a] == true
+  end
+end
+
 function M.parse(parser, args)
   args = join_dash_values(parser, args)
+  local overlong = overlong_option(parser, args)
+  if overlong then
+    return nil, cli.usage_error(("unknown option '%s'"):format(errors.excerpt(overlong:match("^[^=]*"))),
+                                parser:get_usage())
+  end
   local failed_in, message
   local ok, result = xpcall(function()
     return parser:_parse(args, function(p, err)

@@ -103,6 +103,8 @@ local function long_name(option) return option.names[#option.names] end
 local function walk(prefix, desc)
   local case = with(prefix, desc, "--bogus-option")
   assert_refused(run_kapi(case), case, "--bogus-option")
+  case = with(prefix, desc, "--" .. ("x"):rep(100000))
+  assert_refused(run_kapi(case), {"a 100,000-character option", table.unpack(prefix)}, "(100002 characters)")
   for _, option in ipairs(desc.options) do
     local name = long_name(option)
     if option.takes_value and not option.required then
