@@ -260,7 +260,13 @@ function M.redact_body(body, content_type)
   content_type = (content_type or ""):lower()
   if content_type:find("json", 1, true) or body:find("^%s*[{%[]") then
     local ok, value = pcall(json.decode, body)
-    if ok then return json.encode(redact_value(value, 0)) end
+    if ok then
+      -- A number beyond a double's range decodes as an infinity, which JSON
+      -- cannot write back: such a body is not shown (never shown
+      -- unredacted), and the request it was logged for goes on.
+      local written, text = pcall(json.encode, redact_value(value, 0))
+      return written and text or REDACTED
+    end
   end
   if content_type:find("x-www-form-urlencoded", 1, true) or body:find("^[^%s=&]+=") then
     body = M.redact_url("?" .. body):sub(2)
@@ -549,18 +555,42 @@ local function is_expired_token(result)
   return parsed.code == nil or parsed.code == "invalid_token"
 end
 
+local MAX_RENEWALS = 5
+
+-- The Authorization header a request carries (headers as a map or as a
+-- list of pairs); "" when it has none.
+local function authorization_of(req)
+  local headers, value = req.headers, nil
+  if type(headers) ~= "table" then return "" end
+  if headers[1] ~= nil then
+    for _, pair in ipairs(headers) do
+      if type(pair[1]) == "string" and pair[1]:lower() == "authorization" then value = pair[2] end
+    end
+  else
+    for name, v in pairs(headers) do
+      if type(name) == "string" and name:lower() == "authorization" then value = v end
+    end
+  end
+  return type(value) == "string" and value or ""
+end
+
 -- Runs the attempts: returns the response, or raises the error of the last.
 local function perform(req)
-  local attempt, renewed, auth = 0, false, req.auth
+  local attempt, renewals, refused, auth = 0, 0, nil, req.auth
   while true do
     attempt = attempt + 1
     if auth then auth:authorize(req) end
     local result, kind, message, url = exchange(req, attempt)
     local retryable, wait
     if result then
-      if auth and not renewed and is_expired_token(result) and auth.renew then
-        renewed = true
-        auth:renew(result)
+      -- A token refused is renewed, once per token: requests that share
+      -- a token all hear of its end, and one whose renewed token was
+      -- refused in turn (revoked while others used it) renews again, up
+      -- to MAX_RENEWALS; the same token refused twice is the answer.
+      local carried = auth and auth.renew and is_expired_token(result) and authorization_of(req)
+      if carried and carried ~= refused and renewals < MAX_RENEWALS then
+        renewals, refused = renewals + 1, carried
+        auth:renew(result, req)
         attempt = attempt - 1 -- a renewal is not a retry
         goto continue
       end

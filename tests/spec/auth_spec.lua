@@ -106,6 +106,45 @@ describe("service tokens", function()
     assert.equal(2, sb.state.token_requests)
   end)
 
+  it("survive tokens revoked while other requests use them: each refused token is renewed", function()
+    sb:close()
+    sb = kapi.sandbox.start {products = 300, stores = 10, faults = "expire=0.05"}
+    local a = service {scopes = {}}
+    local list = {}
+    for i = 1, 400 do list[i] = i end
+    -- Four requests share each token; one of them drawing the fault ends
+    -- it for all four, and a renewed token can be drawn in turn.
+    local results, failures = kapi.map(list, function()
+      return http.get(sb.url .. "/v1/chains", {auth = a}).status
+    end, {concurrency = 4})
+    for i = 1, #list do assert.is_nil(failures and failures[i], failures and tostring(failures[i])) end
+    assert.equal(200, results[400])
+    assert.is_true(sb.state.token_requests > 5, "the fault was never drawn")
+  end)
+
+  it("drop on a 401 only the token the request carried, and never take it up again", function()
+    local a = service()
+    local first = a:token()
+    local refused = {headers = {{"Accept", "application/json"}, {"Authorization", "Bearer " .. first}}}
+    a:renew(nil, refused)
+    local second = a:token()
+    assert.not_equal(first, second)
+    -- A request that was in flight with the first token hears its 401
+    -- late: the second token stays.
+    a:renew(nil, {headers = {Authorization = "Bearer " .. first}})
+    assert.equal(second, a:token())
+    assert.equal(2, sb.state.token_requests)
+    -- Another kapi process that still held the first token writes it back
+    -- to the store: it is not taken up again.
+    local b = service()
+    b:renew(nil, {headers = {Authorization = "Bearer " .. second}})
+    store.write(b.key, {kind = "service", host = sb.url, client_id = "kapi-sandbox", scopes = {"product.basic"},
+                        access_token = second, expires_at = os.time() + 1800})
+    local third = b:token()
+    assert.not_equal(second, third)
+    assert.equal(3, sb.state.token_requests)
+  end)
+
   it("are stored in files of mode 0600 in a directory of mode 0700, but never for a sandbox of this process", function()
     service():token() -- the sandbox started here ends with this process: its tokens stay in memory
     for _, r in ipairs(store.list()) do assert.is_not.equal(sb.url, r.host) end

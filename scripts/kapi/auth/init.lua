@@ -103,7 +103,7 @@ function M.service(opts)
   errors.check(opts.client_secret, "string", "auth.service: client_secret")
   errors.check(opts.scopes, "table?", "auth.service: scopes")
   local self = setmetatable({base_url = opts.base_url, client_id = opts.client_id, scopes = opts.scopes or {},
-                             persist = opts.persist ~= false}, Service)
+                             persist = opts.persist ~= false, rejected = {}}, Service)
   secrets[self] = opts.client_secret
   self.key = store.key(host_of(self.base_url), self.client_id, "service", self.scopes)
   return self
@@ -125,7 +125,7 @@ function Service:token()
   if fresh(self.cached) then return self.cached.access_token end
   if not self.inflight and self.persist then
     local stored = store.read(self.key)
-    if fresh(stored) then
+    if fresh(stored) and not self.rejected[stored.access_token] then
       self.cached = stored
       return stored.access_token
     end
@@ -138,10 +138,47 @@ function Service:authorize(req)
   req.headers = with_header(req.headers, "Authorization", "Bearer " .. self:token())
 end
 
---- Called on a 401 invalid_token: drop the token; the next attempt fetches.
-function Service:renew()
-  self.cached = nil
-  if self.persist then store.remove(self.key) end
+--- Called on a 401 invalid_token for the request req: drop the token it
+--- carried; the next attempt fetches a new one. Only that token is
+--- dropped: a request that was in flight with it must not throw away
+--- the token another one has fetched since, nor a token that another kapi
+--- process stored since; and the dropped token is never taken from the
+--- store again (another process may still hold it, and write it back).
+-- The bearer token a request carried, whichever form its headers take.
+local function bearer_of(req)
+  local headers, value = req and req.headers, nil
+  if type(headers) ~= "table" then return nil end
+  if headers[1] ~= nil then
+    for _, pair in ipairs(headers) do
+      if type(pair[1]) == "string" and pair[1]:lower() == "authorization" then value = pair[2] end
+    end
+  else
+    value = headers.Authorization
+  end
+  return type(value) == "string" and value:match("^Bearer (.+)$") or nil
+end
+
+-- Tokens refused lately, remembered so that none is taken up again; the
+-- last few are enough.
+local REJECTED_KEPT = 16
+
+function Service:renew(_, req)
+  local used = bearer_of(req)
+  if not used then -- no request to tell which: drop what there is
+    self.cached = nil
+    if self.persist then store.remove(self.key) end
+    return
+  end
+  local rejected = self.rejected
+  if not rejected[used] then
+    rejected[#rejected + 1], rejected[used] = used, true
+    if #rejected > REJECTED_KEPT then rejected[table.remove(rejected, 1)] = nil end
+  end
+  if self.cached and self.cached.access_token == used then self.cached = nil end
+  if self.persist then
+    local stored = store.read(self.key)
+    if stored and stored.access_token == used then store.remove(self.key) end
+  end
 end
 
 -- Customer tokens ------------------------------------------------------------------
