@@ -286,7 +286,7 @@ function M.print(args, rows, columns, keys)
     for i, c in ipairs(columns) do keys[i] = c.key end
   end
   if format == "json" then
-    io.stdout:write(output.render_json(rows, keys))
+    output.write_json(function(text) io.stdout:write(text) end, rows, keys)
   elseif format == "csv" then
     io.stdout:write(output.render_csv(rows, keys))
   elseif #rows > 0 then
