@@ -63,7 +63,7 @@ end
 -- at once or at the limit instead of eating the memory.
 local CHUNK = 1 << 16
 
-local function read_stream(f, path)
+local function read_stream(f, path, raw, limit)
   local parts, total = {}, 0
   while true do
     local chunk, err = f:read(CHUNK)
@@ -71,32 +71,35 @@ local function read_stream(f, path)
       if err then fail(path, reason(err)) end
       return table.concat(parts)
     end
-    if chunk:find("\0", 1, true) then fail(path, "not a text file (it holds NUL bytes)") end
+    -- Bytes read raw (XML in UTF-16) may hold NULs, but never start with
+    -- four of them, as /dev/zero does.
+    if raw and total == 0 and chunk:find("^%z%z%z%z") then fail(path, "not a text file (it starts with NUL bytes)") end
+    if not raw and chunk:find("\0", 1, true) then fail(path, "not a text file (it holds NUL bytes)") end
     total = total + #chunk
-    if total > M.MAX_BYTES then
-      fail(path, ("more than %d MB, the most kapi reads at once; split it"):format(M.MAX_BYTES >> 20))
+    if total > limit then
+      fail(path, ("more than %d MB, the most kapi reads at once; split it"):format(limit >> 20))
     end
     parts[#parts + 1] = chunk
   end
 end
 
-local function read_raw(path)
+local function read_raw(path, raw, limit)
   if path == "-" then
-    stdin_text = stdin_text or read_stream(io.stdin, path)
+    stdin_text = stdin_text or read_stream(io.stdin, path, raw, limit)
     return stdin_text
   end
   local f, why = open(path)
   if not f then fail(path, why == "Is a directory" and "is a directory, not a file" or why) end
   local size = f:seek("end")
   if not size or size == 0 then -- not seekable, or a device or /proc file that says 0
-    local ok, text = pcall(read_stream, f, path)
+    local ok, text = pcall(read_stream, f, path, raw, limit)
     f:close()
     if not ok then error(text, 0) end
     return text
   end
-  if size > M.MAX_BYTES then
+  if size > limit then
     f:close()
-    fail(path, ("%d MB is more than kapi reads at once (%d MB); split it"):format(size >> 20, M.MAX_BYTES >> 20))
+    fail(path, ("%d MB is more than kapi reads at once (%d MB); split it"):format(size >> 20, limit >> 20))
   end
   f:seek("set")
   local text, read_err = f:read("a")
@@ -110,9 +113,17 @@ end
 --- opts.line_ends, for a reader that knows them all, as CSV's does).
 --- Raises an input error naming the file when it cannot be read, is
 --- binary or (unless opts.empty_ok) holds nothing but white space.
+--- opts.raw gives the bytes as they are (NULs, a byte-order mark, line
+--- ends: for a reader that knows its own encodings, as XML's does), and
+--- opts.max_bytes a limit below M.MAX_BYTES.
 function M.read(path, opts)
   if type(path) ~= "string" or path == "" then errors.input("a file name is needed", 0) end
-  local text = read_raw(path)
+  local raw = opts and opts.raw
+  local text = read_raw(path, raw, math.min(opts and opts.max_bytes or M.MAX_BYTES, M.MAX_BYTES))
+  if raw then
+    if not text:find("[^%s%z]") then fail(path, "is empty") end
+    return text
+  end
   if text:sub(1, 3) == BOM then text = text:sub(4) end
   if text:find("\0", 1, true) then fail(path, "not a text file (it holds NUL bytes)") end
   if not (opts and opts.line_ends) and text:find("\r", 1, true) then text = text:gsub("\r\n?", "\n") end

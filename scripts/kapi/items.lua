@@ -100,6 +100,11 @@ local function bad_row(record, good_glns)
   end
 end
 
+--- Why a publication record cannot be used (as a report row's is named),
+--- or nil; good_glns caches the recipient GLNs found good. For the other
+--- readers of publication records (kapi.cic).
+M.bad_record = bad_row
+
 --- Reads an exported report ("-": standard input): the records, and the
 --- problems of rows that could not be read (each naming its line), so good
 --- rows are never lost. A report that cannot be read at all raises an

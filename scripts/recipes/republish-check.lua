@@ -70,22 +70,45 @@ local function from_report(args, problems)
   return records
 end
 
+-- "FILE:LINE[:COLUMN]: why" as the place and the reason.
+local function placed(why, fallback)
+  local where, what = why:match("^(.-:%d+:?%d*): (.*)$")
+  if where then return where, what end
+  where, what = why:match("^(.-): (.*)$")
+  return where or fallback, what or why
+end
+
+-- GS1 CIC messages: a confirmation that cannot be used is bad input, as a
+-- report row is (exit 2); a document that is malformed or no CIC message
+-- is skipped while the rest is read, and the run has failed (exit 1).
+local function from_cic(args, problems)
+  local records, bad, skipped = require("kapi.cic").read(args.cic)
+  for _, why in ipairs(bad) do problems:add(placed(why, input.name(args.cic))) end
+  for _, why in ipairs(skipped) do problems:fail(placed(why, input.name(args.cic))) end
+  local others = #records - #kroger_only(records)
+  if others > 0 then
+    recipe.note(args, "kapi: %s: %d confirmation%s for recipients other than Kroger's GLNs left out",
+                input.name(args.cic), others, others == 1 and "" or "s")
+  end
+  return records
+end
+
 -- The Item Management API, or nil when there is none here. With a
 -- report, verdicts can come from the report alone; and a report is the
 -- user's own data, never checked against the built-in sandbox, which
 -- knows nothing of their items.
 local function items_client(args)
-  if args.report and config.in_process_sandbox(args.env) then
+  local own = args.report and "the report" or args.cic and "the CIC messages" -- the user's own data
+  if own and config.in_process_sandbox(args.env) then
     local why = config.sandbox_by_default(args.env) and "no 1WorldSync credentials are configured"
                 or "the built-in sandbox knows nothing of your items"
-    recipe.note(args, "kapi: verdicts come from the report alone (%s, so the items are not re-checked)", why)
+    recipe.note(args, "kapi: verdicts come from %s alone (%s, so the items are not re-checked)", own, why)
     return nil
   end
   local ok, client = pcall(kapi.items.client, {env = args.env})
   if ok then return client end
-  if not args.report then error(client, 0) end
-  recipe.note(args, "kapi: no Item Management API here: verdicts come from the report, "
-              .. "without re-checking the items")
+  if not own then error(client, 0) end
+  recipe.note(args, "kapi: no Item Management API here: verdicts come from %s, without re-checking the items", own)
 end
 
 -- Output --------------------------------------------------------------------------
@@ -171,7 +194,8 @@ return {
   summary = "Where each publication stands with Kroger, why, and what to do next",
   description = [[
 Reads publications (for the GTINs given, from --file, from an exported
-report with --report, for a supplier with --gln, or --all), re-checks each
+report with --report, from GS1 CIC messages with --cic (an XML file or a
+directory of them), for a supplier with --gln, or --all), re-checks each
 item with Kroger's rules and gives one verdict per publication: DONE,
 WAITING, OVERDUE, FIX_THEN_REPUBLISH, READY_TO_REPUBLISH, RESEND,
 FAILED_TO_SEND, WRONG_RECIPIENT or BLOCKED, with the cause and the next
@@ -179,7 +203,8 @@ step. Without --apply it prints the plan; with --apply it republishes as
 New only the READY_TO_REPUBLISH publications and resends only the RESEND
 ones; with --json, each row says what was planned or done (action,
 result, error). Exit status (docs/usage.md): 0, or 1 when an item could not
-be read or an action failed; 2 for a usage error, or input that could not
+be read, an action failed or a CIC message was skipped (malformed, or not
+a CIC message); 2 for a usage error, or input that could not
 be used (a bad GTIN or report row, a GTIN with no Kroger publication; the
 rest is still checked).]],
 
@@ -188,6 +213,8 @@ rest is still checked).]],
     parser:option("--file", "Read GTINs from a file, one per line (repeatable; - reads stdin)"):count("*")
           :argname("FILE")
     parser:option("--report", "Read the publications from an exported report (CSV; - reads stdin)"):argname("FILE")
+    parser:option("--cic", "Read the publications from GS1 CIC messages (XML; a file, a directory of them, "
+                  .. "or - for stdin)"):argname("FILE")
     parser:option("--gln", "Every publication of this supplier (information provider GLN)")
     parser:flag("--all", "Every publication the account can see")
     recipe.options(parser)
@@ -195,22 +222,23 @@ rest is still checked).]],
 
   run = function(args)
     local sources = (#args.gtin + #args.file > 0 and 1 or 0) + (args.report and 1 or 0)
-                    + (args.gln and 1 or 0) + (args.all and 1 or 0)
+                    + (args.cic and 1 or 0) + (args.gln and 1 or 0) + (args.all and 1 or 0)
     if sources ~= 1 then
-      recipe.usage("give one source: GTINs (or --file), --report FILE, --gln GLN or --all")
+      recipe.usage("give one source: GTINs (or --file), --report FILE, --cic FILE, --gln GLN or --all")
     end
     recipe.check_gln("--gln", args.gln)
     local problems = recipe.problems()
     -- What the user gave is read and checked before any service is asked.
-    local report = args.report and from_report(args, problems)
-    local gtins = not (args.report or args.all or args.gln) and recipe.gtins(args.gtin, args.file, problems)
+    local report = args.report and from_report(args, problems) or args.cic and from_cic(args, problems)
+    local gtins = not (args.report or args.cic or args.all or args.gln) and recipe.gtins(args.gtin, args.file, problems)
     if gtins and #gtins == 0 then return recipe.status(problems) end
     local items = items_client(args)
     local records = kroger_only(report or from_api(args, gtins, items, problems))
     -- A source with no Kroger publication at all names nothing to check;
     -- a shard that happens to get none is just an empty part of the work.
     if #records == 0 and #problems == 0 and not gtins then
-      problems:add(args.gln and ("--gln " .. args.gln) or args.report and input.name(args.report) or "--all",
+      problems:add(args.gln and ("--gln " .. args.gln) or (args.report or args.cic) and input.name(args.report or args.cic)
+                   or "--all",
                    "no publication to a Kroger GLN")
     end
     if #records == 0 and #problems > 0 then return recipe.status(problems) end -- nothing usable to print
