@@ -8,7 +8,7 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Exactly what building and testing kapi needs, as Debian packages.
 DEB_PACKAGES := build-essential cmake pkg-config \
 	lua5.4 liblua5.4-dev lua-cjson-dev libedit-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libexpat1-dev \
-	lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind
+	libsqlite3-dev lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind
 
 # What the test suite alone needs beyond DEB_PACKAGES: Node.js and npm
 # (from Debian, unless a node and an npm are already there) to run

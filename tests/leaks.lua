@@ -54,3 +54,17 @@ t:cancel()
 pcall(t.wait, t)
 os.execute("rm -rf " .. dir)
 print("ok")
+-- The tracker's database: rows read, a statement refused, one closed twice.
+do
+  local sqlite = require "kapi.core.sqlite"
+  local db = sqlite.open(":memory:")
+  db:exec("CREATE TABLE t (a INTEGER, b TEXT)")
+  db:run("INSERT INTO t VALUES (?, ?)", 1, "x")
+  assert(#db:rows("SELECT * FROM t WHERE a = ?", 1) == 1)
+  pcall(db.run, db, "INSERT INTO missing VALUES (1)")
+  pcall(db.run, db, "SELECT ?", {})
+  db:close()
+  db:close()
+  local h <close> = kapi.history.open(":memory:")
+  h:record({{gtin = "10845678000023", recipientGln = "0838016000123", verdict = "DONE", publication = {}}}, "api")
+end

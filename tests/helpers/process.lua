@@ -86,9 +86,14 @@ end
 
 --- The environment of a user with no credentials, on the sandbox at url
 --- (nil: the one kapi starts in its own process).
+local test_state -- one state directory for the tests of a process, not the user's
+
 function M.sandbox_env(url)
-  -- No settings of the person running the tests (a preferred store, say).
+  test_state = test_state or M.tempdir()
+  -- No settings of the person running the tests (a preferred store, say),
+  -- and none of their state (tokens, the tracker's history).
   return {KAPI_SANDBOX_URL = url or "", KAPI_CONFIG = "/nonexistent/kapi-config.lua", NO_COLOR = "1",
+          XDG_STATE_HOME = test_state,
           XDG_CONFIG_HOME = "/nonexistent/kapi-config-home", KAPI_STORE = "",
           KROGER_CLIENT_ID = "", KROGER_CLIENT_SECRET = "", KAPI_ENV = "",
           ONEWORLDSYNC_APP_ID = "", ONEWORLDSYNC_SECRET = "", ONEWORLDSYNC_ITEMS_URL = ""}
