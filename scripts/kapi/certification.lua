@@ -72,30 +72,52 @@ end
 
 -- What Kroger's texts mean ------------------------------------------------------
 
--- CIC and failure texts -> cause in plain words, and the fix when the
--- item itself cannot show it (the rules find the rest).
+-- CIC and failure texts -> cause in plain words (`what`, and `cause` as a
+-- rejection says it), and the fix, for when the item cannot be read to
+-- show it (the rules find it otherwise); `after` is the button that
+-- follows the fix (a republish, unless said).
+local REPUBLISH = "Republish as New to the Certification Queue 0838016000123"
+
+local function said(pattern, what, fix, more)
+  local d = {pattern = pattern, what = what, cause = what, fix = fix}
+  for k, v in pairs(more or {}) do d[k] = v end
+  return d
+end
+
+-- Kroger QA's own reasons: a rejection says so.
+local function qa(pattern, what, fix, more)
+  local d = said(pattern, what, fix, more)
+  d.cause = (d.because and "Kroger QA rejected it because " or "Kroger QA rejected it: ") .. what
+  return d
+end
+
 local DIAGNOSES = {
-  {pattern = "pi9001", cause = "it was sent to Kroger Product Introduction (0011110000019, the old VIP path), "
-     .. "which does not take API data (PI9001)"},
-  {pattern = "made_in", cause = "its Product Activity Type Code is \"Made in Country\" (MADE_IN), which "
-     .. "1WorldSync will not send to Kroger"},
-  {pattern = "r02063", cause = "its images break Kroger's image rule (R02063): exactly one primary front and "
-     .. "up to five more unique facings, all of type Product Image"},
-  {pattern = "wercs", cause = "Kroger QA rejected it because the item is not registered in WERCS "
-     .. "(hazardous materials)", fix = "finish the WERCS registration, then Resend"},
-  {pattern = "2802", cause = "Kroger QA rejected it: Ti/Hi were entered as GTIN Pallet Ti/Hi although the "
-     .. "hierarchy has no pallet GTIN (warning 2802)"},
-  {pattern = "pdp guidelines", cause = "Kroger QA rejected it: the consumer unit does not meet Kroger's PDP "
-     .. "guidelines"},
-  {pattern = "model gtin", cause = "Kroger QA rejected it: the item names itself as its model GTIN"},
-  {pattern = "submitted status", cause = "Kroger QA rejected it: the item is still in progress in VIP (\"item "
-     .. "found in submitted status\") after the migration to the API path",
-   fix = "withdraw the Product Introduction (0011110000019) publication; do not ask for a new IMF; "
-     .. "then Republish as New to 0838016000123"},
-  {pattern = "new imf", cause = "Kroger QA rejected it: a Kroger Item Submission Reason Code on an update of "
-     .. "an item that already has an IMF asked for a new IMF"},
-  {pattern = "product introduction gln", cause = "Kroger QA rejected it: the consumer unit lists Kroger "
-     .. "Product Introduction (0011110000019) as a recipient"},
+  said("pi9001", "it was sent to Kroger Product Introduction (0011110000019, the old VIP path), which does not "
+       .. "take API data (PI9001)"),
+  said("made_in", "its Product Activity Type Code is \"Made in Country\" (MADE_IN), which 1WorldSync will not "
+       .. "send to Kroger"),
+  said("r02063", "its images break Kroger's image rule (R02063): exactly one primary front and up to five more "
+       .. "unique facings, all of type Product Image",
+       "give the Each one front image, unique facings (Front, Back, Left, Right, Top, Bottom), at most six "
+       .. "images, all of type Product Image; save"),
+  qa("wercs", "the item is not registered in WERCS (hazardous materials)", "finish the WERCS registration",
+     {because = true, after = ", then Resend"}),
+  qa("2802", "Ti/Hi were entered as GTIN Pallet Ti/Hi although the hierarchy has no pallet GTIN (warning 2802)",
+     "on the highest level (the Case) move Ti and Hi to Non-GTIN Pallet Ti and Hi, with Non-GTIN Pallet Quantity "
+     .. "= Ti x Hi; save"),
+  qa("pdp guidelines", "the consumer unit does not meet Kroger's PDP guidelines",
+     "fix the content of the Each (the consumer unit) that the CIC names; save"),
+  qa("model gtin", "the item names itself as its model GTIN",
+     "set Model GTIN Exists to false and leave Model GTIN blank, unless another, synchronised item is the "
+     .. "model; save"),
+  qa("submitted status", "the item is still in progress in VIP (\"item found in submitted status\") after the "
+     .. "migration to the API path",
+     "withdraw the Product Introduction (0011110000019) publication; do not ask for a new IMF",
+     {after = "; then Republish as New to 0838016000123"}),
+  qa("new imf", "a Kroger Item Submission Reason Code on an update of an item that already has an IMF asked for "
+     .. "a new IMF", "leave Kroger Item Submission Reason Code blank on the update; save"),
+  qa("product introduction gln", "the consumer unit lists Kroger Product Introduction (0011110000019) as a "
+     .. "recipient", "set the Each's recipients to ALL (publish the top level only); save"),
 }
 
 local function first_line(text)
@@ -113,9 +135,49 @@ function M.diagnose(message)
   return {cause = line ~= "" and ("Kroger said: " .. line) or "no reason was given"}
 end
 
--- Verdicts ----------------------------------------------------------------------
+-- The fix the CIC's words call for, and the button after it.
+local function fix_of(why)
+  return (why.fix or "fix what the CIC says, save") .. (why.after or ", then " .. REPUBLISH)
+end
 
-local REPUBLISH = "Republish as New to the Certification Queue 0838016000123"
+-- A publication's details: a CIC message's (kapi.cic), or one made of a
+-- report's message when it holds a code ("2802 WARNING: ...") or a text
+-- kapi knows; nil when there are none.
+local function details_of(pub)
+  if type(pub.details) == "table" and #pub.details > 0 then return pub.details end
+  local message = pub.message or ""
+  local code = message:match("^%s*(%w*%d%w*)[%s:=]")
+  if code or (message ~= "" and M.diagnose(message).pattern) then
+    return {{code = code or pub.cicCode or "", description = "", long_description = message, gtin = pub.gtin}}
+  end
+end
+
+local function words_of(detail)
+  local text = (detail.long_description or "") ~= "" and detail.long_description or detail.description or ""
+  local code = detail.code or ""
+  return (code ~= "" and not text:find(code, 1, true)) and (code .. ": " .. text) or text
+end
+
+--- What a publication's CIC means: {cause, what, fix, after, pattern}
+--- from the first of its details kapi knows (else the first, quoted),
+--- naming the lower level a detail is about; from its message when it
+--- has no details.
+function M.explain(pub)
+  errors.check(pub, "table", "certification.explain: publication")
+  local details = details_of(pub)
+  if not details then return M.diagnose(pub.message) end
+  local why, about = nil, details[1]
+  for _, d in ipairs(details) do
+    local known = M.diagnose(words_of(d))
+    if known.pattern then why, about = known, d break end
+  end
+  why = why or M.diagnose(words_of(about))
+  if not about.gtin or about.gtin == pub.gtin then return why end
+  local on = (" (on %s, a lower level)"):format(about.gtin)
+  return setmetatable({cause = why.cause .. on, what = (why.what or why.cause) .. on}, {__index = why})
+end
+
+-- Verdicts ----------------------------------------------------------------------
 
 -- The fixes the findings call for, one sentence each, errors first.
 local function fixes(findings)
@@ -142,7 +204,7 @@ local function verdict(name, cause, next_step)
 end
 
 local function rejected(pub, ctx)
-  local why = M.diagnose(pub.message)
+  local why = ctx.why or M.explain(pub)
   local findings = ctx.findings
   if not findings then
     -- Only the CIC to go on (a report export, or an item kapi cannot read).
@@ -151,7 +213,7 @@ local function rejected(pub, ctx)
                      "finish the WERCS registration if it is not done, then Resend the publication")
     end
     return verdict("FIX_THEN_REPUBLISH", why.cause .. "; kapi could not read the item to check it again",
-                   why.fix or ("fix what the CIC says, save, then " .. REPUBLISH))
+                   fix_of(why))
   end
   if why.pattern == "wercs" and #findings == 0 then
     return verdict("RESEND", why.cause .. "; it is registered now", "Resend the publication "
@@ -166,8 +228,7 @@ local function rejected(pub, ctx)
     return verdict("READY_TO_REPUBLISH", why.cause .. "; the item was changed since and now passes every rule",
                    REPUBLISH .. " (kapi run republish-check --apply does it)")
   end
-  return verdict("FIX_THEN_REPUBLISH", why.cause .. "; the item has not changed since it was sent",
-                 (why.fix or "fix what the CIC says, save") .. (why.fix and "" or ", then " .. REPUBLISH))
+  return verdict("FIX_THEN_REPUBLISH", why.cause .. "; the item has not changed since it was sent", fix_of(why))
 end
 
 local function waiting(pub, ctx, hours)
@@ -179,6 +240,26 @@ local function waiting(pub, ctx, hours)
   end
   return verdict("WAITING", ("%s, %s"):format(where, ago(hours)),
                  "wait for Kroger's review (about 24 h after sending); nothing to do")
+end
+
+-- A CIC in REVIEW that carries details: what they say comes first, as a
+-- rejection's would (the same verdicts: the fix, then the button), and
+-- the wait second. Words kapi does not know lead a wait.
+local function under_review(pub, ctx, hours, since)
+  local why = M.explain(pub)
+  local still = ("the review goes on meanwhile (it takes about 24 h; %s %s), but would most likely reject it as it "
+                 .. "is"):format(since, ago(hours))
+  if not why.pattern then
+    local wait = waiting(pub, ctx, hours)
+    return verdict(wait.verdict, ("Kroger QA is reviewing it, and its CIC says: %s (%s)")
+                   :format(why.cause:gsub("^Kroger said: ", ""), ago(hours)),
+                   "if the CIC asks for a change, make it, save, then " .. REPUBLISH .. "; otherwise " .. wait.next)
+  end
+  local reviewed = setmetatable({cause = "Kroger QA is reviewing it, and its CIC flags a problem: "
+                                         .. (why.what or why.cause)}, {__index = why})
+  local v = rejected(pub, {findings = ctx.findings, changed = ctx.changed, now = ctx.now, why = reviewed})
+  v.next = v.next .. "; " .. still
+  return v
 end
 
 local function blocked(pub, ctx)
@@ -228,6 +309,11 @@ function M.verdict(pub, ctx)
                    or "nothing; the certified publication (0838016000116) follows by itself")
   end
   if state == "REJECTED" then return rejected(pub, ctx) end
+  if state == "REVIEW" and details_of(pub) then
+    local sent = (pub.publishedAt or "") ~= ""
+    return under_review(pub, ctx, hours_since(sent and pub.publishedAt or pub.cicDate, now),
+                        sent and "sent" or "the CIC came")
+  end
   if pub.recipientGln == M.CERTIFIED then return blocked(pub, ctx) end
   return waiting(pub, ctx, hours_since(pub.publishedAt, now))
 end
