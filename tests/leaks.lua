@@ -52,6 +52,17 @@ os.remove(dir .. "-created")
 local t = kapi.spawn(function() kapi.sleep(10) end)
 t:cancel()
 pcall(t.wait, t)
+-- XML (bindings/xml.c): a tree, a malformed document, each refusal
+-- (entities, depth, size, a bad option), and CIC messages read whole:
+-- every parser is freed.
+local xml = require "kapi.core.xml"
+assert(xml.parse('<a xmlns="urn:x" k="v"><b>text &amp; more</b></a>'))
+assert(not xml.parse("<a><b>text</a>"))
+assert(not xml.parse('<!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]><a>&x;</a>'))
+assert(not xml.parse(("<a>"):rep(300)))
+assert(not xml.parse("<a/>", {max_bytes = 2}))
+pcall(xml.parse, "<a/>", {max_depth = 0})
+assert(#require("kapi.cic").read("tests/data/cic/good") == 15)
 os.execute("rm -rf " .. dir)
 print("ok")
 -- The tracker's database: rows read, a statement refused, one closed twice.

@@ -339,6 +339,107 @@ describe("kapi run republish-check", function()
                    r.stderr)
   end)
 
+  -- GS1 CIC messages (tests/data/cic): the same records, so the same
+  -- verdicts, as a report.
+  local CIC = process.source_dir .. "/tests/data/cic/"
+
+  local function copies(names)
+    local dir = process.tempdir()
+    for _, name in ipairs(names) do
+      os.execute(("cp %s %s"):format(process.quote(CIC .. name), process.quote(dir)))
+    end
+    return dir
+  end
+
+  it("reads GS1 CIC messages, a directory of them, with a verdict for each confirmation", function()
+    local got, r = verdicts {"run", "republish-check", "--cic", CIC .. "good", "--json"}
+    assert.matches("verdicts come from the CIC messages alone %(no 1WorldSync credentials are configured", r.stderr)
+    local count = 0
+    for _ in pairs(got) do count = count + 1 end
+    assert.equal(15, count)
+    local expected = {
+      ["10862000000018@" .. QUEUE] = "DONE", ["10862000000018@" .. CERTIFIED] = "DONE",
+      ["10862000000032@" .. QUEUE] = "DONE", ["10862000000049@" .. QUEUE] = "FIX_THEN_REPUBLISH",
+      ["10862000000063@" .. QUEUE] = "RESEND", ["10862000000087@" .. QUEUE] = "FIX_THEN_REPUBLISH",
+      ["10862000000117@" .. PRODUCT_INTRO] = "WRONG_RECIPIENT", ["10862000000131@" .. CERTIFIED] = "BLOCKED",
+    }
+    for key, verdict in pairs(expected) do assert.equal(verdict, got[key].verdict, key) end
+    assert.matches("^Kroger QA is reviewing it, and its CIC flags a problem: Ti/Hi",
+                   got["10862000000087@" .. QUEUE].cause)
+    -- A table too, with the summary.
+    r = kapi {"run", "republish-check", "--cic", CIC .. "good/review-2802.xml"}
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("10862000000087  queue  FIX_THEN_REPUBLISH", r.stdout)
+    assert.matches("1 publication: 1 FIX_THEN_REPUBLISH%.", r.stderr)
+  end)
+
+  it("gives in --json the same rows for CIC messages as for a report of the same publications", function()
+    local cic = require "kapi.cic"
+    local dir = copies {"good/synchronised.xml", "good/default-namespace.xml", "good/review-2802.xml",
+                        "good/product-introduction.xml", "good/blocked.xml"}
+    local lines = {"GTIN,Recipient GLN,CIC State,CIC Date,CIC Code,Message"}
+    for _, p in ipairs((cic.read(dir))) do
+      lines[#lines + 1] = ('%s,%s,%s,%s,%s,"%s"'):format(p.gtin, p.recipientGln, p.cicState, p.cicDate, p.cicCode,
+                                                          p.message:gsub('"', '""'))
+    end
+    local report = process.write(dir .. "/report/export.csv", table.concat(lines, "\n") .. "\n")
+    local from_cic = kapi {"run", "republish-check", "--cic", dir, "--json"}
+    local from_report = kapi {"run", "republish-check", "--report", report, "--json"}
+    process.cleanup(dir)
+    assert.equal(0, from_cic.status, from_cic.stderr)
+    assert.equal(0, from_report.status, from_report.stderr)
+    assert.equal(7, #json.decode(from_cic.stdout))
+    assert.same(json.decode(from_report.stdout), json.decode(from_cic.stdout))
+  end)
+
+  it("names a malformed or foreign message FILE:LINE, skips it, reads the rest, and exits 1", function()
+    local dir = copies {"good/synchronised.xml", "broken/malformed.xml", "broken/foreign.xml"}
+    local r = kapi {"run", "republish-check", "--cic", dir, "--json"}
+    process.cleanup(dir)
+    assert.equal(1, r.status, r.stderr)
+    assert.matches("kapi: " .. dir:gsub("%p", "%%%0") .. "/malformed%.xml:38:45: malformed XML: mismatched tag\n", r.stderr)
+    assert.matches("kapi: " .. dir:gsub("%p", "%%%0") .. "/foreign%.xml:3: not a GS1 CIC message: its root element is "
+                   .. "catalogueItemNotificationMessage", r.stderr)
+    local got = by_publication(json.decode(r.stdout))
+    assert.equal("DONE", got["10862000000018@" .. CERTIFIED].verdict)
+  end)
+
+  it("names a confirmation it cannot use (exit 2), and refuses a file alone that is no CIC message", function()
+    local r = kapi {"run", "republish-check", "--cic", CIC .. "broken/bad-confirmations.xml", "--json"}
+    assert.equal(2, r.status)
+    assert.matches('bad%-confirmations%.xml:46: GTIN "10862000000156" has check digit 6', r.stderr)
+    assert.matches('bad%-confirmations%.xml:64: CIC state "PENDING" is not one of', r.stderr)
+    assert.matches('bad%-confirmations%.xml:82: creationDateTime "yesterday" is not a date', r.stderr)
+    assert.equal(1, #json.decode(r.stdout))
+    for _, case in ipairs {{"broken/malformed.xml", "malformed%.xml:38:45: malformed XML: mismatched tag"},
+                           {"broken/wrong-namespace.xml", "wrong%-namespace%.xml:3: a catalogueItemConfirmationMessage "
+                              .. "in namespace urn:example:gdsn:2, not GDSN 3%.1's"}} do
+      r = kapi {"run", "republish-check", "--cic", CIC .. case[1]}
+      assert.equal(2, r.status)
+      assert.equal("", r.stdout)
+      assert.matches("^kapi: [^\n]*" .. case[2] .. "[^\n]*\n$", r.stderr)
+    end
+    local empty = process.tempdir()
+    r = kapi {"run", "republish-check", "--cic", empty}
+    process.cleanup(empty)
+    assert.equal(2, r.status)
+    assert.matches(": an empty directory: no CIC message in it\n$", r.stderr)
+  end)
+
+  it("reads a CIC message from stdin, in UTF-16, and takes it as the one source", function()
+    local f = assert(io.open(CIC .. "good/product-introduction.xml", "rb"))
+    local utf16 = f:read("a")
+    f:close()
+    local r = process.kapi_run({"run", "republish-check", "--cic", "-", "--json"},
+                               {env = process.sandbox_env(), stdin = utf16})
+    assert.equal(0, r.status, r.stderr)
+    local rows = json.decode(r.stdout)
+    assert.same({"10862000000117", PRODUCT_INTRO, "WRONG_RECIPIENT"}, {rows[1].gtin, rows[1].recipientGln, rows[1].verdict})
+    r = kapi {"run", "republish-check", "--cic", CIC .. "good", "--report", CIC .. "README.md"}
+    assert.equal(2, r.status)
+    assert.matches("give one source: GTINs %(or %-%-file%), %-%-report FILE, %-%-cic FILE", r.stderr)
+  end)
+
   it("says in --json what --apply did for each publication", function()
     local rows = by_publication(json.decode(kapi({"run", "republish-check", "--all", "--apply", "--json"}).stdout))
     local acted = rows["10845678000023@" .. QUEUE]
