@@ -78,42 +78,46 @@ local function guarded(self, f, ...)
   return result, extra
 end
 
-local function pragma(db, name)
-  local row = db:rows("PRAGMA " .. name)[1]
-  return row and select(2, next(row))
+-- What the file says of itself, read in one statement (one snapshot):
+-- another process may be creating the schema at this very moment.
+local function facts(db)
+  return db:rows("SELECT a.application_id AS id, v.user_version AS version, "
+                 .. "(SELECT count(*) FROM sqlite_master) AS tables "
+                 .. "FROM pragma_application_id() AS a, pragma_user_version() AS v")[1]
+end
+
+local function refuse_foreign(self, f)
+  if f.id ~= M.APPLICATION_ID and (f.id ~= 0 or f.version ~= 0 or f.tables > 0) then
+    error(errors.new("history", ("%s: an SQLite database that is not kapi's history; it is left as it is "
+                                 .. "(move it away, or use --no-history)"):format(errors.excerpt(self.path, 120))), 0)
+  end
+  if f.version > M.VERSION then
+    error(errors.new("history", ("%s: written by a newer kapi (schema %d, this kapi knows %d); it is left as it is")
+                     :format(errors.excerpt(self.path, 120), f.version, M.VERSION)), 0)
+  end
 end
 
 -- Brings the schema to VERSION, refusing a file that is someone else's.
 local function prepare(self)
   local db = self.db
-  local id, version = pragma(db, "application_id"), pragma(db, "user_version")
-  if id ~= M.APPLICATION_ID then
-    local tables = db:rows("SELECT count(*) AS n FROM sqlite_master")[1].n
-    if id ~= 0 or version ~= 0 or tables > 0 then
-      error(errors.new("history", ("%s: an SQLite database that is not kapi's history; it is left as it is "
-                                   .. "(move it away, or use --no-history)"):format(errors.excerpt(self.path, 120))), 0)
-    end
-  end
-  if version > M.VERSION then
-    error(errors.new("history", ("%s: written by a newer kapi (schema %d, this kapi knows %d); it is left as it is")
-                     :format(errors.excerpt(self.path, 120), version, M.VERSION)), 0)
-  end
+  local f = facts(db)
+  refuse_foreign(self, f)
+  if f.version == M.VERSION then return end
   if self.path ~= ":memory:" then db:rows("PRAGMA journal_mode = WAL") end
-  for step = version + 1, M.VERSION do
-    db:exec("BEGIN IMMEDIATE")
-    local ok, err = pcall(function()
-      -- Another process may have taken this step while this one waited
-      -- for the lock.
-      if pragma(db, "user_version") >= step then return end
-      db:exec(MIGRATIONS[step])
-      db:exec(("PRAGMA application_id = %d; PRAGMA user_version = %d"):format(M.APPLICATION_ID, step))
-    end)
-    if not ok then
-      pcall(db.exec, db, "ROLLBACK")
-      error(err, 0)
-    end
-    db:exec("COMMIT")
+  db:exec("BEGIN IMMEDIATE")
+  local ok, err = pcall(function()
+    -- Under the write lock, as it is now: another process may have made
+    -- or moved the schema while this one waited.
+    f = facts(db)
+    refuse_foreign(self, f)
+    for step = f.version + 1, M.VERSION do db:exec(MIGRATIONS[step]) end
+    db:exec(("PRAGMA application_id = %d; PRAGMA user_version = %d"):format(M.APPLICATION_ID, M.VERSION))
+  end)
+  if not ok then
+    pcall(db.exec, db, "ROLLBACK")
+    error(err, 0)
   end
+  db:exec("COMMIT")
 end
 
 --- Opens the history at path (default M.default_path(); ":memory:" for

@@ -8,6 +8,7 @@ local certification = require "kapi.certification"
 local errors = require "kapi.errors"
 local config = require "kapi.config"
 local input = require "kapi.input"
+local json = require "kapi.json"
 
 local KROGER_GLNS = {[certification.QUEUE] = true, [certification.CERTIFIED] = true,
                      [certification.PRODUCT_INTRO] = true}
@@ -190,6 +191,147 @@ local function say_done(args, plan, items, stop)
   end
 end
 
+-- History ----------------------------------------------------------------------------
+
+local SOURCE_OF = {report = "report", cic = "cic"}
+
+local function source_of(args)
+  for option, source in pairs(SOURCE_OF) do
+    if args[option] then return source end
+  end
+  return "api"
+end
+
+-- The history to read and record in: kapi's own file, or one in memory
+-- when the publications come from the built-in sandbox (its state ends
+-- with this process, and it never writes the user's files); nil with
+-- --no-history.
+local function open_history(args, items)
+  if args.no_history then return nil end
+  local from_sandbox = source_of(args) == "api" and items and config.is_in_process_sandbox(items.base_url)
+  return kapi.history.open(from_sandbox and ":memory:" or nil)
+end
+
+local function state_of(o)
+  if not o then return json.null end
+  return {verdict = o.verdict, syncStatus = o.sync_status or o.syncStatus or json.null,
+          cicState = (o.cic_state or o.cicState or "") ~= "" and (o.cic_state or o.cicState) or json.null,
+          cause = o.cause or json.null, next = o.next or json.null,
+          observedAt = o.observed_at and os.date("!%Y-%m-%dT%H:%M:%SZ", o.observed_at) or json.null}
+end
+
+local WAITS = {WAITING = true, OVERDUE = true}
+
+-- What changed for each row since its previous observation (before):
+-- {gtin, recipientGln, change, before, after, at}; a publication still
+-- waiting is told with how long it has waited.
+local function changes_of(rows, before, now)
+  local out = {}
+  for _, r in ipairs(rows) do
+    local prev = before[r.gtin .. " " .. r.recipientGln]
+    local after = {verdict = r.verdict, syncStatus = r.publication.syncStatus, cicState = r.publication.cicState}
+    local change
+    if not prev then
+      change = "new"
+    elseif prev.verdict ~= r.verdict or (prev.cic_state or "") ~= (after.cicState or "") then
+      if after.cicState == "REJECTED" then change = "rejected"
+      elseif after.cicState == "SYNCHRONISED" or r.verdict == "DONE" then change = "synchronised"
+      else change = "verdict" end
+    elseif WAITS[r.verdict] then
+      change = "waiting"
+    end
+    if change then
+      local row = {gtin = r.gtin, recipientGln = r.recipientGln, change = change, before = state_of(prev),
+                   after = state_of {verdict = r.verdict, syncStatus = after.syncStatus, cicState = after.cicState,
+                                     cause = r.cause, next = r.next, observed_at = now},
+                   at = os.date("!%Y-%m-%dT%H:%M:%SZ", now), cause = r.cause, next = r.next}
+      if change == "waiting" then
+        local published = certification.parse_time(r.publication.publishedAt)
+        row.waited = published and ("%.0f h since it was published"):format((now - published) / 3600)
+                     or ("at least %.0f h"):format((now - prev.observed_at) / 3600)
+      end
+      out[#out + 1] = row
+    end
+  end
+  return out
+end
+
+local CHANGE_WORDS = {new = "first seen", rejected = "newly rejected", synchronised = "newly synchronised",
+                      verdict = "verdict changed", waiting = "still waiting"}
+local CHANGE_COLUMNS = {
+  {key = "gtin", title = "GTIN"},
+  {key = "to", title = "TO"},
+  {key = "what", title = "CHANGE"},
+  {key = "explained", title = "NOW, AND NEXT", wrap = true},
+}
+
+local function show_changes(args, changes)
+  for _, c in ipairs(changes) do
+    c.to = SHORT_GLN[c.recipientGln] or c.recipientGln
+    local before = c.before ~= json.null and c.before.verdict or nil
+    c.what = CHANGE_WORDS[c.change] .. (before and before ~= c.after.verdict and (": " .. before .. " -> " .. c.after.verdict)
+                                        or (" (" .. c.after.verdict .. ")"))
+    c.explained = c.change == "waiting" and ("waiting for %s; %s."):format(c.waited, c.next)
+                  or (c.cause .. ". Next: " .. c.next .. ".")
+  end
+  recipe.print(args, changes, CHANGE_COLUMNS, {"gtin", "recipientGln", "change", "before", "after", "at"})
+  if recipe.format(args) == "table" then
+    recipe.say(args, #changes == 0 and "Nothing changed since the last check." or
+                     ("%d change%s since the last check."):format(#changes, #changes == 1 and "" or "s"))
+  end
+end
+
+-- The story of a GTIN: for each recipient, its observations grouped
+-- while nothing changed (since, last seen, how many looks), oldest first.
+local STORY_COLUMNS = {
+  {key = "when", title = "WHEN"},
+  {key = "to", title = "TO"},
+  {key = "shown_state", title = "STATE"},
+  {key = "shown_verdict", title = "VERDICT"},
+  {key = "explained", title = "CAUSE", wrap = true},
+}
+local STORY_KEYS = {"gtin", "recipientGln", "since", "last", "looks", "source", "syncStatus", "cicState", "verdict",
+                    "cause", "message", "action", "result"}
+
+local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t) end
+
+local function story(args, problems)
+  local gtin = require("kapi.gtin")
+  local ok, why = gtin.valid(args.history)
+  if not ok then recipe.usage("--history %s", why) end
+  local code = gtin.normalize(args.history)
+  local h <close> = kapi.history.open()
+  local rows, open_row = {}, {}
+  for _, o in ipairs(h:story(code)) do
+    local state = (o.sync_status or "?") .. ((o.cic_state or "") ~= "" and (", CIC " .. o.cic_state) or "")
+    local did = o.action and o.result and o.result ~= "planned" and (o.action .. ": " .. o.result) or nil
+    local current = open_row[o.recipient_gln]
+    if current and current.state == state and current.verdict == o.verdict and not did and not current.did then
+      current.last, current.looks = iso(o.observed_at), current.looks + 1
+    else
+      current = {gtin = code, recipientGln = o.recipient_gln, to = SHORT_GLN[o.recipient_gln] or o.recipient_gln,
+                 since = iso(o.observed_at), last = iso(o.observed_at), looks = 1, source = o.source, state = state,
+                 syncStatus = o.sync_status or json.null, cicState = (o.cic_state or "") ~= "" and o.cic_state or json.null,
+                 verdict = o.verdict, plain_verdict = o.verdict, did = did, cause = o.cause or "",
+                 message = o.message or json.null, action = o.action or json.null,
+                 result = o.result ~= "planned" and o.result or json.null}
+      rows[#rows + 1], open_row[o.recipient_gln] = current, current
+    end
+  end
+  if #rows == 0 then
+    problems:add(code, "has no observation in the history (" .. h.path .. ")")
+    return recipe.status(problems)
+  end
+  for _, r in ipairs(rows) do
+    r.when = r.since:gsub("T", " "):sub(1, 16)
+    r.shown_state = r.cicState ~= json.null and ("CIC " .. r.cicState) or tostring(r.syncStatus)
+    r.shown_verdict = r.plain_verdict
+    r.explained = r.did and (r.did .. "; " .. r.cause) or r.cause
+  end
+  recipe.print(args, rows, STORY_COLUMNS, STORY_KEYS)
+  return recipe.status(problems)
+end
+
 return {
   summary = "Where each publication stands with Kroger, why, and what to do next",
   description = [[
@@ -217,10 +359,30 @@ rest is still checked).]],
                   .. "or - for stdin)"):argname("FILE")
     parser:option("--gln", "Every publication of this supplier (information provider GLN)")
     parser:flag("--all", "Every publication the account can see")
+    parser:flag("--changes", "Show only what changed since the previous check (kept in kapi's history)")
+    parser:option("--since", "With --changes: compare with the history as it was DURATION ago (90m, 24h, 7d)")
+          :argname("DURATION"):convert(function(text)
+            local seconds = kapi.history.duration(text)
+            if not seconds then
+              return nil, ("--since %s: expected a duration such as 90m, 24h or 7d"):format(errors.excerpt(text))
+            end
+            return seconds
+          end)
+    parser:option("--history", "The story of one GTIN: its observations over time, from kapi's history")
+          :argname("GTIN")
+    parser:flag("--no-history", "Do not record this run in kapi's history")
     recipe.options(parser)
   end,
 
   run = function(args)
+    if args.history then
+      if #args.gtin + #args.file > 0 or args.report or args.gln or args.all or args.changes then
+        recipe.usage("--history GTIN shows a story from the history: give it alone")
+      end
+      return story(args, recipe.problems())
+    end
+    if args.since and not args.changes then recipe.usage("--since goes with --changes") end
+    if args.changes and args.no_history then recipe.usage("--changes needs the history: leave out --no-history") end
     local sources = (#args.gtin + #args.file > 0 and 1 or 0) + (args.report and 1 or 0)
                     + (args.cic and 1 or 0) + (args.gln and 1 or 0) + (args.all and 1 or 0)
     if sources ~= 1 then
@@ -252,11 +414,29 @@ rest is still checked).]],
     bar:finish()
     for gtin, err in pairs(unread) do problems:fail(gtin, "could not read the item: " .. errors.message(err)) end
 
+    -- What was seen before is read before this run is recorded.
+    -- A history that cannot be used stops --changes, which needs it, and
+    -- otherwise is said once the verdicts are out.
+    local opened, history = pcall(open_history, args, items)
+    local unusable = not opened and history or nil
+    if unusable then
+      if args.changes then error(unusable, 0) end
+      history = nil
+    end
+    local now = os.time()
+    local before = args.changes and history:latest(rows, now - (args.since or 0))
+
     local plan = plan_of(rows)
     for _, r in ipairs(plan) do r.action, r.result = ACTIONS[r.verdict].key, "planned" end
     local acting = args.apply and #plan > 0 and items
     local stop = acting and apply(plan, items, problems)
-    show(args, rows)
+    if before then show_changes(args, changes_of(rows, before, now)) else show(args, rows) end
+    if history then
+      local ok, err = pcall(history.record, history, rows, source_of(args), now)
+      history:close()
+      if not ok then unusable = err end
+    end
+    if unusable then problems:fail("history", "this run was not recorded: " .. errors.message(unusable)) end
     if acting then
       say_done(args, plan, items, stop)
     elseif #plan > 0 then
