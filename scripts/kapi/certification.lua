@@ -245,10 +245,9 @@ end
 -- A CIC in REVIEW that carries details: what they say comes first, as a
 -- rejection's would (the same verdicts: the fix, then the button), and
 -- the wait second. Words kapi does not know lead a wait.
-local function under_review(pub, ctx, hours, since)
+local function under_review(pub, ctx, hours)
   local why = M.explain(pub)
-  local still = ("the review goes on meanwhile (it takes about 24 h; %s %s), but would most likely reject it as it "
-                 .. "is"):format(since, ago(hours))
+  local still = "the review goes on meanwhile (about 24 h after sending), but would most likely reject it as it is"
   if not why.pattern then
     local wait = waiting(pub, ctx, hours)
     return verdict(wait.verdict, ("Kroger QA is reviewing it, and its CIC says: %s (%s)")
@@ -311,8 +310,7 @@ function M.verdict(pub, ctx)
   if state == "REJECTED" then return rejected(pub, ctx) end
   if state == "REVIEW" and details_of(pub) then
     local sent = (pub.publishedAt or "") ~= ""
-    return under_review(pub, ctx, hours_since(sent and pub.publishedAt or pub.cicDate, now),
-                        sent and "sent" or "the CIC came")
+    return under_review(pub, ctx, hours_since(sent and pub.publishedAt or pub.cicDate, now))
   end
   if pub.recipientGln == M.CERTIFIED then return blocked(pub, ctx) end
   return waiting(pub, ctx, hours_since(pub.publishedAt, now))
