@@ -236,9 +236,11 @@ static int on_external_entity(XML_Parser parser, const XML_Char *context, const 
 static lua_Integer opt_limit(lua_State *L, const char *key, lua_Integer fallback, lua_Integer most) {
   if (lua_isnoneornil(L, ARG_OPTS)) return fallback;
   lua_getfield(L, ARG_OPTS, key);
-  lua_Integer n = luaL_optinteger(L, -1, fallback);
+  int whole = 0;
+  lua_Integer n = lua_isnil(L, -1) ? fallback : lua_tointegerx(L, -1, &whole);
+  if (!lua_isnil(L, -1) && (!whole || lua_type(L, -1) != LUA_TNUMBER)) n = 0;
   lua_pop(L, 1);
-  if (n < 1 || n > most) luaL_error(L, "xml.parse: %s must be from 1 to %I", key, most);
+  if (n < 1 || n > most) luaL_error(L, "xml.parse: %s must be a whole number from 1 to %I", key, most);
   return n;
 }
 

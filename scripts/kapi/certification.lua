@@ -147,6 +147,7 @@ local function details_of(pub)
   if type(pub.details) == "table" and #pub.details > 0 then return pub.details end
   local message = pub.message or ""
   local code = message:match("^%s*(%w*%d%w*)[%s:=]")
+  if code and #code < 4 then code = nil end -- "2 days in review" holds no code
   if code or (message ~= "" and M.diagnose(message).pattern) then
     return {{code = code or pub.cicCode or "", description = "", long_description = message, gtin = pub.gtin}}
   end

@@ -116,8 +116,9 @@ describe("kapi.core.xml", function()
   it("refuses bad arguments with clean errors", function()
     assert.error_matches(function() xml.parse({}) end, "string expected")
     assert.error_matches(function() xml.parse("<a/>", 5) end, "table expected")
-    assert.error_matches(function() xml.parse("<a/>", {max_bytes = 0}) end, "max_bytes must be from 1")
-    assert.error_matches(function() xml.parse("<a/>", {max_depth = "x"}) end, "number expected")
+    assert.error_matches(function() xml.parse("<a/>", {max_bytes = 0}) end, "max_bytes must be a whole number from 1")
+    assert.error_matches(function() xml.parse("<a/>", {max_depth = "x"}) end, "max_depth must be a whole number")
+    assert.error_matches(function() xml.parse("<a/>", {max_depth = 2.5}) end, "max_depth must be a whole number")
   end)
 
   it("survives many documents and wide ones", function()
@@ -316,8 +317,11 @@ describe("verdicts from CIC details", function()
     assert.truthy(v.cause:find("(warning 2802)", 1, true))
     assert.truthy(v.next:find("Non-GTIN Pallet Ti and Hi", 1, true))
     -- No code, no known text: still only a wait.
-    pub.message = "awaiting review"
-    assert.equal("WAITING", certification.verdict(pub, {now = NOW}).verdict)
+    for _, text in ipairs {"awaiting review", "2 days in review"} do
+      pub.message = text
+      assert.same({"WAITING", "Kroger QA is reviewing it, 3 h ago"},
+                  {certification.verdict(pub, {now = NOW}).verdict, certification.verdict(pub, {now = NOW}).cause})
+    end
     pub.message = ""
     v = certification.verdict(pub, {now = NOW})
     assert.same({"WAITING", "Kroger QA is reviewing it, 3 h ago"}, {v.verdict, v.cause})
