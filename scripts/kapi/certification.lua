@@ -146,8 +146,12 @@ end
 local function details_of(pub)
   if type(pub.details) == "table" and #pub.details > 0 then return pub.details end
   local message = pub.message or ""
-  local code = message:match("^%s*(%w*%d%w*)[%s:=]")
-  if code and #code < 4 then code = nil end -- "2 days in review" holds no code
+  -- The first word, then what follows it: one pass, whatever the text
+  -- (a pattern with a digit inside a word backtracks quadratically).
+  local code, after = message:match("^%s*(%w+)(.?)")
+  if not (code and #code >= 4 and code:find("%d") and after:find("^[%s:=]")) then
+    code = nil -- "2 days in review" holds no code
+  end
   if code or (message ~= "" and M.diagnose(message).pattern) then
     return {{code = code or pub.cicCode or "", description = "", long_description = message, gtin = pub.gtin}}
   end

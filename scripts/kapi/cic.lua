@@ -14,6 +14,7 @@ local errors = require "kapi.errors"
 local gtin = require "kapi.gtin"
 local items = require "kapi.items"
 local certification = require "kapi.certification"
+local text_util = require "kapi.text"
 
 local M = {}
 
@@ -58,7 +59,7 @@ local function text(e)
   for _, c in ipairs(e) do
     if type(c) == "string" then parts[#parts + 1] = c end
   end
-  return (table.concat(parts):match("^%s*(.-)%s*$"))
+  return text_util.trim(table.concat(parts)) -- linear time, whatever runs of spaces a sender put in
 end
 
 local function path_text(e, ...)

@@ -317,7 +317,7 @@ describe("verdicts from CIC details", function()
     assert.truthy(v.cause:find("(warning 2802)", 1, true))
     assert.truthy(v.next:find("Non-GTIN Pallet Ti and Hi", 1, true))
     -- No code, no known text: still only a wait.
-    for _, text in ipairs {"awaiting review", "2 days in review"} do
+    for _, text in ipairs {"awaiting review", "2 days in review", ("a1"):rep(100000), ("x"):rep(100000) .. " 1"} do
       pub.message = text
       assert.same({"WAITING", "Kroger QA is reviewing it, 3 h ago"},
                   {certification.verdict(pub, {now = NOW}).verdict, certification.verdict(pub, {now = NOW}).cause})
