@@ -310,7 +310,8 @@ local function describe_option(option)
   local argname = option._argname
   return {
     names = names, help = option._description, argname = type(argname) == "string" and argname or nil,
-    takes_value = (option._maxargs or 0) > 0, repeatable = (option._maxcount or 1) > 1,
+    takes_value = (option._maxargs or 0) > 0, value_optional = (option._maxargs or 0) > 0 and option._minargs == 0,
+    repeatable = (option._maxcount or 1) > 1,
     required = (option._mincount or 0) > 0, checked = option._convert ~= nil,
     choices = option._choices, default = option._default,
   }
@@ -319,7 +320,8 @@ end
 --- What a parser accepts, for whatever is derived from it rather than
 --- written twice (the contract test, completions, manual pages, tool
 --- schemas): {name, summary, description, options = {{names, help,
---- argname, takes_value, repeatable, required, checked (its value is
+--- argname, takes_value, value_optional (--watch or --watch=15m),
+--- repeatable, required, checked (its value is
 --- converted, so a wrong one is refused), choices, default}}, arguments =
 --- {{name, help, argname, min, max}} (max = math.huge: any number),
 --- commands = {descriptions of its subcommands}}.

@@ -332,6 +332,121 @@ local function story(args, problems)
   return recipe.status(problems)
 end
 
+-- The verdicts of one look at the publications, with a progress bar on
+-- a terminal; items that could not be read are failures of the look.
+local function verdicts(args, records, items, problems)
+  local bar = recipe.progress(args, {label = "checking", unit = "items"})
+  local rows, unread = certification.assess(records, items, {progress = function(n, total)
+    bar.total = total
+    bar:step(n)
+  end})
+  bar:finish()
+  for gtin, err in pairs(unread) do problems:fail(gtin, "could not read the item: " .. errors.message(err)) end
+  return rows
+end
+
+-- Watching ------------------------------------------------------------------------------
+
+-- --watch's interval in seconds (a duration with its unit: a bare number
+-- could be a GTIN the option took by mistake) and --until as a time.
+local function watch_options(args)
+  local interval, deadline
+  if args.watch then
+    local text = args.watch[1] or "15m"
+    interval = text:match("%a$") and kapi.history.duration(text)
+    if not interval or interval == 0 then
+      recipe.usage("--watch %s: expected an interval such as 30s, 15m or 1h (give GTINs before --watch, "
+                   .. "or --watch=15m)", errors.excerpt(text))
+    end
+  end
+  if args["until"] then
+    local text = args["until"]
+    local span = kapi.history.duration(text)
+    deadline = span and os.time() + span or certification.parse_time(text)
+    if not deadline then
+      recipe.usage("--until %s: expected a time (2026-12-02T18:00:00Z) or a duration (8h)", errors.excerpt(text))
+    end
+  end
+  return interval, deadline
+end
+
+local function pending_count(rows)
+  local n = 0
+  for _, r in ipairs(rows) do if WAITS[r.verdict] then n = n + 1 end end
+  return n
+end
+
+-- The one line between checks on a terminal, written over itself.
+local function status_line(args, text)
+  if args.quiet or not require("kapi.core").isatty(2) then return end
+  io.stderr:write("\r\27[K", text)
+  io.stderr:flush()
+end
+
+local function clear_status(args) status_line(args, "") end
+
+-- Prints a round's changes: a table on a terminal, one JSON object a
+-- line with --json (the watch is a stream), CSV rows with --csv.
+local function print_round(args, changes, first)
+  if #changes == 0 then return end
+  clear_status(args)
+  if recipe.format(args) == "json" then
+    for _, c in ipairs(changes) do
+      io.stdout:write(json.encode({gtin = c.gtin, recipientGln = c.recipientGln, change = c.change,
+                                   before = c.before, after = c.after, at = c.at}, {sorted = true}), "\n")
+    end
+    io.stdout:flush()
+  else
+    show_changes(args, changes)
+  end
+end
+
+--- Re-checks every interval until each watched publication has its
+--- answer (no longer waiting for a review) or --until passes, printing
+--- only changes and telling each to the --notify targets.
+local function watch(args, w)
+  local interval, deadline = args.watch, args["until"]
+  local history = w.history or kapi.history.open(":memory:")
+  local rows, problems, first = w.rows, w.problems, true
+  while true do
+    local now = os.time()
+    local before = history:latest(rows, first and now - (args.since or 0) or now)
+    local changes = {}
+    for _, c in ipairs(changes_of(rows, before, now)) do
+      -- Still waiting is news once, on the first look; after it only changes are.
+      if first or c.change ~= "waiting" then changes[#changes + 1] = c end
+    end
+    print_round(args, changes, first)
+    for _, c in ipairs(changes) do
+      if c.change ~= "waiting" then
+        for _, target in ipairs(w.targets) do target:send(c) end
+      end
+    end
+    local ok, err = pcall(history.record, history, rows, source_of(args), now)
+    if not ok then problems:fail("history", "this run was not recorded: " .. errors.message(err)) end
+    local waiting = pending_count(rows)
+    if waiting == 0 then
+      clear_status(args)
+      recipe.say(args, ("Every watched publication has its answer (%d checked)."):format(#rows))
+      break
+    end
+    if deadline and os.time() + interval > deadline then
+      clear_status(args)
+      recipe.say(args, ("--until has passed: %d of %d publications still waiting."):format(waiting, #rows))
+      break
+    end
+    status_line(args, ("watching %d publication%s, %d waiting; next check at %s (Ctrl-C stops)")
+                      :format(#rows, #rows == 1 and "" or "s", waiting, os.date("%H:%M:%S", os.time() + interval)))
+    kapi.sleep(interval)
+    problems = recipe.problems()
+    rows = w.next_round(problems)
+    first = false
+  end
+  for _, target in ipairs(w.targets) do target:flush(5) end
+  history:close()
+  return recipe.status(problems)
+end
+
 return {
   summary = "Where each publication stands with Kroger, why, and what to do next",
   description = [[
@@ -371,6 +486,12 @@ rest is still checked).]],
     parser:option("--history", "The story of one GTIN: its observations over time, from kapi's history")
           :argname("GTIN")
     parser:flag("--no-history", "Do not record this run in kapi's history")
+    parser:option("--watch", "Check again every INTERVAL (default 15m) until every publication has its answer, "
+                  .. "printing only changes"):args("?"):argname("INTERVAL")
+    parser:option("--until", "With --watch: stop at this time (an ISO time, 2026-12-02T18:00:00Z) or after "
+                  .. "this long (8h)"):argname("TIME")
+    parser:option("--notify", "With --watch: tell each change to exec:COMMAND (the change as JSON on stdin) or "
+                  .. "a webhook URL (repeatable)"):argname("TARGET"):count("*")
     recipe.options(parser)
   end,
 
@@ -381,7 +502,8 @@ rest is still checked).]],
       end
       return story(args, recipe.problems())
     end
-    if args.since and not args.changes then recipe.usage("--since goes with --changes") end
+    args.watch, args["until"] = watch_options(args)
+    if args.since and not (args.changes or args.watch) then recipe.usage("--since goes with --changes") end
     if args.changes and args.no_history then recipe.usage("--changes needs the history: leave out --no-history") end
     local sources = (#args.gtin + #args.file > 0 and 1 or 0) + (args.report and 1 or 0)
                     + (args.cic and 1 or 0) + (args.gln and 1 or 0) + (args.all and 1 or 0)
@@ -389,39 +511,49 @@ rest is still checked).]],
       recipe.usage("give one source: GTINs (or --file), --report FILE, --cic FILE, --gln GLN or --all")
     end
     recipe.check_gln("--gln", args.gln)
+    if args.watch then
+      if args.apply then recipe.usage("--watch only looks: run --apply without it, then watch") end
+      if args.no_history and args.since then recipe.usage("--since needs the history: leave out --no-history") end
+    elseif args["until"] or #args.notify > 0 then
+      recipe.usage("%s goes with --watch", args["until"] and "--until" or "--notify")
+    end
+    local targets = {}
+    for i, spec in ipairs(args.notify) do targets[i] = kapi.notify.target(spec) end
     local problems = recipe.problems()
     -- What the user gave is read and checked before any service is asked.
     local report = args.report and from_report(args, problems) or args.cic and from_cic(args, problems)
     local gtins = not (args.report or args.cic or args.all or args.gln) and recipe.gtins(args.gtin, args.file, problems)
     if gtins and #gtins == 0 then return recipe.status(problems) end
     local items = items_client(args)
-    local records = kroger_only(report or from_api(args, gtins, items, problems))
-    -- A source with no Kroger publication at all names nothing to check;
-    -- a shard that happens to get none is just an empty part of the work.
-    if #records == 0 and #problems == 0 and not gtins then
-      problems:add(args.gln and ("--gln " .. args.gln) or (args.report or args.cic) and input.name(args.report or args.cic)
-                   or "--all",
-                   "no publication to a Kroger GLN")
+    local function publications(round_problems)
+      local records = kroger_only(report or from_api(args, gtins, items, round_problems))
+      -- A source with no Kroger publication at all names nothing to check;
+      -- a shard that happens to get none is just an empty part of the work.
+      if #records == 0 and #round_problems == 0 and not gtins then
+        round_problems:add(args.gln and ("--gln " .. args.gln)
+                           or (args.report or args.cic) and input.name(args.report or args.cic) or "--all",
+                           "no publication to a Kroger GLN")
+      end
+      return recipe.shard(args, records, function(r) return r.gtin end)
     end
+    local records = publications(problems)
     if #records == 0 and #problems > 0 then return recipe.status(problems) end -- nothing usable to print
-    records = recipe.shard(args, records, function(r) return r.gtin end)
-
-    local bar = recipe.progress(args, {label = "checking", unit = "items"})
-    local rows, unread = certification.assess(records, items, {progress = function(n, total)
-      bar.total = total
-      bar:step(n)
-    end})
-    bar:finish()
-    for gtin, err in pairs(unread) do problems:fail(gtin, "could not read the item: " .. errors.message(err)) end
+    local rows = verdicts(args, records, items, problems)
 
     -- What was seen before is read before this run is recorded.
-    -- A history that cannot be used stops --changes, which needs it, and
-    -- otherwise is said once the verdicts are out.
+    -- A history that cannot be used stops --changes and --watch, which
+    -- need it, and otherwise is said once the verdicts are out.
     local opened, history = pcall(open_history, args, items)
     local unusable = not opened and history or nil
     if unusable then
-      if args.changes then error(unusable, 0) end
+      if args.changes or (args.watch and not args.no_history) then error(unusable, 0) end
       history = nil
+    end
+    if args.watch then
+      return watch(args, {rows = rows, problems = problems, history = history, targets = targets,
+                          next_round = function(round_problems)
+                            return verdicts(args, publications(round_problems), items, round_problems)
+                          end})
     end
     local now = os.time()
     local before = args.changes and history:latest(rows, now - (args.since or 0))

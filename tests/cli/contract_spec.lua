@@ -107,9 +107,15 @@ local function walk(prefix, desc)
   assert_refused(run_kapi(case), {"a 100,000-character option", table.unpack(prefix)}, "(100002 characters)")
   for _, option in ipairs(desc.options) do
     local name = long_name(option)
-    if option.takes_value and not option.required then
+    if option.takes_value and not option.required and not option.value_optional then
       case = with(prefix, desc, name)
       assert_refused(run_kapi(case), case, name)
+    end
+    if option.value_optional then -- --watch alone is fine; --watch=WRONG is not
+      for _, value in ipairs(WRONG) do
+        case = with(prefix, desc, name .. "=" .. value)
+        assert_refused(run_kapi(case), case, name)
+      end
     end
     if option.choices then
       case = with(prefix, desc, name, "bogus-choice")

@@ -173,3 +173,109 @@ describe("republish-check's history", function()
     end
   end)
 end)
+
+describe("republish-check --watch", function()
+  local function watch_env()
+    local env = process.sandbox_env(sandbox.url)
+    env.XDG_STATE_HOME = state
+    return env
+  end
+
+  it("waits for the review, prints and tells each change, and the history holds it", function()
+    sandbox.stop()
+    sandbox = process.sandbox {"--review-delay", "1.5"}
+    assert.equal(0, kapi({"run", "republish-check", READY, "--apply", "--quiet"}).status)
+    local told = state .. "/told.jsonl"
+    local r = kapi {"run", "republish-check", READY, "--watch", "1s", "--json",
+                    "--notify", "exec:cat >> " .. process.quote(told) .. "; echo \"$KAPI_GTIN $KAPI_CHANGE $KAPI_VERDICT\" >> "
+                                .. process.quote(told .. ".env")}
+    assert.equal(0, r.status, r.stderr)
+    local changes = {}
+    for line in r.stdout:gmatch("[^\n]+") do changes[#changes + 1] = json.decode(line) end
+    assert.equal("verdict", changes[1].change) -- READY_TO_REPUBLISH before, WAITING now
+    assert.equal("WAITING", changes[1].after.verdict)
+    local last = {}
+    for _, c in ipairs(changes) do last[c.recipientGln] = c end
+    assert.equal("synchronised", last[QUEUE].change)
+    assert.equal("WAITING", last[QUEUE].before.verdict)
+    assert.equal("DONE", last[QUEUE].after.verdict)
+    assert.matches("Every watched publication has its answer", r.stderr)
+    local notified = {}
+    for line in io.open(told):read("a"):gmatch("[^\n]+") do notified[#notified + 1] = json.decode(line) end
+    assert.equal(#changes, #notified)
+    assert.matches(READY .. " synchronised DONE\n", io.open(told .. ".env"):read("a"))
+    local story = json.decode(kapi({"run", "republish-check", "--history", READY, "--json"}).stdout)
+    assert.equal("DONE", story[#story].verdict)
+  end)
+
+  it("posts each change to a webhook on loopback, retrying one that fails", function()
+    sandbox.stop()
+    sandbox = process.sandbox {"--review-delay", "1"}
+    local hook = process.tempdir()
+    -- A receiver that refuses its first request (503), then keeps bodies.
+    process.write(hook .. "/receiver.lua", ([[
+      local seen = 0
+      local srv <close> = kapi.server.listen {handler = function(req)
+        seen = seen + 1
+        if seen == 1 then return {status = 503} end
+        local f <close> = io.open(%q, "a")
+        f:write(req.body)
+        return {status = 204}
+      end}
+      local f <close> = io.open(%q, "w")
+      f:write(srv.url)
+      f:close()
+      kapi.sleep(60)
+    ]]):format(hook .. "/bodies", hook .. "/url"))
+    process.sh(("%s %s > /dev/null 2>&1 & echo $! > %s/pid"):format(process.quote(process.kapi),
+                                                                    process.quote(hook .. "/receiver.lua"), hook))
+    local url
+    for _ = 1, 100 do
+      local f = io.open(hook .. "/url")
+      url = f and f:read("a")
+      if f then f:close() end
+      if url and url ~= "" then break end
+      os.execute("sleep 0.05")
+    end
+    assert.equal(0, kapi({"run", "republish-check", READY, "--apply", "--quiet"}).status)
+    local r = kapi {"run", "republish-check", READY, "--watch", "1s", "--quiet", "--notify", url .. "/kapi"}
+    os.execute("kill " .. io.open(hook .. "/pid"):read("l"))
+    assert.equal(0, r.status, r.stderr)
+    local bodies = io.open(hook .. "/bodies"):read("a")
+    process.cleanup(hook)
+    assert.matches('"change":"synchronised"', bodies)
+    assert.matches('"gtin":"' .. READY .. '"', bodies)
+  end)
+
+  it("stops when --until passes, and on Ctrl-C with status 130", function()
+    sandbox.stop()
+    sandbox = process.sandbox {"--review-delay", "600"}
+    assert.equal(0, kapi({"run", "republish-check", READY, "--apply", "--quiet"}).status)
+    local r = kapi {"run", "republish-check", READY, "--watch", "1s", "--until", "2s"}
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("%-%-until has passed: 1 of 1 publications still waiting", r.stderr)
+    local interrupted = process.sh(("%s run republish-check %s --watch 1s --quiet & pid=$!; sleep 1.5; kill -INT $pid; "
+                                    .. "wait $pid"):format(process.quote(process.kapi), READY), {env = watch_env()})
+    assert.equal(130, interrupted.status, interrupted.stderr)
+    assert.not_matches("traceback", interrupted.stderr)
+  end)
+
+  it("refuses what does not go with it", function()
+    for _, case in ipairs {
+      {{"run", "republish-check", READY, "--notify", "exec:true"}, "--notify goes with --watch"},
+      {{"run", "republish-check", READY, "--until", "2h"}, "--until goes with --watch"},
+      {{"run", "republish-check", READY, "--watch", "5"}, "--watch 5: expected an interval"},
+      {{"run", "republish-check", "--watch", READY}, "expected an interval"},
+      {{"run", "republish-check", READY, "--watch", "1m", "--until", "soon"}, "--until soon: expected a time"},
+      {{"run", "republish-check", READY, "--watch", "1m", "--apply"}, "--watch only looks"},
+      {{"run", "republish-check", READY, "--watch", "1m", "--notify", "ftp://127.0.0.1/x"}, "--notify ftp://"},
+      {{"run", "republish-check", READY, "--watch", "1m", "--notify", "http://example.com/hook"}, "an http:// URL on this machine"},
+      {{"run", "republish-check", READY, "--watch", "1m", "--notify", "exec:"}, "--notify exec: needs a command"},
+    } do
+      local r = kapi(case[1])
+      assert.equal(2, r.status, table.concat(case[1], " ") .. "\n" .. r.stderr)
+      assert.equal("", r.stdout)
+      assert.matches(case[2], r.stderr, 1, true)
+    end
+  end)
+end)
