@@ -270,4 +270,17 @@ function M.read(path)
   return records, problems, skipped
 end
 
+require("kapi.doc").declare("kapi.cic.read", M.read, [[
+kapi.cic.read(path) -> records, problems, skipped
+Reads GS1 CIC messages (GDSN 3.1 catalogueItemConfirmationMessage): a
+file, "-" for standard input, or a directory of them, namespaces by URI
+and any encoding expat knows. records are publication records, as
+kapi.items.read_report gives them, with file and details (the status
+codes, descriptions and corrective actions, each with its GTIN);
+problems name confirmations that cannot be used, skipped the documents
+of a directory that are malformed or no CIC message ("FILE:LINE: why").
+Example:
+  local records = kapi.cic.read("inbox/cic")
+  for _, r in ipairs(records) do print(r.gtin, r.recipientGln, r.cicState) end]])
+
 return M

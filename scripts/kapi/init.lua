@@ -24,7 +24,7 @@ function kapi.submodule(name)
 end
 
 for _, name in ipairs {"http", "json", "server", "sandbox", "auth", "gtin", "paginate", "kroger", "content1", "items",
-                        "certification", "recipe", "rules", "input", "csv", "history", "notify"} do kapi.submodule(name) end
+                        "certification", "recipe", "rules", "input", "csv", "history", "notify", "cic"} do kapi.submodule(name) end
 
 --- Loads every submodule (the documentation needs them all).
 function kapi.load_all()

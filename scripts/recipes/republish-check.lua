@@ -497,7 +497,8 @@ rest is still checked).]],
 
   run = function(args)
     if args.history then
-      if #args.gtin + #args.file > 0 or args.report or args.gln or args.all or args.changes then
+      if #args.gtin + #args.file > 0 or args.report or args.cic or args.gln or args.all or args.changes
+         or args.watch then
         recipe.usage("--history GTIN shows a story from the history: give it alone")
       end
       return story(args, recipe.problems())

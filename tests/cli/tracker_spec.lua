@@ -163,6 +163,8 @@ describe("republish-check's history", function()
       {{"run", "republish-check", READY, "--changes", "--since", "yesterday"}, "--since yesterday: expected a duration"},
       {{"run", "republish-check", READY, "--changes", "--no-history"}, "--changes needs the history"},
       {{"run", "republish-check", READY, "--history", READY}, "--history GTIN shows a story"},
+      {{"run", "republish-check", "--cic", "-", "--history", READY}, "--history GTIN shows a story"},
+      {{"run", "republish-check", "--history", READY, "--watch", "1m"}, "--history GTIN shows a story"},
       {{"run", "republish-check", "--history", "123"}, "--history GTIN \"123\" has 3 digits"},
       {{"run", "republish-check", "--history", "00614141000012"}, "00614141000012: has no observation in the history"},
     } do
@@ -258,6 +260,23 @@ describe("republish-check --watch", function()
                                     .. "wait $pid"):format(process.quote(process.kapi), READY), {env = watch_env()})
     assert.equal(130, interrupted.status, interrupted.stderr)
     assert.not_matches("traceback", interrupted.stderr)
+  end)
+
+  it("says once that a target fails, and goes on", function()
+    local r = process.kapi_run({"-e", [[
+      for _, spec in ipairs {"exec:exit 3", "http://127.0.0.1:1/hook"} do
+        local target = kapi.notify.target(spec)
+        for i = 1, 3 do target:send({gtin = tostring(i), change = "synchronised"}) kapi.sleep(0.1) end
+        target:flush(10)
+      end
+      print("went on")
+    ]]}, {env = process.sandbox_env()})
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("went on\n", r.stdout)
+    local _, exec_lines = r.stderr:gsub("%-%-notify exec:exit 3 failed: the command exited with status 3", "")
+    local _, hook_lines = r.stderr:gsub("%-%-notify http://127%.0%.0%.1:1/hook failed: ", "")
+    assert.equal(1, exec_lines, r.stderr)
+    assert.equal(1, hook_lines, r.stderr)
   end)
 
   it("refuses what does not go with it", function()
