@@ -24,12 +24,22 @@
 #define EXCHANGE_METATABLE "kapi.server.exchange"
 
 typedef struct server server;
+typedef struct request request;
+
+/* One connection, from its start to its close (MHD_OPTION_NOTIFY_CONNECTION),
+ * so that those whose client has left can be found (drop_left). */
+typedef struct conn {
+  struct MHD_Connection *connection;
+  request *req;          /* the request it carries, if any */
+  struct conn *prev, *next;
+} conn;
 
 /* One request in flight. Owned by the connection (freed when MHD says the
  * request is over); the Lua exchange object only points at it. */
-typedef struct request {
+struct request {
   server *srv;
   struct MHD_Connection *connection;
+  conn *conn;            /* its connection's */
   char *uri;             /* as sent: path and query, not decoded */
   char *body;
   size_t body_len, body_cap;
@@ -45,7 +55,7 @@ typedef struct request {
   kapi_task *task;       /* the handler's task while it may still run */
   int task_ref;          /* keeps that task object alive */
   struct request *prev, *next; /* the server's suspended requests */
-} request;
+};
 
 typedef struct exchange {
   request *req; /* NULL once the connection has gone */
@@ -62,7 +72,8 @@ struct server {
   int port;
   request *suspended;
   request *reading;      /* requests whose headers have not all come */
-  kapi_timer deadline;   /* checks them once a second while there are any */
+  conn *conns;           /* every open connection */
+  kapi_timer deadline;   /* checks both once a second while there are any */
 };
 
 /* --- driving libmicrohttpd from the loop ------------------------------- */
@@ -120,6 +131,30 @@ static void stop_reading(request *r) {
   r->reading = 0;
 }
 
+static void arm_deadline(server *s) {
+  if (!kapi_timer_active(&s->deadline)) kapi_timer_start(s->loop, &s->deadline, 1000000000u);
+}
+
+/* libmicrohttpd (0.9.75, epoll) takes a short read for a drained socket,
+ * so a client's end of the connection that comes with its last bytes is
+ * never seen: a request cut short and left held its connection until the
+ * idle timeout (15 s), and a client doing that 300 times a second filled
+ * every connection while holding none itself (found by fuzz/server.lua).
+ * A connection waiting for its client (no request, or one not yet handed
+ * to its handler) whose client has ended is shut down, which
+ * libmicrohttpd sees at once and closes. One whose handler runs is left:
+ * a client that ended its side may still be owed the answer. */
+static void drop_left(server *s) {
+  for (conn *k = s->conns; k; k = k->next) {
+    if (k->req && k->req->dispatched) continue;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(k->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char byte;
+    if (info && recv(info->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+      shutdown(info->connect_fd, SHUT_RDWR);
+  }
+}
+
 static void on_deadline(kapi_timer *t) {
   server *s = t->data;
   uint64_t now = kapi_loop_now_ns();
@@ -129,7 +164,8 @@ static void on_deadline(kapi_timer *t) {
     MHD_set_connection_option(r->connection, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)1);
     stop_reading(r);
   }
-  if (s->reading) kapi_timer_start(s->loop, &s->deadline, 1000000000u);
+  drop_left(s);
+  if (s->reading || s->conns) arm_deadline(s);
   run_daemon(s);
 }
 
@@ -139,8 +175,37 @@ static void start_reading(request *r) {
   r->reading = 1;
   r->rnext = s->reading;
   if (r->rnext) r->rnext->rprev = r;
-  if (!s->reading) kapi_timer_start(s->loop, &s->deadline, 1000000000u);
+  arm_deadline(s);
   s->reading = r;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  server *s = cls;
+  conn *k = *socket_context;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    if (!(k = calloc(1, sizeof *k))) return; /* then only the idle timeout closes it */
+    k->connection = c;
+    k->next = s->conns;
+    if (k->next) k->next->prev = k;
+    s->conns = k;
+    *socket_context = k;
+    arm_deadline(s);
+    return;
+  }
+  if (!k) return;
+  if (k->req) k->req->conn = NULL;
+  if (k->prev) k->prev->next = k->next;
+  else s->conns = k->next;
+  if (k->next) k->next->prev = k->prev;
+  free(k);
+  *socket_context = NULL;
+}
+
+/* The record of connection c, once on_connection has made it. */
+static conn *conn_of(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return info ? info->socket_context : NULL;
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
@@ -160,6 +225,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
     free(r);
     return NULL;
   }
+  if ((r->conn = conn_of(c))) r->conn->req = r;
   start_reading(r);
   return r;
 }
@@ -203,6 +269,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   if (!r) return;
   unlink_suspended(r);
   stop_reading(r);
+  if (r->conn) r->conn->req = NULL;
   if (r->exchange) r->exchange->req = NULL;
   luaL_unref(r->srv->L, LUA_REGISTRYINDEX, r->task_ref);
   if (r->response) MHD_destroy_response(r->response);
@@ -457,7 +524,7 @@ static struct MHD_Daemon *start_daemon(server *s, struct sockaddr_in *addr,
   return MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
       MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, /* idle, not waiting on a handler */
+      on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)15, /* idle, not waiting on a handler */
       MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
       /* MAX_PARAMETERS parameters parse in it (some 60 bytes each). */
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(512 * 1024),

@@ -87,10 +87,18 @@ local QUIET = 0.002
 -- only when its header deadline or idle timeout comes, seconds later:
 -- that is no hang, and such an input waits a moment for an early answer
 -- (a 400) only.
+-- It also reads each line as a C string and skips empty lines before the
+-- request line, so a line beginning with a NUL byte is one it skips: a
+-- head with no other line leaves it waiting for its request line.
 local function whole(data)
   local head_end, body_start = data:find("\r?\n\r?\n")
   if not head_end then return false end
   local head = data:sub(1, head_end):lower()
+  local request_line = false
+  for line in head:gmatch("[^\n]+") do
+    if line:match("^[^\0\r]") then request_line = true break end
+  end
+  if not request_line then return false end
   if head:find("\nexpect:") or head:find("\ntransfer%-encoding:") then return false end
   local length = head:match("\ncontent%-length:[ \t]*(%d+)[ \t]*\r?\n")
   if head:find("\ncontent%-length:") and not length then return false end
