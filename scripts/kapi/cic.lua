@@ -248,6 +248,7 @@ end
 --- messages ("FILE:LINE: why"). A file given alone that is no CIC message,
 --- or a directory with no file, raises an input error naming it.
 function M.read(path)
+  errors.check(path, "string", "cic.read: path")
   local records, problems, skipped, good_glns = {}, {}, {}, {}
   local files = directory_files(path)
   if not files then

@@ -236,15 +236,17 @@ function Client:get(path, query, authenticator, opts)
   errors.check(opts, "table?", "kroger:get: opts")
   opts = opts or {}
   local endpoint = self.limits and authenticator and limits.endpoint(path)
+  -- opts.headers and opts.body: kapi api's requests, as the user gave them.
   if not endpoint then
     return http.request {method = opts.method or "GET", url = self.base_url .. path, query = query,
-                         auth = authenticator, json = opts.json, retry = opts.retry, raise = opts.raise,
-                         expect_json = true}
+                         auth = authenticator, json = opts.json, body = opts.body, headers = opts.headers,
+                         retry = opts.retry, raise = opts.raise, expect_json = opts.body == nil}
   end
   local ok, res = pcall(http.request, {method = opts.method or "GET", url = self.base_url .. path, query = query,
                                        auth = counted(self, authenticator, endpoint), json = opts.json,
+                                       body = opts.body, headers = opts.headers,
                                        retry = opts.retry, raise = opts.raise, final = FINAL_429,
-                                       expect_json = true})
+                                       expect_json = opts.body == nil})
   if ok and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end -- raise = false
   if ok then return res end
   if errors.is(res, "http") and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end

@@ -146,7 +146,7 @@ end
 --- store again (another process may still hold it, and write it back).
 -- The bearer token a request carried, whichever form its headers take.
 local function bearer_of(req)
-  local headers, value = req and req.headers, nil
+  local headers, value = type(req) == "table" and req.headers, nil
   if type(headers) ~= "table" then return nil end
   if headers[1] ~= nil then
     for _, pair in ipairs(headers) do
