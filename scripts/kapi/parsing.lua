@@ -313,25 +313,29 @@ local function describe_option(option)
     takes_value = (option._maxargs or 0) > 0, value_optional = (option._maxargs or 0) > 0 and option._minargs == 0,
     repeatable = (option._maxcount or 1) > 1,
     required = (option._mincount or 0) > 0, checked = option._convert ~= nil,
-    choices = option._choices, default = option._default,
+    choices = option._choices, default = option._default, hidden = option._hidden or nil,
   }
 end
 
 --- What a parser accepts, for whatever is derived from it rather than
 --- written twice (the contract test, completions, manual pages, tool
---- schemas): {name, summary, description, options = {{names, help,
---- argname, takes_value, value_optional (--watch or --watch=15m),
---- repeatable, required, checked (its value is
---- converted, so a wrong one is refused), choices, default}}, arguments =
---- {{name, help, argname, min, max}} (max = math.huge: any number),
+--- schemas): {name, summary (the one line of kapi help and kapi recipes),
+--- description (the longer text under the options of --help, or nil),
+--- options = {{names, help, argname, takes_value, value_optional (--watch
+--- or --watch=15m), repeatable, required, checked (its value is
+--- converted, so a wrong one is refused), choices, default, hidden (left
+--- out of --help: a helper for kapi's own use)}}, arguments = {{name,
+--- help, argname, choices, min, max}} (max = math.huge: any number),
 --- commands = {descriptions of its subcommands}}.
+-- A parser made by M.parser holds the summary as argparse's description
+-- and the description as its epilog; a subcommand has only a description.
 function M.describe(parser)
-  local out = {name = parser._name, summary = parser._summary, description = parser._description,
-               options = {}, arguments = {}, commands = {}}
+  local out = {name = parser._name, summary = parser._summary or parser._description,
+               description = parser._epilog, options = {}, arguments = {}, commands = {}}
   for _, option in ipairs(parser._options or {}) do out.options[#out.options + 1] = describe_option(option) end
   for _, argument in ipairs(parser._arguments or {}) do
     out.arguments[#out.arguments + 1] = {name = argument._name, help = argument._description,
-      argname = type(argument._argname) == "string" and argument._argname or nil,
+      argname = type(argument._argname) == "string" and argument._argname or nil, choices = argument._choices,
       min = argument._minargs or 1, max = argument._maxargs or 1}
   end
   for _, command in ipairs(parser._commands or {}) do out.commands[#out.commands + 1] = M.describe(command) end

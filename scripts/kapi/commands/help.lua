@@ -1,12 +1,31 @@
--- kapi help [COMMAND|RECIPE]
+-- kapi help [COMMAND|RECIPE|TOPIC]
 local cli = require "kapi.cli"
 
-local M = {summary = "Show help for kapi, a command or a recipe"}
+local M = {summary = "Show help for kapi, a command, a recipe or a topic (environment)"}
+
+--- The options of kapi as a Lua interpreter (kapi.cli reads them), for
+--- this help, kapi(1) and the completions.
+M.INTERPRETER_OPTIONS = {
+  {names = {"-e"}, argname = "CODE", help = "run the Lua code CODE"},
+  {names = {"-l"}, argname = "MOD", help = "require MOD into the global MOD (-l g=MOD: into g)"},
+  {names = {"-i"}, help = "open the REPL after the script"},
+  {names = {"-v", "--version"}, help = "print the version"},
+  {names = {"-W"}, help = "turn warnings on"},
+  {names = {"-"}, help = "run standard input"},
+  {names = {"--verbose"}, help = "show tracebacks of errors (also KAPI_DEBUG=1)"},
+  {names = {"-h", "--help"}, help = "show this help"},
+}
+
+--- Help topics that are neither commands nor recipes.
+M.TOPICS = {
+  {name = "environment", summary = "The environment variables kapi reads",
+   text = function(width) return require("kapi.environment").text(width) end},
+}
 
 function M.arguments(parser)
-  parser:argument("topic", "A command (and its subcommand: auth login), or a recipe (run preflight, or preflight)")
-        :args("*"):argname("TOPIC")
-  parser:usage("Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE]")
+  parser:argument("topic", "A command (and its subcommand: auth login), a recipe (run preflight, or preflight), "
+                  .. "or environment"):args("*"):argname("TOPIC")
+  parser:usage("Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE | environment]")
 end
 
 local function overview()
@@ -21,28 +40,29 @@ local function overview()
     "",
     "Commands:",
   }
+  local width = 10
+  for _, name in ipairs(cli.commands) do width = math.max(width, #name + 1) end
   for _, name in ipairs(cli.commands) do
-    lines[#lines + 1] = ("  %-10s %s"):format(name, cli.command(name).summary)
+    lines[#lines + 1] = ("  %-" .. width .. "s %s"):format(name, cli.command(name).summary)
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Interpreter options:"
+  for _, o in ipairs(M.INTERPRETER_OPTIONS) do
+    if o.names[1] ~= "-h" then
+      lines[#lines + 1] = ("  %-" .. width .. "s %s"):format(o.names[1] .. (o.argname and " " .. o.argname or ""), o.help)
+    end
   end
   for _, line in ipairs {
     "",
-    "Interpreter options:",
-    "  -e CODE    run the Lua code CODE",
-    "  -l MOD     require MOD into the global MOD (-l g=MOD: into g)",
-    "  -i         open the REPL after the script",
-    "  -v         print the version",
-    "  -W         turn warnings on",
-    "  -          run standard input",
-    "  --verbose  show tracebacks of errors (also KAPI_DEBUG=1)",
-    "",
     "`kapi help COMMAND` or `kapi COMMAND --help` shows one command;",
-    "`kapi run RECIPE --help` one recipe. Documentation: docs/ and help() in the REPL.",
+    "`kapi run RECIPE --help` one recipe; `kapi help environment` the environment",
+    "variables. Documentation: man kapi, docs/ and help() in the REPL.",
   } do lines[#lines + 1] = line end
   print(table.concat(lines, "\n"))
   return 0
 end
 
-local HELP_USAGE = "Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE]"
+local HELP_USAGE = "Usage: kapi help [COMMAND [SUBCOMMAND] | RECIPE | environment]"
 
 local function no_topic(text, names, word)
   local errors = require "kapi.errors"
@@ -92,8 +112,16 @@ function M.run(args)
     if words[2] then return extra(words[2]) end
     return cli.main({"run", words[1], "--help"})
   end
+  for _, topic in ipairs(M.TOPICS) do
+    if topic.name == words[1] then
+      if words[2] then return extra(words[2]) end
+      print(topic.text(require("kapi.output").width(1)))
+      return 0
+    end
+  end
   local names = {}
   for _, name in ipairs(cli.commands) do names[#names + 1] = name end
+  for _, topic in ipairs(M.TOPICS) do names[#names + 1] = topic.name end
   for _, r in ipairs(recipes.list()) do names[#names + 1] = r.name end
   return no_topic(table.concat(words, " "), names, words[1])
 end
