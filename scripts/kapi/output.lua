@@ -203,20 +203,23 @@ end
 --- keys (so the output is stable and diffable), one object per line:
 --- calls write(text) with each part in order, a few hundred rows at a
 --- time, so a long list is never held twice as text.
-function M.write_json(write, rows, keys)
-  if #rows == 0 then return write("[]\n") end
+--- With opts.lines, JSON Lines instead: one object a line, no array.
+function M.write_json(write, rows, keys, opts)
+  local lines = opts and opts.lines
+  if #rows == 0 then return write(lines and "" or "[]\n") end
   local prefixes = {}
   for i, key in ipairs(keys) do prefixes[i] = (i == 1 and "{" or ",") .. json.encode(key) .. ":" end
   local chunk, fields = {}, {}
   for r, row in ipairs(rows) do
     for i, key in ipairs(keys) do fields[i] = prefixes[i] .. json_value(row[key]) end
-    chunk[#chunk + 1] = (r == 1 and "[\n  " or ",\n  ") .. table.concat(fields) .. "}"
+    local before = lines and "" or (r == 1 and "[\n  " or ",\n  ")
+    chunk[#chunk + 1] = before .. table.concat(fields) .. (lines and "}\n" or "}")
     if #chunk == 256 then
       write(table.concat(chunk))
       chunk = {}
     end
   end
-  chunk[#chunk + 1] = "\n]\n"
+  if not lines then chunk[#chunk + 1] = "\n]\n" end
   write(table.concat(chunk))
 end
 

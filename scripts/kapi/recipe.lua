@@ -28,6 +28,7 @@ end
 local COMMON = {
   output = function(parser)
     parser:mutex(parser:flag("--json", "Print a JSON array (stable keys, see docs/recipes.md)"),
+                 parser:flag("--jsonl", "Print one JSON object a line (JSON Lines), the keys as --json's"),
                  parser:flag("--csv", "Print CSV with a header row"),
                  parser:flag("--table", "Print an aligned table (the default)"))
   end,
@@ -265,7 +266,7 @@ M.render_table, M.render_json, M.render_csv = output.render_table, output.render
 
 --- The format the user asked for: "json", "csv" or "table".
 function M.format(args)
-  return args.json and "json" or args.csv and "csv" or "table"
+  return args.json and "json" or args.jsonl and "jsonl" or args.csv and "csv" or "table"
 end
 
 --- Prints rows in the format args asks for. columns as for render_table;
@@ -287,6 +288,8 @@ function M.print(args, rows, columns, keys)
   end
   if format == "json" then
     output.write_json(function(text) io.stdout:write(text) end, rows, keys)
+  elseif format == "jsonl" then
+    output.write_json(function(text) io.stdout:write(text) end, rows, keys, {lines = true})
   elseif format == "csv" then
     io.stdout:write(output.render_csv(rows, keys))
   elseif #rows > 0 then

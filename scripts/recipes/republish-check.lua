@@ -390,7 +390,7 @@ local function clear_status(args) status_line(args, "") end
 local function print_round(args, changes, first)
   if #changes == 0 then return end
   clear_status(args)
-  if recipe.format(args) == "json" then
+  if recipe.format(args) == "json" or recipe.format(args) == "jsonl" then
     for _, c in ipairs(changes) do
       io.stdout:write(json.encode({gtin = c.gtin, recipientGln = c.recipientGln, change = c.change,
                                    before = c.before, after = c.after, at = c.at}, {sorted = true}), "\n")

@@ -158,3 +158,34 @@ describe("kapi api", function()
     end
   end)
 end)
+
+describe("recipes' --jsonl", function()
+  it("gives the objects of --json, one a line, for every recipe that prints a list", function()
+    local examples = process.source_dir .. "/examples/items/"
+    for _, args in ipairs {
+      {"run", "stores", "--zip", "45202", "--limit", "3"},
+      {"run", "products", "--term", "milk", "--zip", "45202", "--limit", "4"},
+      {"run", "coupons", "--zip", "45202", "--limit", "2"},
+      {"run", "preflight", examples .. "duplicate-facing-and-made-in.json"},
+      {"run", "republish-check", "--all"},
+      {"run", "live-check", "00011110417008", "--zip", "45202", "--stores", "2"},
+    } do
+      local function with(flag)
+        local out = {table.unpack(args)}
+        out[#out + 1] = flag
+        return out
+      end
+      local as_json, as_lines = kapi(with("--json")), kapi(with("--jsonl"))
+      local label = table.concat(args, " ")
+      assert.equal(as_json.status, as_lines.status, label .. "\n" .. as_lines.stderr)
+      assert.equal(0, as_json.status > 1 and as_json.status or 0, label .. "\n" .. as_json.stderr)
+      local array, objects = json.decode(as_json.stdout), {}
+      for line in as_lines.stdout:gmatch("([^\n]*)\n") do objects[#objects + 1] = json.decode(line) end
+      assert.is_true(#array > 0, label)
+      assert.same(array, objects, label)
+      local first = as_lines.stdout:match("^[^\n]*")
+      local keys_in_order = as_json.stdout:match("\n  ({[^\n]*})")
+      assert.equal(keys_in_order, first, label) -- the same keys, in the same order
+    end
+  end)
+end)
