@@ -10,6 +10,10 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 	lua5.4 liblua5.4-dev lua-cjson-dev libedit-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libexpat1-dev \
 	libsqlite3-dev lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind
 
+# Debian packages the test suite alone needs (make test-deps): the shells
+# whose completion scripts it runs (tests/cli/completion_spec.lua).
+TEST_PACKAGES := zsh fish
+
 # What the test suite alone needs beyond DEB_PACKAGES: Node.js and npm
 # (from Debian, unless a node and an npm are already there) to run
 # Stoplight Prism, pinned by tests/tools/package-lock.json and installed
@@ -45,6 +49,14 @@ deps:
 # npm ci runs only when node_modules was not installed from this very
 # lock (the stamp is a copy of it), so a second run costs a comparison.
 test-deps: deps
+	@missing=$$(for p in $(TEST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
 	  echo "installing: nodejs npm"; \
 	  $(SUDO) apt-get update -qq && \
