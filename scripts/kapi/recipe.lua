@@ -353,8 +353,13 @@ end
 
 --- Counts n more done; redraws at most ten times a second, and only once
 --- the work has run for a second (short work shows nothing).
+--- Who else hears of a run's progress (kapi mcp's progress
+--- notifications): a function(done, total, label), or nil.
+M.progress_listener = nil
+
 function Progress:step(n)
   self.done = self.done + (n or 1)
+  if M.progress_listener then M.progress_listener(self.done, self.total, self.label) end
   if not self.enabled then return end
   local now = core.now()
   if now - self.started >= 1 and now - (self.last or 0) >= 0.1 then self:draw() end

@@ -49,12 +49,15 @@ local function exit_status(result, name)
   return 1
 end
 
+--- Parses args for the recipe and runs it: its exit status (also for
+--- kapi mcp, which runs recipes as tools).
 local function run_recipe(recipe, name, args)
   local parsed, status = parsing.parse(M.parser(recipe, name), args)
   if not parsed then return status end
   if parsed.quiet then log.quiet = true end
   return exit_status(recipe.run(parsed), name)
 end
+M.run_recipe = run_recipe
 
 -- A file that returns a recipe runs as one; any other file is a script and
 -- has already done its work when its chunk returned.
