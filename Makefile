@@ -8,11 +8,12 @@ SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Exactly what building and testing kapi needs, as Debian packages.
 DEB_PACKAGES := build-essential cmake pkg-config \
 	lua5.4 liblua5.4-dev lua-cjson-dev libedit-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libexpat1-dev \
-	libsqlite3-dev lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind
+	libsqlite3-dev lua-argparse lua-busted libcmocka-dev tmux openssl curl valgrind scdoc
 
 # Debian packages the test suite alone needs (make test-deps): the shells
-# whose completion scripts it runs (tests/cli/completion_spec.lua).
-TEST_PACKAGES := zsh fish
+# whose completion scripts it runs (tests/cli/completion_spec.lua), man to
+# render the manual pages (tests/cli/manpages_spec.lua).
+TEST_PACKAGES := zsh fish man-db
 
 # What the test suite alone needs beyond DEB_PACKAGES: Node.js and npm
 # (from Debian, unless a node and an npm are already there) to run
@@ -33,7 +34,7 @@ FUZZ_BUILD    ?= build-fuzz
 FUZZ_TARGETS  ?= json http server readers
 FUZZ_SECONDS  ?= 60
 
-.PHONY: all deps test-deps build demo test test-asan bench docs install clean fuzz-deps fuzz-build fuzz
+.PHONY: all deps test-deps build demo test test-asan bench docs install uninstall clean fuzz-deps fuzz-build fuzz
 
 all: build
 
@@ -123,8 +124,20 @@ bench: build
 	bench/http
 	bench/sandbox
 
+# PREFIX=/usr/local by default (CMake's); DESTDIR works as everywhere.
 install: build
-	cmake --install $(BUILD)
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+# Removes what the last make install put (its files, then the directories
+# of kapi's own that are left empty); give it the same DESTDIR.
+uninstall:
+	@manifest=$(BUILD)/install_manifest.txt; \
+	test -f $$manifest || { echo "make uninstall: no $$manifest: nothing was installed from $(BUILD)" >&2; exit 1; }; \
+	sed 's|^|$(DESTDIR)|' $$manifest | xargs -r -d '\n' rm -f; \
+	sed 's|^|$(DESTDIR)|' $$manifest \
+	  | awk '{ p = $$0; while (1) { sub(/\/[^\/]*$$/, "", p); if (p !~ /\/kapi(\/|$$)/) break; print p } }' \
+	  | sort -ru | xargs -r -d '\n' rmdir --ignore-fail-on-non-empty 2>/dev/null; \
+	echo "removed the $$(wc -l < $$manifest) files listed in $$manifest"
 
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)
