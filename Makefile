@@ -12,8 +12,9 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 
 # Debian packages the test suite alone needs (make test-deps): the shells
 # whose completion scripts it runs (tests/cli/completion_spec.lua), man to
-# render the manual pages (tests/cli/manpages_spec.lua).
-TEST_PACKAGES := zsh fish man-db
+# render the manual pages and lintian to check the .deb
+# (tests/cli/package_spec.lua).
+TEST_PACKAGES := zsh fish man-db lintian
 
 # What the test suite alone needs beyond DEB_PACKAGES: Node.js and npm
 # (from Debian, unless a node and an npm are already there) to run
@@ -34,7 +35,7 @@ FUZZ_BUILD    ?= build-fuzz
 FUZZ_TARGETS  ?= json http server readers
 FUZZ_SECONDS  ?= 60
 
-.PHONY: all deps test-deps build demo test test-asan bench docs install uninstall clean fuzz-deps fuzz-build fuzz
+.PHONY: all deps test-deps build demo test test-asan bench docs install uninstall package clean fuzz-deps fuzz-build fuzz
 
 all: build
 
@@ -138,6 +139,11 @@ uninstall:
 	  | awk '{ p = $$0; while (1) { sub(/\/[^\/]*$$/, "", p); if (p !~ /\/kapi(\/|$$)/) break; print p } }' \
 	  | sort -ru | xargs -r -d '\n' rmdir --ignore-fail-on-non-empty 2>/dev/null; \
 	echo "removed the $$(wc -l < $$manifest) files listed in $$manifest"
+
+# The .deb of what make install puts, in $(BUILD) (docs/packaging.md):
+# sudo apt install ./$(BUILD)/kapi_*.deb
+package: build
+	cd $(BUILD) && cpack
 
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)
