@@ -82,6 +82,7 @@ typedef struct transfer {
 
 struct http_state {
   CURLM *multi;
+  CURLSH *share;               /* the TLS session cache of every handle */
   kapi_loop *loop;
   kapi_timer timer;
   transfer *pool[MAX_POOLED_HANDLES];
@@ -286,6 +287,7 @@ static transfer *new_transfer(http_state *h) {
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
+  curl_easy_setopt(e, CURLOPT_SHARE, h->share);
   /* curl's own defaults, recorded so that configure() knows them. */
   t->set.connect_timeout_ms = 300000;
   t->set.plain_get = 1;
@@ -334,6 +336,7 @@ static int fresh_handle(transfer *t) {
   if (!copy) return -1;
   curl_easy_cleanup(t->easy);
   t->easy = copy;
+  curl_easy_setopt(copy, CURLOPT_SHARE, t->http->share); /* a copy has none */
   return 0;
 }
 
@@ -798,6 +801,8 @@ static int state_gc(lua_State *L) {
     if (t->stream) t->stream->t = NULL;
     free_transfer(t);
   }
+  curl_share_cleanup(h->share); /* after the handles: curl refuses while one uses it */
+  h->share = NULL;
   curl_slist_free_all(h->default_headers);
   h->default_headers = NULL;
   return 0;
@@ -862,8 +867,15 @@ static http_state *new_state(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   h->loop = kapi_sched_loop(kapi_sched_get(L));
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(h->multi = curl_multi_init()))
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(h->multi = curl_multi_init()) ||
+      !(h->share = curl_share_init()))
     luaL_error(L, "http: cannot initialise libcurl");
+  /* TLS sessions are kept per easy handle unless shared: a new connection
+   * made by another handle (or by a pooled handle after fresh_handle())
+   * then did a full handshake where it could resume one. The multi handle
+   * already gives all its handles one connection cache and one DNS cache,
+   * so only the sessions are shared; one thread, so no lock functions. */
+  curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   h->stale_header_pointer = curl_version_info(CURLVERSION_NOW)->version_num < 0x080100;
   kapi_timer_init(&h->timer, on_timer_expired, h);
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);

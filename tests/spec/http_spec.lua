@@ -694,6 +694,39 @@ describe("TLS", function()
       assert.equal("GET", http.get(plain.url):json().method)
     end
   end)
+
+  -- openssl s_server -www closes every connection after its answer, a
+  -- page that says whether the TLS session was New or Reused (resumed
+  -- without a full handshake).
+  it("resumes a TLS session on a new connection made by another handle", function()
+    local out = dir .. "/s_server.out"
+    os.execute(("openssl s_server -accept 127.0.0.1:0 -cert %s -key %s -www >%s 2>&1 & echo $! >%s/pid")
+      :format(cert, key, out, dir))
+    local pid = io.open(dir .. "/pid"):read("l")
+    local port
+    for _ = 1, 100 do
+      local f = io.open(out)
+      port = f and f:read("a"):match("ACCEPT 127%.0%.0%.1:(%d+)")
+      if f then f:close() end
+      if port then break end
+      kapi.sleep(0.05)
+    end
+    local ok, err = pcall(function()
+      assert.truthy(port, "openssl s_server did not start")
+      local url = "https://127.0.0.1:" .. port .. "/"
+      local function session() return http.get(url, {ca_file = cert}).body:match("\n(%a+), TLS") end
+      assert.equal("New", session())
+      -- The handle that made the first connection is held by a stream, so
+      -- the next request is another handle: it resumes only if the
+      -- handles share their TLS sessions.
+      local plain <close> = with_server(function() return {body = ("x"):rep(1000000)} end)
+      local held <close> = http.open {url = plain.url}
+      assert.equal("Reused", session())
+      assert.equal("Reused", session())
+    end)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    assert(ok, err)
+  end)
 end)
 
 describe("logging and redaction", function()
