@@ -56,6 +56,17 @@ local function argument_schema(argument)
   return item
 end
 
+-- The rows' schema: the keys the recipe declares for its plain run
+-- (docs/recipes.md says what each holds), any JSON value each; none is
+-- required, since some options print other rows (republish-check
+-- --changes, coupons --clip).
+local function row_schema(keys)
+  if type(keys) ~= "table" or #keys == 0 then return {type = "object"} end
+  local properties = {}
+  for _, key in ipairs(keys) do properties[key] = {description = "see docs/recipes.md"} end
+  return {type = "object", properties = properties}
+end
+
 -- {name, description, inputSchema, annotations, convert(arguments) -> argv}
 local function tool_of(recipe_name, recipe, desc)
   local properties, required, order, mutating = {}, {}, {}, false
@@ -92,7 +103,7 @@ local function tool_of(recipe_name, recipe, desc)
     description = (recipe.summary or recipe_name) .. (recipe.description and ("\n\n" .. recipe.description) or ""),
     inputSchema = schema,
     outputSchema = {type = "object", properties = {
-      rows = {type = "array", items = {type = "object"}, description = "What the recipe printed with --json"},
+      rows = {type = "array", items = row_schema(recipe.keys), description = "What the recipe printed with --json"},
       exitStatus = {type = "integer", description = "0 done; 1 something found or failed; 2 bad input"},
       messages = {type = "array", items = {type = "string"}, description = "What the recipe said on stderr"},
       sandbox = {type = "boolean", description = "Whether the answers came from kapi's built-in sandbox"},

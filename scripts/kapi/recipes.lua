@@ -30,8 +30,9 @@ local FIELDS = {
   {"summary", "string", named = true},
   {"description", "string"},
   {"arguments", "function"},
+  {"keys", "table"}, -- the keys of its --json rows, in order (kapi mcp's outputSchema)
 }
-local KINDS = {["function"] = "a function", string = "a string"}
+local KINDS = {["function"] = "a function", string = "a string", table = "a list of key names"}
 
 --- Checks the table a recipe file returned: the recipe, or nil and an
 --- input error (exit status 2) naming the file and the field that is

@@ -122,6 +122,7 @@ end
 
 return {
   summary = "Add products (UPC[:QTY]) to the customer's cart; a dry run unless --apply",
+  keys = KEYS,
   description = [[
 Adds products to the logged-in customer's cart: UPCs or GTINs (check digit
 included) on the command line as UPC or UPC:QTY, or in files (--file, one

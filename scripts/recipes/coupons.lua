@@ -193,6 +193,7 @@ end
 
 return {
   summary = "Coupons at stores near a place, for some products or all; clip them to the customer's card",
+  keys = KEYS,
   description = [[
 Finds the coupons offered at the stores nearest a ZIP code (--zip) or a
 point (--near LAT,LON, or --lat and --lon), or at given stores (--store ID

@@ -95,6 +95,7 @@ end
 
 return {
   summary = "Whether certified GTINs are live in the Products API, at which stores, with price and stock",
+  keys = KEYS,
   description = [[
 For GTINs (on the command line, or one per line in --file; # comments; the
 first field of a CSV row), asks the Products API whether each is live: at

@@ -80,6 +80,7 @@ end
 
 return {
   summary = "Check item hierarchies against Kroger's rules before publishing",
+  keys = KEYS,
   description = [[
 Checks hierarchies in the item format (docs/recipes.md) from JSON files, or
 read from Content1 by GTIN or by supplier GLN, against every Kroger rule

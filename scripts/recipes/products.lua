@@ -136,6 +136,7 @@ end
 
 return {
   summary = "Search products, with price, promotion, stock and aisle at a store",
+  keys = KEYS,
   description = [[
 Searches the Products API by words (--term), by UPC or GTIN (--upc, check
 digit included) or by brand (--brand, case-sensitive as the API is) and

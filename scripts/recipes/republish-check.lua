@@ -449,6 +449,7 @@ end
 
 return {
   summary = "Where each publication stands with Kroger, why, and what to do next",
+  keys = KEYS,
   description = [[
 Reads publications (for the GTINs given, from --file, from an exported
 report with --report, from GS1 CIC messages with --cic (an XML file or a

@@ -72,6 +72,7 @@ end
 
 return {
   summary = "Resend publications after an outside fix, with the reason recorded",
+  keys = KEYS,
   description = [[
 Resends existing publications (GTIN, or GTIN@RECIPIENT_GLN; the
 Certification Queue 0838016000123 by default) with --reason. Each is checked

@@ -126,6 +126,7 @@ end
 
 return {
   summary = "Stores near a ZIP code or a point, or of a chain: distance, address, phone, hours, departments",
+  keys = KEYS,
   description = [[
 Lists the stores nearest a ZIP code (--zip) or a point (--near LAT,LON, or
 --lat and --lon), nearest first, within --radius miles; --chain keeps one

@@ -80,6 +80,9 @@ describe("kapi mcp", function()
     assert.is_true(tools["republish-check"].annotations.destructiveHint)
     assert.equal("boolean", tools["republish-check"].inputSchema.properties.apply.type)
     assert.equal("string", tools.stores.inputSchema.properties.zip.type)
+    -- The rows' keys, as the recipe declares them.
+    assert.is_table(tools["republish-check"].outputSchema.properties.rows.items.properties.verdict)
+    assert.is_table(tools.stores.outputSchema.properties.rows.items.properties.locationId)
   end)
 
   it("runs a read-only recipe and answers with its rows, saying the sandbox answered", function()
