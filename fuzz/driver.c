@@ -21,6 +21,9 @@
 int luaopen_kapi_core_http(lua_State *L);
 int luaopen_kapi_core_server(lua_State *L);
 int luaopen_kapi_core_crypto(lua_State *L);
+int luaopen_kapi_core_xml(lua_State *L);
+int luaopen_kapi_core_sqlite(lua_State *L);
+int luaopen_kapi_core_lines(lua_State *L);
 int luaopen_fuzz_peer(lua_State *L);
 
 /* Coverage of the Lua code. libFuzzer sees only instrumented C, and the
@@ -96,6 +99,9 @@ static void set_up(void) {
   kapi_host_preload(L, "kapi.core.http", luaopen_kapi_core_http);
   kapi_host_preload(L, "kapi.core.server", luaopen_kapi_core_server);
   kapi_host_preload(L, "kapi.core.crypto", luaopen_kapi_core_crypto);
+  kapi_host_preload(L, "kapi.core.xml", luaopen_kapi_core_xml);
+  kapi_host_preload(L, "kapi.core.sqlite", luaopen_kapi_core_sqlite);
+  kapi_host_preload(L, "kapi.core.lines", luaopen_kapi_core_lines);
   kapi_host_preload(L, "fuzz.peer", luaopen_fuzz_peer);
   fuzz.sched = kapi_sched_new(L, fuzz.loop);
   if (!fuzz.sched) {

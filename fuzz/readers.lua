@@ -1,6 +1,7 @@
 -- Fuzz target: kapi's readers of what users and services hand it, each on
 -- every input: report CSV (kapi.items.parse_csv, and read_report on the
--- input as a file), item JSON (kapi.input.json, kapi.items.hierarchies,
+-- input as a file), GS1 CIC messages (kapi.cic.read, XML through
+-- bindings/xml.c), item JSON (kapi.input.json, kapi.items.hierarchies,
 -- then Kroger's rules on what they take, as preflight does), list files
 -- (kapi.input.entries), and URL and query handling (the transport's
 -- url_host, kapi.http's is_loopback, decode_query, encode_query,
@@ -15,6 +16,7 @@ local input = require "kapi.input"
 local http = require "kapi.http"
 local errors = require "kapi.errors"
 local rules = require "kapi.rules.kroger"
+local cic = require "kapi.cic"
 
 local transport = require "kapi.core.http"
 local path = os.tmpname()
@@ -86,6 +88,17 @@ local function report()
   for _, problem in ipairs(problems) do check(type(problem) == "string", "a problem that is no string") end
 end
 
+local function cic_message()
+  local records, problems, skipped = reader("cic.read", cic.read, path)
+  if not records then return end
+  for _, record in ipairs(records) do
+    check(type(record.gtin) == "string" and type(record.recipientGln) == "string", "cic.read gave a record without GTIN or GLN")
+  end
+  for _, list in ipairs {problems, skipped} do
+    for _, why in ipairs(list) do check(type(why) == "string", "a problem that is no string") end
+  end
+end
+
 local function item_json()
   local value = reader("input.json", input.json, path)
   if value == nil then return end
@@ -126,6 +139,7 @@ return function(data)
   url(data)
   with_file(data, function()
     report()
+    cic_message()
     item_json()
     list_file()
   end)
