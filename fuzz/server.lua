@@ -9,15 +9,15 @@
 --
 -- What a fuzzer cannot guess is given: bearer tokens fuzz-partner,
 -- fuzz-customer and fuzz-public name grants made here (a partner app, a
--- customer of it, a public app); in a request whose line holds
--- timestamp=NOW, NOW becomes the current time, and a header value SIGN
+-- customer of it, a public app; made again before each input, as one
+-- may expire every token); timestamp=NOW in an input becomes the current
+-- time, and a header value SIGN
 -- becomes the request's Content1 signature, so signed calls reach their
 -- handlers. A slow fault (X-Sandbox-Fault: slow:N) sleeps 10 ms at most:
 -- a slow answer is the sandbox's feature, not a hang.
 local peer = require "fuzz.peer"
 local sandbox = require "kapi.sandbox"
 local oauth = require "kapi.sandbox.oauth"
-local content1 = require "kapi.sandbox.content1"
 local faults = require "kapi.sandbox.faults"
 local crypto = require "kapi.core.crypto"
 
@@ -34,11 +34,13 @@ local FAILED = '"error":"internal_error"'
 
 local sb = sandbox.start {seed = 1, products = 300, stores = 20, items = 60, coupons = 50, review_delay = 0}
 local state = sb.state
-local forever = math.huge
-state.tokens["fuzz-partner"] = {client = "kapi-sandbox", scopes = oauth.PARTNER_SCOPES, expires = forever}
-state.tokens["fuzz-customer"] = {client = "kapi-sandbox", scopes = oauth.PARTNER_SCOPES,
-                                 customer = state.customer, expires = forever}
-state.tokens["fuzz-public"] = {client = "kapi-sandbox-public", scopes = oauth.PUBLIC_SCOPES, expires = forever}
+local function grant_tokens()
+  local forever = math.huge
+  state.tokens["fuzz-partner"] = {client = "kapi-sandbox", scopes = oauth.PARTNER_SCOPES, expires = forever}
+  state.tokens["fuzz-customer"] = {client = "kapi-sandbox", scopes = oauth.PARTNER_SCOPES,
+                                   customer = state.customer, expires = forever}
+  state.tokens["fuzz-public"] = {client = "kapi-sandbox-public", scopes = oauth.PUBLIC_SCOPES, expires = forever}
+end
 
 local function signed(data)
   if data:find("timestamp=NOW", 1, true) then
@@ -106,6 +108,7 @@ local function whole(data)
 end
 
 return function(data)
+  grant_tokens()
   data = signed(data)
   local wait = whole(data) and 8 or QUIET
   local answer, how = peer.send(sb.port, data, wait, QUIET)
