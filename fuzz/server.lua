@@ -59,14 +59,7 @@ end
 -- reproducer in fuzz/corpus/known/: a handler failing on an input that
 -- meets one is not reported again, so that a campaign goes on past it.
 -- An entry goes when its fix lands.
-local KNOWN = {
-  -- kapi.sandbox.oauth: /authorize without redirect_uri, when the sandbox
-  -- has none of its own, redirects to nil (server-authorize-without-redirect-uri).
-  function(data)
-    local target = data:match("^GET (/v1/connect/oauth2/authorize%?[^ \r\n]*)")
-    return target and not target:find("[?&]redirect_uri=")
-  end,
-}
+local KNOWN = {}
 
 local function known(data)
   for _, is in ipairs(KNOWN) do

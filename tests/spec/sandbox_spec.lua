@@ -100,6 +100,14 @@ describe("the sandbox's OAuth2 token endpoint", function()
     assert.equal("cart.basic:write profile.compact", tokens.scope)
   end)
 
+  it("refuses an authorize request without a redirect_uri", function()
+    local res = http.get(sb.url .. "/v1/connect/oauth2/authorize",
+                         {query = {client_id = "kapi-sandbox", response_type = "code", scope = "cart.basic:write"},
+                          raise = false})
+    assert.equal(400, res.status)
+    assert.same({error = "invalid_request", error_description = "invalid redirect_uri"}, res:json())
+  end)
+
   it("refuses a redirect_uri that differs from the authorize call", function()
     local callback = authorize()
     local res = token_request {grant_type = "authorization_code", code = callback.code,

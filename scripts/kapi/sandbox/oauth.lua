@@ -172,7 +172,10 @@ function M.authorize(state, req)
   local q = req.query
   local client = state.clients[q.client_id or ""]
   if not client then return auth_error("invalid_request", "invalid client_id") end
-  if not loopback_callback(q.redirect_uri) and q.redirect_uri ~= state.redirect_uri then
+  -- A redirect_uri is required: with none of the sandbox's own, nil would
+  -- match nil and the consent be sent nowhere (found by fuzzing).
+  if type(q.redirect_uri) ~= "string" or q.redirect_uri == ""
+     or (not loopback_callback(q.redirect_uri) and q.redirect_uri ~= state.redirect_uri) then
     return auth_error("invalid_request", "invalid redirect_uri")
   end
   if q.response_type ~= "code" then return auth_error("unsupported_response_type", "response_type must be code") end
