@@ -2,11 +2,16 @@
  * multi handle, `concurrency` at a time, easy handles reused. Prints
  * requests per second.
  *   curl_multi [-H LINE]... [--keep] [--timeout MS] [--connect-timeout MS]
- *              URL N CONCURRENCY
+ *              [--cafile PEM] [--http1.1 | --http2] URL N CONCURRENCY
  * -H sends a header line and the timeouts are curl's (bench/http passes
  * the lines and limits kapi sets, so both ask curl for the same transfer);
  * --keep keeps each response's header lines and body in memory, as a
- * client must, instead of discarding them. */
+ * client must, instead of discarding them. For https:// (bench/https):
+ * --cafile verifies the server against that CA instead of the system's,
+ * --http1.1 or --http2 ask for that version by ALPN, and over HTTP/2 a
+ * transfer waits for a connection that may multiplex (CURLOPT_PIPEWAIT),
+ * as kapi does over TLS. Every handle shares one TLS session cache
+ * (a curl share object), as kapi's do. */
 #include <curl/curl.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -60,6 +65,9 @@ static double now(void) {
 static struct curl_slist *headers; /* NULL: curl's defaults */
 static int keep_responses;
 static long timeout_ms, connect_timeout_ms; /* 0: curl's defaults */
+static const char *cafile;             /* NULL: the system store */
+static long http_version;              /* 0: curl's default */
+static CURLSH *share;
 
 static CURL *new_handle(const char *url) {
   CURL *e = curl_easy_init();
@@ -79,6 +87,10 @@ static CURL *new_handle(const char *url) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   if (timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
   if (connect_timeout_ms) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+  if (cafile) curl_easy_setopt(e, CURLOPT_CAINFO, cafile);
+  if (http_version) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, http_version);
+  if (http_version == CURL_HTTP_VERSION_2TLS) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(e, CURLOPT_SHARE, share);
   return e;
 }
 
@@ -91,7 +103,8 @@ static void reuse(CURL *e) {
 
 static int usage(void) {
   fprintf(stderr, "usage: curl_multi [-H LINE]... [--keep] [--timeout MS] "
-                  "[--connect-timeout MS] URL N CONCURRENCY\n");
+                  "[--connect-timeout MS] [--cafile PEM] [--http1.1 | --http2] "
+                  "URL N CONCURRENCY\n");
   return 2;
 }
 
@@ -103,6 +116,9 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) timeout_ms = atol(argv[++i]);
     else if (strcmp(argv[i], "--connect-timeout") == 0 && i + 1 < argc)
       connect_timeout_ms = atol(argv[++i]);
+    else if (strcmp(argv[i], "--cafile") == 0 && i + 1 < argc) cafile = argv[++i];
+    else if (strcmp(argv[i], "--http1.1") == 0) http_version = CURL_HTTP_VERSION_1_1;
+    else if (strcmp(argv[i], "--http2") == 0) http_version = CURL_HTTP_VERSION_2TLS;
     else return usage();
   }
   if (argc - i != 3) return usage();
@@ -114,7 +130,10 @@ int main(int argc, char **argv) {
   const char *url = argv[i];
   long total = atol(argv[i + 1]), concurrency = atol(argv[i + 2]), started = 0, done = 0;
   curl_global_init(CURL_GLOBAL_DEFAULT);
+  share = curl_share_init();
+  curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   CURLM *multi = curl_multi_init();
+  curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, concurrency);
   double t0 = now();
   for (; started < concurrency && started < total; started++)
