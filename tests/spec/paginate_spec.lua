@@ -71,6 +71,18 @@ describe("kapi.paginate", function()
     for i = 2, #ids do assert.is_true(ids[i - 1] < ids[i]) end
   end)
 
+  it("asks for no page after the one that brings the total", function()
+    local asked = 0
+    local got = kapi.paginate.cursor {fetch = function(cursor)
+      asked = asked + 1
+      local from = cursor and cursor[1] or 0
+      if from >= 4 then return {}, nil, 4 end -- the empty answer after the last page
+      return {from + 1, from + 2}, {from + 2}, 4
+    end}:all()
+    assert.same({1, 2, 3, 4}, got)
+    assert.equal(2, asked)
+  end)
+
   it("raises on a failing page, saying how far it got", function()
     local n = 0
     local it = kapi.paginate.offset {limit = 10, fetch = function(start)
