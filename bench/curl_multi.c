@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
   mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
   mallopt(M_TOP_PAD, 1024 * 1024);
   const char *url = argv[i];
-  long total = atol(argv[i + 1]), concurrency = atol(argv[i + 2]), started = 0, done = 0;
+  long total = atol(argv[i + 1]), concurrency = atol(argv[i + 2]), started = 0, done = 0, failures = 0;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   share = curl_share_init();
   curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
@@ -145,12 +145,19 @@ int main(int argc, char **argv) {
     while ((msg = curl_multi_info_read(multi, &left))) {
       if (msg->msg != CURLMSG_DONE) continue;
       CURL *e = msg->easy_handle;
+      curl_multi_remove_handle(multi, e);
       if (msg->data.result != CURLE_OK) {
-        fprintf(stderr, "curl_multi: %s\n", curl_easy_strerror(msg->data.result));
-        return 1;
+        /* Sent on a connection the server was closing (nginx ends one
+         * after keepalive_requests): sent again, as kapi retries a GET. */
+        if (++failures > 100) {
+          fprintf(stderr, "curl_multi: %s\n", curl_easy_strerror(msg->data.result));
+          return 1;
+        }
+        reuse(e);
+        curl_multi_add_handle(multi, e);
+        continue;
       }
       done++;
-      curl_multi_remove_handle(multi, e);
       if (started < total) {
         reuse(e);
         curl_multi_add_handle(multi, e);
