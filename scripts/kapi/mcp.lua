@@ -134,7 +134,9 @@ local function argv_of(tool, arguments)
     end
   end
   local argv = {}
-  local function scalar(name, v)
+  local function scalar(name, v, argname)
+    -- Standard input is the protocol's: a file named "-" would read it.
+    if v == "-" and argname == "FILE" then error(name .. ": - (standard input) is not available to a tool", 0) end
     if type(v) == "string" then return v end
     if math.type(v) then return tostring(v) end
     error(("%s: expected a string or a number, got %s"):format(name, v == json.null and "null" or type(v)), 0)
@@ -147,9 +149,12 @@ local function argv_of(tool, arguments)
           if type(v) ~= "boolean" then error(entry.name .. ": expected true or false", 0) end
           if v then argv[#argv + 1] = entry.flag end
         elseif entry.option.repeatable and type(v) == "table" then
-          for _, item in ipairs(v) do argv[#argv + 1] = entry.flag; argv[#argv + 1] = scalar(entry.name, item) end
+          for _, item in ipairs(v) do
+            argv[#argv + 1] = entry.flag
+            argv[#argv + 1] = scalar(entry.name, item, entry.option.argname)
+          end
         else
-          argv[#argv + 1] = entry.flag .. "=" .. scalar(entry.name, v)
+          argv[#argv + 1] = entry.flag .. "=" .. scalar(entry.name, v, entry.option.argname)
         end
       end
     end
@@ -157,9 +162,9 @@ local function argv_of(tool, arguments)
     for _, p in ipairs(tool.positional) do
       local v = arguments[p.name]
       if type(v) == "table" then
-        for _, item in ipairs(v) do rest[#rest + 1] = scalar(p.name, item) end
+        for _, item in ipairs(v) do rest[#rest + 1] = scalar(p.name, item, p.argument.argname) end
       elseif v ~= nil and v ~= json.null then
-        rest[#rest + 1] = scalar(p.name, v)
+        rest[#rest + 1] = scalar(p.name, v, p.argument.argname)
       end
     end
     if #rest > 0 then

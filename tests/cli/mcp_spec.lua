@@ -121,7 +121,8 @@ describe("kapi mcp", function()
   it("answers a bad argument with an isError result naming it, and goes on", function()
     local _, by_id = session {INIT, call(1, "stores", {zip = "abc"}), call(2, "stores", {zipp = "45202"}),
                               call(3, "stores", {zip = 45202, limit = "many"}), call(4, "no-such-tool", {}),
-                              call(5, "stores", {zip = "45202", limit = 1})}
+                              call(5, "stores", {zip = "45202", limit = 1}),
+                              call(6, "republish-check", {report = "-"})}
     assert.is_true(by_id[1].result.isError)
     assert.matches("%-%-zip abc: expected 5 digits", by_id[1].result.content[1].text)
     assert.is_true(by_id[2].result.isError)
@@ -130,6 +131,9 @@ describe("kapi mcp", function()
     assert.matches("%-%-limit many", by_id[3].result.content[1].text)
     assert.equal(-32602, by_id[4].error.code)
     assert.is_false(by_id[5].result.isError)
+    -- Standard input carries the protocol: no tool may read it.
+    assert.is_true(by_id[6].result.isError)
+    assert.matches("report: %- %(standard input%) is not available to a tool", by_id[6].result.content[1].text)
   end)
 
   it("tells progress when asked, and a cancelled call gets no answer while the next is served", function()
