@@ -557,8 +557,8 @@ end
 
 local MAX_RENEWALS = 5
 
--- The Authorization header a request carries (headers as a map or as a
--- list of pairs); "" when it has none.
+--- The Authorization header a request carries (headers as a map or as a
+--- list of pairs); "" when it has none.
 local function authorization_of(req)
   local headers, value = req.headers, nil
   if type(headers) ~= "table" then return "" end
@@ -573,6 +573,7 @@ local function authorization_of(req)
   end
   return type(value) == "string" and value or ""
 end
+M.authorization_of = authorization_of
 
 -- Runs the attempts: returns the response, or raises the error of the last.
 local function perform(req)

@@ -146,16 +146,8 @@ end
 --- store again (another process may still hold it, and write it back).
 -- The bearer token a request carried, whichever form its headers take.
 local function bearer_of(req)
-  local headers, value = type(req) == "table" and req.headers, nil
-  if type(headers) ~= "table" then return nil end
-  if headers[1] ~= nil then
-    for _, pair in ipairs(headers) do
-      if type(pair[1]) == "string" and pair[1]:lower() == "authorization" then value = pair[2] end
-    end
-  else
-    value = headers.Authorization
-  end
-  return type(value) == "string" and value:match("^Bearer (.+)$") or nil
+  if type(req) ~= "table" then return nil end
+  return http.authorization_of(req):match("^Bearer (.+)$")
 end
 
 -- Tokens refused lately, remembered so that none is taken up again; the
