@@ -258,6 +258,7 @@ end
 
 local CHANGE_WORDS = {new = "first seen", rejected = "newly rejected", synchronised = "newly synchronised",
                       verdict = "verdict changed", waiting = "still waiting"}
+local CHANGE_KEYS = {"gtin", "recipientGln", "change", "before", "after", "at"}
 local CHANGE_COLUMNS = {
   {key = "gtin", title = "GTIN"},
   {key = "to", title = "TO"},
@@ -274,7 +275,7 @@ local function show_changes(args, changes)
     c.explained = c.change == "waiting" and ("waiting for %s; %s."):format(c.waited, c.next)
                   or (c.cause .. ". Next: " .. c.next .. ".")
   end
-  recipe.print(args, changes, CHANGE_COLUMNS, {"gtin", "recipientGln", "change", "before", "after", "at"})
+  recipe.print(args, changes, CHANGE_COLUMNS, CHANGE_KEYS)
   if recipe.format(args) == "table" then
     recipe.say(args, #changes == 0 and "Nothing changed since the last check." or
                      ("%d change%s since the last check."):format(#changes, #changes == 1 and "" or "s"))
@@ -387,15 +388,11 @@ local function clear_status(args) status_line(args, "") end
 
 -- Prints a round's changes: a table on a terminal, one JSON object a
 -- line with --json (the watch is a stream), CSV rows with --csv.
-local function print_round(args, changes, first)
+local function print_round(args, changes)
   if #changes == 0 then return end
   clear_status(args)
   if recipe.format(args) == "json" or recipe.format(args) == "jsonl" then
-    for _, c in ipairs(changes) do
-      io.stdout:write(json.encode({gtin = c.gtin, recipientGln = c.recipientGln, change = c.change,
-                                   before = c.before, after = c.after, at = c.at}, {sorted = true}), "\n")
-    end
-    io.stdout:flush()
+    recipe.print({jsonl = true}, changes, CHANGE_COLUMNS, CHANGE_KEYS)
   else
     show_changes(args, changes)
   end
@@ -416,7 +413,7 @@ local function watch(args, w)
       -- Still waiting is news once, on the first look; after it only changes are.
       if first or c.change ~= "waiting" then changes[#changes + 1] = c end
     end
-    print_round(args, changes, first)
+    print_round(args, changes)
     for _, c in ipairs(changes) do
       if c.change ~= "waiting" then
         for _, target in ipairs(w.targets) do target:send(c) end
