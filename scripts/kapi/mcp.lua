@@ -225,10 +225,8 @@ end
 local function temporary(text)
   local path = os.tmpname()
   os.remove(path)
-  local created, why = require("kapi.core.fs").create(path, 384)
-  if not created then error(errors.new("input", "cannot write a temporary file: " .. tostring(why)), 0) end
-  local f <close> = assert(io.open(path, "wb"))
-  f:write(text)
+  local written, why = require("kapi.core.fs").write_atomic(path, text, 384)
+  if not written then error(errors.new("input", "cannot write a temporary file: " .. tostring(why)), 0) end
   return path
 end
 

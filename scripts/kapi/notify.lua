@@ -76,11 +76,9 @@ local function run_command(self, change, text)
   local base = os.tmpname()
   local input, status = base .. ".json", base .. ".status"
   os.remove(base)
-  local created, why = require("kapi.core.fs").create(input, 384) -- 0600: the change is the user's business
-  local f = created and io.open(input, "wb")
-  if not f then return told(self, false, "cannot write " .. input .. ": " .. tostring(why or "it exists")) end
-  f:write(text)
-  f:close()
+  -- 0600: the change is the user's business.
+  local written, why = require("kapi.core.fs").write_atomic(input, text, 384)
+  if not written then return told(self, false, tostring(why)) end
   local env = {}
   for name, key in pairs(ENVIRONMENT) do env[#env + 1] = name .. "=" .. quote(change[key] or "") end
   local after = type(change.after) == "table" and change.after.verdict or ""
