@@ -53,9 +53,12 @@ M.VARIABLES = {
   {name = "TERM", help = "dumb: no colour.", default = "as the terminal sets it"},
   {name = "COLUMNS", help = "The width to fit tables and help to on a terminal whose size cannot be read "
      .. "(output that is not a terminal is never cut).", default = "80"},
-  {group = "Network (read by libcurl)"},
+  {group = "Network"},
+  {name = "SSL_CERT_FILE", help = "A CA bundle (PEM) to verify TLS servers against instead of the system's, "
+     .. "as for curl and OpenSSL: a private CA or a proxy's. A request's own ca_file wins; scripts may set "
+     .. "kapi.http.defaults.ca_file.", default = "the system CA store"},
   {name = "http_proxy, https_proxy, no_proxy, ALL_PROXY", help = "Proxies for HTTP and HTTPS, and the hosts "
-     .. "that go direct, as for curl.", default = "no proxy"},
+     .. "that go direct, as for curl (read by libcurl).", default = "no proxy"},
 }
 
 --- The variables' names, one entry for each name (LUA_PATH, LUA_CPATH, ...).

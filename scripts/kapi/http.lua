@@ -19,6 +19,9 @@ M.defaults = {
   backoff_base = 0.25,     -- full jitter: sleep random(0, base * 2^n), capped
   backoff_cap = 10,
   retry_after_cap = 60,    -- never wait longer than this for Retry-After
+  -- The CA bundle (PEM) TLS is verified against when a request names
+  -- none; nil: the system store. SSL_CERT_FILE, as for curl and OpenSSL.
+  ca_file = os.getenv("SSL_CERT_FILE") ~= "" and os.getenv("SSL_CERT_FILE") or nil,
 }
 
 local RETRY_STATUS = {[408] = true, [429] = true, [500] = true, [502] = true,
@@ -514,7 +517,7 @@ local function exchange(req, attempt)
   local status, header_block, http_version, response_body, time, new_connections = send.request(
     req.method, url, headers, body, req.timeout or defaults.timeout,
     req.connect_timeout or defaults.connect_timeout, req.max_size or defaults.max_size,
-    req.ca_file, req.insecure, req.follow)
+    req.ca_file or defaults.ca_file, req.insecure, req.follow)
   if logging then
     log_attempt(req, url, attempt, status or header_block, started,
                 headers or default_headers.lines, body)
@@ -656,6 +659,15 @@ local OPTION_KINDS = {
 local OPTION_NAMES = {}
 for name in pairs(OPTION_KINDS) do OPTION_NAMES[#OPTION_NAMES + 1] = name end
 table.sort(OPTION_NAMES)
+-- The same as sets of type names, read per request: a string search per
+-- option cost a C call each.
+local ANY = setmetatable({}, {__index = function() return true end})
+local OPTION_TYPES = {}
+for name, kind in pairs(OPTION_KINDS) do
+  local accepted = {}
+  for t in kind:gmatch("[^|]+") do accepted[t] = true end
+  OPTION_TYPES[name] = kind == "any" and ANY or accepted
+end
 
 -- Header names are RFC 9110 tokens, and no value holds a CR, LF or NUL:
 -- either would let a value end its line and add headers of its own (or a
@@ -687,28 +699,43 @@ local function check_headers(headers, level)
   end
 end
 
-local function check_options(req, level)
-  for name, value in pairs(req) do
-    local kind = OPTION_KINDS[name]
-    if not kind then
+-- Raises, naming it, for the first option of req that kapi does not know
+-- or whose value is of the wrong type.
+local function check_option_types(req, level)
+  for name, value in next, req do
+    local accepted = OPTION_TYPES[name]
+    if not accepted then
       local guess = require("kapi.parsing").suggest(tostring(name), OPTION_NAMES)
       errors.usage(("http.request: unknown option %s%s"):format(errors.excerpt(name),
                    guess and (" (did you mean %s?)"):format(guess) or ""), level + 1)
     end
-    if kind ~= "any" and not kind:find(type(value), 1, true) then
+    if not accepted[type(value)] then
+      local kind = OPTION_KINDS[name]
       errors.usage(("http.request: %s must be %s, got %s"):format(name, kind:gsub("|", " or "), type(value)), level + 1)
     end
   end
+end
+
+-- The checks of a request past its options' types: its headers, query,
+-- form and URL, and the options that exclude or need each other.
+local function check_contents(req, level)
   if req.headers then check_headers(req.headers, level + 1) end
   if req.query then check_query(req.query, "http.request: query") end
   if req.form then check_query(req.form, "http.request: form") end
+  local url = req.url
+  check_url(url, level + 1)
+  if req.insecure then allow_insecure(url, level + 1) end
+  if req.json ~= nil and (req.body ~= nil or req.form ~= nil) then
+    errors.usage("http.request: give one of body, json or form", level + 1)
+  end
 end
 
 -- Checks a request's options and fills in its method. Usage errors point
--- at the script's call: request{} or a shortcut, two levels up.
+-- at the script's call: request{} or open{}, two levels up.
 local function normalize(req)
-  check_options(req, 3)
-  local method, url = req.method or "GET", req.url
+  check_option_types(req, 3)
+  check_contents(req, 3)
+  local method = req.method or "GET"
   if not METHODS[method] then
     method = method:upper()
     -- A method goes into the request line as it is: a space or a CR LF in
@@ -719,11 +746,6 @@ local function normalize(req)
     end
   end
   req.method = method
-  check_url(url, 3)
-  if req.insecure then allow_insecure(url, 3) end
-  if req.json ~= nil and (req.body ~= nil or req.form ~= nil) then
-    errors.usage("http.request: give one of body, json or form", 3)
-  end
   return req
 end
 
@@ -741,11 +763,17 @@ local function shortcut(method)
       check_url(url, 2)
       return perform({method = method, url = url})
     end
-    errors.check(opts, "table", name .. ": opts")
-    local req = {}
-    for k, v in pairs(opts) do req[k] = v end
-    req.method, req.url = method, url
-    return perform(normalize(req))
+    if type(opts) ~= "table" then errors.check(opts, "table", name .. ": opts") end
+    -- The options are copied and their types checked in one pass.
+    local req = {method = method, url = url}
+    for k, v in next, opts do
+      local accepted = OPTION_TYPES[k]
+      if not (accepted and accepted[type(v)]) then check_option_types(opts, 2) end
+      req[k] = v
+    end
+    req.method, req.url = method, url -- the shortcut's, whatever opts says
+    check_contents(req, 2)
+    return perform(req)
   end
 end
 
@@ -761,7 +789,7 @@ function M.open(req)
   local stream = send.open(
     req.method, url, headers, body, req.timeout or 0,
     req.connect_timeout or M.defaults.connect_timeout, req.max_size,
-    req.ca_file, req.insecure, req.follow)
+    req.ca_file or M.defaults.ca_file, req.insecure, req.follow)
   local status, header_block, http_version = stream:head()
   if not status then -- nil, kind, message
     stream:close()

@@ -695,14 +695,39 @@ describe("TLS", function()
     end
   end)
 
+  it("verifies against kapi.http.defaults.ca_file when a request names no ca_file; its own wins", function()
+    local srv <close> = with_server(function() return {body = "secure"} end,
+                                    {tls_cert = cert, tls_key = key})
+    local other = dir .. "/other.pem"
+    assert.equal(0, process.sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other " ..
+                                "-keyout %s/other.key -out %s"):format(dir, other)).status)
+    local saved = http.defaults.ca_file
+    local ok, err = pcall(function()
+      http.defaults.ca_file = cert
+      assert.equal("secure", http.get(srv.url).body)
+      assert.equal("secure", http.get(srv.url, {timeout = 5}).body)
+      local refused, e = pcall(http.get, srv.url, {ca_file = other, retry = false})
+      assert.is_false(refused)
+      assert.equal("network", e.kind)
+      http.defaults.ca_file = nil
+      assert.is_false(pcall(http.get, srv.url, {retry = false}))
+    end)
+    http.defaults.ca_file = saved
+    assert(ok, err)
+  end)
+
   -- openssl s_server -www closes every connection after its answer, a
   -- page that says whether the TLS session was New or Reused (resumed
-  -- without a full handshake).
-  it("resumes a TLS session on a new connection made by another handle", function()
-    local out = dir .. "/s_server.out"
-    os.execute(("openssl s_server -accept 127.0.0.1:0 -cert %s -key %s -www >%s 2>&1 & echo $! >%s/pid")
-      :format(cert, key, out, dir))
-    local pid = io.open(dir .. "/pid"):read("l")
+  -- without a full handshake). Runs fn(url) with one running.
+  -- Each server has files of its own: the shell behind `&` may not yet
+  -- have truncated a file of the one before when it is first read.
+  local servers = 0
+  local function with_s_server(fn)
+    servers = servers + 1
+    local out, pid_file = ("%s/s_server%d.out"):format(dir, servers), ("%s/s_server%d.pid"):format(dir, servers)
+    os.execute(("openssl s_server -accept 127.0.0.1:0 -cert %s -key %s -www >%s 2>&1 & echo $! >%s")
+      :format(cert, key, out, pid_file))
+    local pid = io.open(pid_file):read("l")
     local port
     for _ = 1, 100 do
       local f = io.open(out)
@@ -713,7 +738,26 @@ describe("TLS", function()
     end
     local ok, err = pcall(function()
       assert.truthy(port, "openssl s_server did not start")
-      local url = "https://127.0.0.1:" .. port .. "/"
+      fn("https://127.0.0.1:" .. port .. "/")
+    end)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    assert(ok, err)
+  end
+
+  it("takes SSL_CERT_FILE for the CA bundle, as curl does", function()
+    with_s_server(function(url)
+      local script = ("local r = kapi.http.get(%q, {retry = false}); print(r.status)"):format(url)
+      local trusted = process.kapi_run({"-e", script}, {env = {SSL_CERT_FILE = cert}})
+      assert.equal(0, trusted.status, trusted.stderr)
+      assert.equal("200\n", trusted.stdout)
+      local untrusted = process.kapi_run({"-e", script}, {env = {SSL_CERT_FILE = ""}})
+      assert.equal(1, untrusted.status)
+      assert.matches("certificate", untrusted.stderr)
+    end)
+  end)
+
+  it("resumes a TLS session on a new connection made by another handle", function()
+    with_s_server(function(url)
       local function session() return http.get(url, {ca_file = cert}).body:match("\n(%a+), TLS") end
       assert.equal("New", session())
       -- The handle that made the first connection is held by a stream, so
@@ -724,8 +768,6 @@ describe("TLS", function()
       assert.equal("Reused", session())
       assert.equal("Reused", session())
     end)
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    assert(ok, err)
   end)
 end)
 
