@@ -50,6 +50,7 @@ local KINDS = {table = "a table", string = "a string", number = "a number", ["fu
 --- every public function makes before it uses what it was given.
 function M.check(value, kind, what)
   local t = type(value)
+  if t == kind then return value end -- the usual case, before any string is made
   local optional = kind:sub(-1) == "?"
   local want = optional and kind:sub(1, -2) or kind
   if t == want or (optional and value == nil) then return value end

@@ -77,8 +77,16 @@ function M.wrap(text, width)
   return lines
 end
 
-local function pad(text, width, right)
-  local gap = (" "):rep(math.max(0, width - text_width(text)))
+-- Runs of spaces by length, made once each: a table of thousands of rows
+-- pads every cell.
+local SPACES = setmetatable({}, {__index = function(spaces, n)
+  local run = (" "):rep(n)
+  spaces[n] = run
+  return run
+end})
+
+local function pad(text, width, right, text_w)
+  local gap = SPACES[math.max(0, width - (text_w or text_width(text)))]
   return right and gap .. text or text .. gap
 end
 
@@ -157,23 +165,28 @@ end
 --- lines. Returns the text.
 function M.render_table(rows, columns, opts)
   opts = opts or {}
+  local color = opts.color
   local widths, cells, styles = {}, {}, {}
   for i, c in ipairs(columns) do widths[i] = text_width(c.title) end
   for r, row in ipairs(rows) do
-    cells[r], styles[r] = {}, {}
+    local row_cells, row_styles = {}, {}
+    cells[r], styles[r] = row_cells, row_styles
     for i, c in ipairs(columns) do
-      local text = cell_text(row[c.key])
-      cells[r][i] = text
-      styles[r][i] = c.style and c.style(row[c.key], row)
-      widths[i] = math.max(widths[i], text_width(text))
+      local value = row[c.key]
+      local text = cell_text(value)
+      row_cells[i] = text
+      -- Styles show only in colour.
+      if color and c.style then row_styles[i] = c.style(value, row) end
+      local w = text_width(text)
+      if w > widths[i] then widths[i] = w end
     end
   end
   local fitted = fit(widths, columns, opts.width)
   if not fitted then
-    return render_records(cells, columns, {width = opts.width, color = opts.color, styles = styles})
+    return render_records(cells, columns, {width = opts.width, color = color, styles = styles})
   end
-  local out = {}
-  local function emit(texts, line_styles)
+  local out, n_columns, gap = {}, #columns, SPACES[GAP]
+  local function emit_wrapped(texts, line_styles)
     local wrapped, height = {}, 1
     for i, text in ipairs(texts) do
       wrapped[i] = text_width(text) > fitted[i] and M.wrap(text, fitted[i]) or {text}
@@ -183,12 +196,25 @@ function M.render_table(rows, columns, opts)
       local parts = {}
       for i, c in ipairs(columns) do
         local text = wrapped[i][l] or ""
-        local last = i == #columns
+        local last = i == n_columns
         local padded = last and not c.right and text or pad(text, fitted[i], c.right)
-        parts[i] = M.paint(padded, line_styles and line_styles[i], opts.color)
+        parts[i] = M.paint(padded, line_styles and line_styles[i], color)
       end
-      out[#out + 1] = trim_end(table.concat(parts, (" "):rep(GAP)))
+      out[#out + 1] = trim_end(table.concat(parts, gap))
     end
+  end
+  -- A row whose cells all fit is one line (most rows, and every row of
+  -- output that is not to a terminal): no wrapping to do.
+  local parts = {}
+  local function emit(texts, line_styles)
+    for i, c in ipairs(columns) do
+      local text = texts[i]
+      local w = text_width(text)
+      if w > fitted[i] then return emit_wrapped(texts, line_styles) end
+      local padded = (i == n_columns and not c.right) and text or pad(text, fitted[i], c.right, w)
+      parts[i] = color and M.paint(padded, line_styles and line_styles[i], color) or padded
+    end
+    out[#out + 1] = trim_end(table.concat(parts, gap, 1, n_columns))
   end
   local titles, title_styles = {}, {}
   for i, c in ipairs(columns) do titles[i], title_styles[i] = c.title, "bold" end
