@@ -214,13 +214,31 @@ local function select(state, criteria, after, limit)
     end
     table.sort(candidates)
   end
-  local last = candidates and #candidates or 2 * state.content1.hierarchies
-  for i = 1, last do
-    local p = candidates and candidates[i] or i - 1
-    local k, is_case = at(state, p)
-    if matches(criteria, k, is_case) then
-      total = total + 1
-      if p > after and #out < limit then out[#out + 1] = p end
+  if candidates then
+    for _, p in ipairs(candidates) do
+      local k, is_case = at(state, p)
+      if matches(criteria, k, is_case) then
+        total = total + 1
+        if p > after and #out < limit then out[#out + 1] = p end
+      end
+    end
+    return out, total
+  end
+  -- Every position, a supplier's block at a time (positions go by the
+  -- layout `at` reads): whether an item matches depends on its supplier
+  -- alone, so a block is asked once, not each of its items (a page of
+  -- 1,000 scanned 6,000 positions one by one).
+  local p = 0
+  for _, is_case in ipairs {false, true} do
+    for i, count in ipairs(state.content1.counts) do
+      if count > 0 and matches(criteria, supplier.number(i, 1), is_case) then
+        total = total + count
+        for q = math.max(p, after + 1), p + count - 1 do
+          if #out >= limit then break end
+          out[#out + 1] = q
+        end
+      end
+      p = p + count
     end
   end
   return out, total
