@@ -21,8 +21,12 @@ local LEVELS = {BASE_UNIT_OR_EACH = "Each", PACK_OR_INNER_PACK = "Pack", CASE = 
 local NUMBERS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
 -- Readers accept anything, so fields are read through these.
+local function is_space(byte) return byte == 32 or (byte >= 9 and byte <= 13) end -- %s
 local function text(v)                     -- trimmed; nil when blank or not a string
-  return type(v) == "string" and v:match("^%s*(.*%S)") or nil
+  if type(v) ~= "string" then return nil end
+  local first, last = v:byte(1), v:byte(-1)
+  if first and not is_space(first) and not is_space(last) then return v end -- most text: no pattern run
+  return v:match("^%s*(.*%S)")
 end
 local function array(v) return type(v) == "table" and v or {} end
 local function whole(v)                    -- a positive integer, or nil
@@ -60,13 +64,29 @@ end
 -- Sentences end at . ! ? before a capital, so "16 fl. oz of" stays one
 -- sentence; a few titles ("Dr. Smith") do not end one either.
 local TITLES = {mr = true, mrs = true, ms = true, dr = true, st = true, no = true, vs = true}
+local find = string.find
+-- Where the next . ! or ? is from init, nil when none: three plain
+-- searches cost less than trying a pattern at every character.
+local function next_stop(s, init)
+  local at = find(s, ".", init, true)
+  local bang, question = find(s, "!", init, true), find(s, "?", init, true)
+  if bang and (not at or bang < at) then at = bang end
+  if question and (not at or question < at) then at = question end
+  return at
+end
 local function sentences(s)
   local out, start = {}, 1
-  for stop, next_start in s:gmatch("()[.!?]+[\"')]*%s+()") do
-    local word = s:sub(math.max(1, stop - 4), stop - 1):match("%a*$"):lower() -- titles are short
-    if s:find("^[%u\"']", next_start) and not TITLES[word] then
-      out[#out + 1], start = s:sub(start, next_start - 1), next_start
+  -- The ends: [.!?]+["')]*%s+, taken left to right as gmatch would.
+  local stop = next_stop(s, 1)
+  while stop do
+    local next_start = s:match("^[.!?]+[\"')]*%s+()", stop)
+    if next_start then
+      local word = s:sub(math.max(1, stop - 4), stop - 1):match("%a*$"):lower() -- titles are short
+      if s:find("^[%u\"']", next_start) and not TITLES[word] then
+        out[#out + 1], start = s:sub(start, next_start - 1), next_start
+      end
     end
+    stop = next_stop(s, next_start or stop + 1)
   end
   if s:find("%S", start) then out[#out + 1] = s:sub(start) end
   return out
@@ -90,10 +110,21 @@ end
 local PROMOTION = {}
 for word in ("price prices priced sale save savings discount discounted deal deals free coupon"
              .. " coupons bogo clearance"):gmatch("%a+") do PROMOTION[word] = true end
+local PROMOTION_WORDS = {}
+for word in pairs(PROMOTION) do PROMOTION_WORDS[#PROMOTION_WORDS + 1] = word end
+-- Whether one of the words is in text at all, as plain searches: most
+-- bullets have none, and then no word of theirs needs looking at.
+local function any_promotion_word(lower)
+  for _, word in ipairs(PROMOTION_WORDS) do
+    if find(lower, word, 1, true) then return true end
+  end
+  return false
+end
 local function promotion(bullet)
   local lower = bullet:lower()
   if lower:find("$", 1, true) then return "$" end
-  if lower:find("%%%s*off%f[%A]") then return "% off" end
+  if lower:find("off", 1, true) and lower:find("%%%s*off%f[%A]") then return "% off" end
+  if not any_promotion_word(lower) then return nil end
   for from, word, to in lower:gmatch("()(%a+)()") do
     local describes = word == "free" and (lower:sub(from - 1, from - 1) == "-"
       or lower:find("^%s+of%f[%A]", to) or lower:find("^%s+from%f[%A]", to))
@@ -101,6 +132,7 @@ local function promotion(bullet)
   end
 end
 
+local END_STOPS = {[46] = true, [33] = true, [63] = true, [59] = true, [58] = true} -- . ! ? ; :
 local function bullet_problems(bullets)
   local problems = {}
   local function say(...) problems[#problems + 1] = (...):format(select(2, ...)) end
@@ -113,7 +145,7 @@ local function bullet_problems(bullets)
     -- Only a lowercase letter or punctuation first is wrong: digits and
     -- non-ASCII letters cannot be judged for case here.
     if b and b:find("^[%l%p]") then say("bullet %d %q does not start with a capital", i, b) end
-    if b and b:find("[.!?;:]$") then say("bullet %d %q ends with %q", i, b, b:sub(-1)) end
+    if b and END_STOPS[b:byte(-1)] then say("bullet %d %q ends with %q", i, b, b:sub(-1)) end
     local word = b and promotion(b)
     if word then say("bullet %d %q has the promotion word %q", i, b, word) end
   end
@@ -152,14 +184,20 @@ M.list = {
    attribute = "images", summary = "no facing is used twice among product images",
    fix = "give each product image of %s its own facing (Front, Back, Left, Right, Top, Bottom)",
    check = function(node)
+     local images, by_facing = product_images(node), {}
+     for _, image in ipairs(images) do     -- grouped once, in order, not a pass per image
+       local f = facing(image)
+       local same = by_facing[f] or {}
+       by_facing[f], same[#same + 1] = same, image
+     end
      local doubled, done = {}, {FRONT = true, [""] = true} -- a doubled FRONT: KR-IMG-FRONT's
-     for _, image in ipairs(product_images(node)) do
-       local same = product_images(node, facing(image))
-       if #same > 1 and not done[facing(image)] then
-         doubled[#doubled + 1] = ("%s product images use the facing %s (%s)"):format(
-           spell(#same), facing(image), names(same))
+     for _, image in ipairs(images) do
+       local f = facing(image)
+       local same = by_facing[f]
+       if #same > 1 and not done[f] then
+         doubled[#doubled + 1] = ("%s product images use the facing %s (%s)"):format(spell(#same), f, names(same))
        end
-       done[facing(image)] = true
+       done[f] = true
      end
      return doubled[1] and table.concat(doubled, "; ")
    end},
