@@ -299,6 +299,12 @@ local function cursor(style, opts)
       if prefetch then
         next_task = start(cursor)
         self.pending[1] = next_task
+        -- Its request goes now, before the caller has this page: a task
+        -- starts only when the running one waits, and a caller working
+        -- through the page (checking 1,000 items) would otherwise send it
+        -- only once done. (Offset pages keep theirs until the caller
+        -- waits: a loop left early then cancels a window never sent.)
+        task.sleep(0)
       else
         local c = cursor
         next_task = {wait = function() return fetch(c) end}

@@ -83,6 +83,25 @@ describe("kapi.paginate", function()
     assert.equal(2, asked)
   end)
 
+  it("sends a cursor's next request before the caller works through the page it has", function()
+    local asked_at, page_done_at = {}, nil
+    local it = kapi.paginate.cursor {fetch = function(cursor)
+      asked_at[#asked_at + 1] = kapi.now()
+      kapi.sleep(0.05) -- the link
+      local from = cursor and cursor[1] or 0
+      return {from + 1, from + 2}, {from + 2}, 4
+    end}
+    for x in it do
+      if x == 2 then
+        local busy_until = os.clock() + 0.03 -- checking the first page, without a wait
+        while os.clock() < busy_until do end
+        page_done_at = kapi.now()
+      end
+    end
+    assert.equal(2, #asked_at)
+    assert.is_true(asked_at[2] < page_done_at, "the second page was asked for only after the first was worked through")
+  end)
+
   it("raises on a failing page, saying how far it got", function()
     local n = 0
     local it = kapi.paginate.offset {limit = 10, fetch = function(start)
