@@ -38,20 +38,23 @@ static int is_file(const char *path) {
 }
 
 /* Installed: <prefix>/bin/kapi finds <prefix>/share/kapi and
- * <prefix>/lib/kapi. Otherwise it is running from its build tree, which
- * knows the source tree it was configured from. */
+ * <prefix>/lib/kapi, named without "bin/.." (the names the tree's
+ * compiled files were made for). Otherwise it is running from its build
+ * tree, which knows the source tree it was configured from. */
 static void find_tree(host *h) {
   char exe[PATH_MAX], probe[PATH_MAX + 32];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n > 0) {
     exe[n] = '\0';
     memcpy(h->executable, exe, (size_t)n + 1);
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
-    snprintf(probe, sizeof probe, "%s/../share/kapi/kapi/cli.lua", exe);
+    for (int up = 0; up < 2; up++) { /* <prefix>/bin/kapi -> <prefix> */
+      char *slash = strrchr(exe, '/');
+      if (slash) *slash = '\0';
+    }
+    snprintf(probe, sizeof probe, "%s/share/kapi/kapi/cli.lua", exe);
     if (is_file(probe)) {
-      snprintf(h->script_dir, sizeof h->script_dir, "%s/../share/kapi", exe);
-      snprintf(h->module_dir, sizeof h->module_dir, "%s/../" KAPI_LIBDIR "/kapi", exe);
+      snprintf(h->script_dir, sizeof h->script_dir, "%s/share/kapi", exe);
+      snprintf(h->module_dir, sizeof h->module_dir, "%s/" KAPI_LIBDIR "/kapi", exe);
       return;
     }
   }

@@ -57,7 +57,7 @@ end
 --- message of an error loading or running the file, or the input error of
 --- M.check).
 function M.load(path)
-  local chunk, err = loadfile(path)
+  local chunk, err = require("kapi.core").loadfile(path) -- compiled, for kapi's own
   if not chunk then return nil, err end
   local ok, value = pcall(chunk)
   if not ok then return nil, errors.message(value) end

@@ -433,8 +433,23 @@ describe("an installed kapi", function()
                   "%s/bin/kapi -e 'print(require(\"kapi\").map({2}, function(x) return x * 21 end)[1])'")
                  :format(quote(build_dir), quote(prefix), quote(prefix), quote(prefix)))
     assert.equal(0, r.status, r.stderr)
-    assert.matches("scripts: " .. prefix:gsub("%p", "%%%0") .. "/bin/%.%./share/kapi", r.stdout)
+    assert.matches("scripts: " .. prefix:gsub("%p", "%%%0") .. "/share/kapi\n", r.stdout)
     assert.matches("\n42\n$", r.stdout)
+    -- Its tree was compiled at install for where it is installed: a file
+    -- whose copy is current is not read (a line that fails is not run),
+    -- and once the file changes, the file is what runs.
+    local text = prefix .. "/share/kapi/kapi/text.lua"
+    local copy = sh(("find %s -path '*/compiled%s/share/kapi/kapi/text.luac'"):format(quote(prefix), prefix))
+    copy = copy.stdout:match("[^\n]+")
+    assert.truthy(copy, "no compiled copy of kapi/text.lua")
+    local use_text = ("%s/bin/kapi -e 'print(require(\"kapi.text\").trim(\" x \"))'"):format(quote(prefix))
+    r = sh(("sed -i '1i error(\"the file was read\")' %s && touch -r %s %s && %s"):format(
+      quote(text), quote(copy), quote(text), use_text))
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("x\n", r.stdout)
+    r = sh(("sleep 0.01 && touch %s && %s"):format(quote(text), use_text))
+    assert.equal(1, r.status)
+    assert.matches("the file was read", r.stderr)
     process.cleanup(prefix)
   end)
 end)

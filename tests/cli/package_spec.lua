@@ -24,6 +24,9 @@ end
 -- What an installed kapi must hold, under root (DESTDIR/usr or the .deb's /usr).
 local INSTALLED = {
   "bin/kapi", "share/kapi/kapi/cli.lua", "share/kapi/recipes/preflight.lua", "lib/kapi/kapi/core/http.so",
+  -- the Lua tree and lua-argparse compiled for /usr (host/host.c)
+  "lib/kapi/compiled/usr/share/kapi/kapi/cli.luac", "lib/kapi/compiled/usr/share/kapi/recipes/preflight.luac",
+  "lib/kapi/compiled/usr/share/lua/5.4/argparse.luac",
   "share/man/man1/kapi.1.gz", "share/man/man1/kapi-run.1.gz", "share/man/man1/kapi-completion.1.gz",
   "share/man/man3/kapi-lua.3.gz", "share/man/man7/kapi-recipes.7.gz",
   "share/bash-completion/completions/kapi", "share/zsh/vendor-completions/_kapi",
@@ -42,7 +45,7 @@ local function runs_from(usr)
   env.PATH = usr .. "/bin:/usr/bin:/bin"
   local r = ok(process.sh("kapi version", {env = env}))
   assert.matches("^kapi %d+%.%d+%.%d+\n", r.stdout)
-  assert.matches("\nscripts: " .. (usr .. "/bin/../share/kapi"):gsub("%p", "%%%0") .. "\n", r.stdout)
+  assert.matches("\nscripts: " .. (usr .. "/share/kapi"):gsub("%p", "%%%0") .. "\n", r.stdout)
   r = ok(process.sh("kapi run stores --zip 45202 --limit 2 --json", {env = env}), "a recipe")
   assert.equal(2, #require("cjson").decode(r.stdout))
   r = ok(process.sh("kapi -e 'print(require(\"kapi.core.crypto\") ~= nil, require(\"argparse\") ~= nil)'", {env = env}))
