@@ -1,7 +1,8 @@
 -- kapi's side of bench/http: N GETs of URL, one after another ("seq") or
 -- through kapi.map at a given concurrency ("fanout"). Prints requests per
 -- second. CA_FILE (bench/https) verifies an https:// server against that
--- CA, passed as each request's ca_file as a script would.
+-- CA, set as kapi.http.defaults.ca_file, as a script trusting a private
+-- CA would (SSL_CERT_FILE does the same).
 --   kapi bench/http_client.lua seq URL N [CA_FILE]
 --   kapi bench/http_client.lua fanout URL N CONCURRENCY [CA_FILE]
 local kapi = require "kapi"
@@ -9,10 +10,7 @@ local mode, url, n = arg[1], arg[2], tonumber(arg[3])
 local concurrency = mode == "fanout" and tonumber(arg[4]) or nil
 local ca_file = arg[mode == "fanout" and 5 or 4]
 local get = kapi.http.get
-if ca_file then
-  local opts, plain_get = {ca_file = ca_file}, get
-  get = function(u) return plain_get(u, opts) end
-end
+if ca_file then kapi.http.defaults.ca_file = ca_file end
 -- Loads the transport (libcurl and its libraries: some 20 ms) before the
 -- clock starts, as the raw client has libcurl loaded and set up before its
 -- clock starts: both measure requests, not start-up (bench/startup does).
