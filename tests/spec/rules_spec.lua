@@ -539,3 +539,50 @@ describe("the sandbox's generated supplier items", function()
     assert.equal(0, #findings, #findings .. " findings, e.g.\n" .. table.concat(lines, "\n"))
   end)
 end)
+
+describe("kapi.rules.kroger.checker", function()
+  -- A run with a defect of most kinds planted, some on items of two
+  -- hierarchies (a message used twice), as a supplier's catalogue has them.
+  local function defective_run()
+    local run = {}
+    for k = 1, 40 do
+      local h = supplier.hierarchy(1, k)
+      local each = h.children[1]
+      if k % 5 == 0 then each.marketingMessage = run[1].children[1].marketingMessage end
+      if k % 7 == 0 then each.featureBenefits[2] = "save 50% off today." end
+      if k % 6 == 0 then each.featureBenefits[3] = each.marketingMessage:match("^[^.]+") end
+      if k % 4 == 0 then each.images[2].facing = "FRONT" end
+      if k % 9 == 0 then h.productActivityTypeCode, each.customerFacingSize = "MADE_IN", " " end
+      if k % 8 == 0 then each.recipients = {PI} end
+      if k % 3 == 0 then h.nonGTINPalletQuantity = h.nonGTINPalletQuantity + 1 end
+      if k % 11 == 0 then each.marketingMessage = each.marketingMessage:gsub("four", "4") end
+      run[k] = h
+    end
+    return run
+  end
+
+  it("finds exactly what rules.check finds when it looked at the nodes as they came", function()
+    local expected = rules.check(defective_run())
+    assert.is_true(#expected > 40, #expected .. " findings")
+    -- The levels of one hierarchy come on different pages: every each,
+    -- then every case (Content1's order), and are looked at as they come.
+    local run = defective_run()
+    local checker = rules.checker()
+    for _, h in ipairs(run) do checker:look(h.children[1]) end
+    for _, h in ipairs(run) do checker:look(h) end
+    assert.same(expected, checker:check(run))
+  end)
+
+  it("judges a node alone by the rules not marked as reading the run", function()
+    local top, each = clean()
+    top.productActivityTypeCode, each.images = "MADE_IN", {}
+    for _, rule in ipairs(rules.list) do
+      if rule.on ~= "top" and not rule.context then
+        for _, node in ipairs {top, each, {}} do rule.check(node) end -- no run given: none may need it
+      end
+    end
+    local checker = rules.checker {rules = {"KR-ACTIVITY-CODE", "KR-IMG-FRONT"}}
+    checker:look(each)
+    assert.same(rules.check(top, {rules = {"KR-ACTIVITY-CODE", "KR-IMG-FRONT"}}), checker:check(top))
+  end)
+end)

@@ -37,7 +37,10 @@ local function given(v) return v ~= nil and type(v) ~= "userdata" end -- JSON nu
 local function show(v) return given(v) and tostring(v) or "empty" end
 local function spell(n) return n == 0 and "no" or NUMBERS[n] or tostring(n) end
 local function the(node) return "the " .. (LEVELS[node.level] or text(node.level) or "item") end
-local function gtin14(code) return gtin.valid(code) and gtin.normalize(code) or code end
+local function gtin14(code) -- as gtin.normalize, checking the code once
+  if gtin.valid(code) then return ("0"):rep(14 - #code) .. code end
+  return code
+end
 local function plain(s) return s:lower():gsub("[%p%s]+", " "):match("^ ?(.*%S)") or "" end
 
 local function facing(image) return (text(image.facing) or ""):upper() end
@@ -315,13 +318,14 @@ M.list = {
          .. table.concat(digits, ", ")
      end
    end},
-  {id = "KR-MSG-REUSED", severity = "error", after = "republish", on = "consumer",
+  {id = "KR-MSG-REUSED", severity = "error", after = "republish", on = "consumer", context = true,
    attribute = "marketingMessage", summary = "the message is not another item's, nor a bullet",
    fix = "write a Marketing Message for %s of its own, copied neither from another item nor from"
      .. " its Feature Benefits",
    check = function(node, ctx)
      local message = text(node.marketingMessage)
      if not message then return end
+     local plain = ctx.plain
      local problems, key, own = {}, plain(message), gtin14(text(node.gtin) or "")
      local first = ctx.seen[key]            -- one item in two hierarchies is no copy
      if first and first ~= own then
@@ -340,6 +344,20 @@ M.list = {
        end
      end
      return problems[1] and table.concat(problems, "; ")
+   end,
+   -- What check will make plain, made plain ahead (the run's other
+   -- messages are not known yet; the text is).
+   prepare = function(node, plain)
+     local message = text(node.marketingMessage)
+     if not message then return end
+     local key = plain(message)
+     for _, bullet in ipairs(array(node.featureBenefits)) do
+       local b = text(bullet) and plain(bullet)
+       if b and key:find(b, 1, true) then
+         for _, sentence in ipairs(sentences(message)) do plain(sentence) end
+         return
+       end
+     end
    end},
   {id = "KR-FEATURES", severity = "warning", after = "republish", on = "consumer",
    attribute = "featureBenefits", summary = "5–7 bullets: capital first, no end stop, no promotion",
@@ -364,7 +382,7 @@ M.list = {
        return the(node) .. " requires WERCS (hazardous material) but is not registered in WERCS"
      end
    end},
-  {id = "KR-RECIPIENT", severity = "error", after = "withdraw", on = "every",
+  {id = "KR-RECIPIENT", severity = "error", after = "withdraw", on = "every", context = true,
    attribute = "recipients", summary = "no level lists Product Introduction 0011110000019",
    fix = "publish %s to the Certification Queue " .. M.QUEUE .. " instead",
    check = function(node, ctx)
@@ -412,27 +430,87 @@ local function finding(rule, node, message, fix, attribute)
             .. "; " .. AFTER[rule.after]}
 end
 
-function M.check(hierarchies, opts)
+-- Rules `on` a node: every node, the consumer unit, or the top level.
+local function applies(rule, node, top)
+  return rule.on == "every" or (rule.on == "top" and node == top)
+         or (rule.on == "consumer" and node.isConsumerUnit == true)
+end
+
+-- A rule judges a node alone unless it is on the top level or looks at
+-- the run (context: the top, the other items' messages).
+local function alone(rule) return rule.on ~= "top" and not rule.context end
+
+-- A run's checks, started before the run is whole: look(node) judges a
+-- node by the rules that need nothing but the node, as soon as it has
+-- come (preflight does while the next page of items is on its way), and
+-- check(hierarchies) then gives exactly what rules.check gives, using
+-- what was worked out. A node must not change after it was looked at.
+local Checker = {}
+Checker.__index = Checker
+
+function M.checker(opts)
+  if opts ~= nil and type(opts) ~= "table" then errors.usage("rules.checker: opts is not a table") end
+  local self = setmetatable({rules = chosen(opts and opts.rules), looked = setmetatable({}, {__mode = "k"}),
+                             plains = {}}, Checker)
+  -- Text made plain once a checker: a supplier's items share bullets.
+  local plains = self.plains
+  function self.plain(text_)
+    local p = plains[text_]
+    if not p then p = plain(text_); plains[text_] = p end
+    return p
+  end
+  return self
+end
+
+--- What the rules that judge a node alone find in it, kept for check.
+function Checker:look(node)
+  if type(node) ~= "table" or self.looked[node] then return end
+  local found = {}
+  for i, rule in ipairs(self.rules) do
+    if applies(rule, node, nil) then
+      if alone(rule) then
+        local message, fix, attribute = rule.check(node)
+        found[i] = message and {message, fix, attribute} or false
+      elseif rule.prepare then
+        rule.prepare(node, self.plain)
+      end
+    end
+  end
+  self.looked[node] = found
+end
+
+function Checker:check(hierarchies)
   if type(hierarchies) ~= "table" then errors.usage("rules.check: expects hierarchies, a table") end
-  if opts ~= nil and type(opts) ~= "table" then errors.usage("rules.check: opts is not a table") end
-  local rules, findings, seen = chosen(opts and opts.rules), {}, {}
+  local rules, findings, seen, looked = self.rules, {}, {}, self.looked
   local run = (hierarchies[1] ~= nil or next(hierarchies) == nil) and hierarchies or {hierarchies}
   for _, top in ipairs(run) do
-    local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen}
+    local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen, plain = self.plain}
     for _, node in ipairs(nodes) do
       if node.level == "PALLET" then ctx.pallet = ctx.pallet or node end
     end
     for _, node in ipairs(nodes) do
-      for _, rule in ipairs(rules) do
-        if rule.on == "every" or (rule.on == "top" and node == top)
-           or (rule.on == "consumer" and node.isConsumerUnit == true) then
-          local message, fix, attribute = rule.check(node, ctx)
+      local found = looked[node]
+      for i, rule in ipairs(rules) do
+        if applies(rule, node, top) then
+          local message, fix, attribute, earlier
+          if found and alone(rule) then earlier = found[i] end
+          if earlier == nil then
+            message, fix, attribute = rule.check(node, ctx)
+          elseif earlier then
+            message, fix, attribute = earlier[1], earlier[2], earlier[3]
+          end
           if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
         end
       end
     end
   end
   return findings
+end
+
+function M.check(hierarchies, opts)
+  if type(hierarchies) ~= "table" then errors.usage("rules.check: expects hierarchies, a table") end
+  if opts ~= nil and type(opts) ~= "table" then errors.usage("rules.check: opts is not a table") end
+  return M.checker(opts):check(hierarchies)
 end
 
 function M.count(findings)
@@ -453,5 +531,17 @@ rules.count(findings) gives the numbers of errors and warnings.
 Example:
   local h = kapi.json.decode(io.open("case.json"):read("a"))
   for _, f in ipairs(kapi.rules.kroger.check(h)) do print(f.rule, f.gtin, f.message) end]])
+
+doc.declare("kapi.rules.kroger.checker", M.checker, [[
+kapi.rules.kroger.checker([{rules = ids}]) -> checker
+A run's checks begun before the run is whole: checker:look(node) judges a
+level by the rules that need only that level, as soon as it has come (while
+the next page is fetched); checker:check(hierarchies) then returns exactly
+what rules.check returns, with that work done. A level must not change
+after it was looked at.
+Example:
+  local checker = kapi.rules.kroger.checker()
+  for item in c1:fetch{ipGln = gln} do checker:look(item) end
+  local findings = checker:check(hierarchies)]])
 
 return M
