@@ -98,12 +98,16 @@ end
 -- Digits standing alone, not part of 32, 1.5, 2,000, 24/7 or a code like B6.
 local function lone_digits(s)
   local found = {}
-  for from, number in s:gmatch("()(%d[%d.,/]*)") do
+  -- The runs gmatch("()(%d[%d.,/]*)") gives, found from one digit to the next.
+  local from = find(s, "%d")
+  while from do
+    local number = s:match("^%d[%d.,/]*", from)
     if #number:gsub("[.,]+$", "") == 1 and not s:sub(from - 1, from - 1):find("%w")
        and not s:find("^%a", from + 1) then
       found[#found + 1] = ("%q"):format((s:sub(1, from - 1):match("%S+%s+$") or "")
         .. s:match("^%d%s*%S*", from))
     end
+    from = find(s, "%d", from + #number)
   end
   return found
 end
@@ -123,7 +127,7 @@ local function any_promotion_word(lower)
   end
   return false
 end
-local function promotion(bullet)
+local function find_promotion(bullet)
   local lower = bullet:lower()
   if lower:find("$", 1, true) then return "$" end
   if lower:find("off", 1, true) and lower:find("%%%s*off%f[%A]") then return "% off" end
@@ -133,6 +137,18 @@ local function promotion(bullet)
       or lower:find("^%s+of%f[%A]", to) or lower:find("^%s+from%f[%A]", to))
     if PROMOTION[word] and not describes then return word end
   end
+end
+-- Bullets repeat across a supplier's items: each is judged once (the
+-- memory is let go after a few thousand, for a long-running process).
+local promotions, promotions_kept = {}, 0
+local function promotion(bullet)
+  local word = promotions[bullet]
+  if word == nil then
+    word = find_promotion(bullet) or false
+    if promotions_kept >= 4096 then promotions, promotions_kept = {}, 0 end
+    promotions[bullet], promotions_kept = word, promotions_kept + 1
+  end
+  return word or nil
 end
 
 local END_STOPS = {[46] = true, [33] = true, [63] = true, [59] = true, [58] = true} -- . ! ? ; :
@@ -167,8 +183,9 @@ M.list = {
    check = function(node)
      local ok, why = gtin.valid(node.gtin)
      local own = not given(node.gtin) and the(node) .. " has no GTIN" or not ok and why or nil
-     ok, why = gtin.valid(text(node.modelGtin))
-     local model = text(node.modelGtin) and not ok and "Model GTIN: " .. why or nil
+     local model_gtin = text(node.modelGtin)
+     if model_gtin then ok, why = gtin.valid(model_gtin) end -- none: nothing to say, no message to make
+     local model = model_gtin and not ok and "Model GTIN: " .. why or nil
      if own then return own .. (model and "; " .. model or "") end
      if model then return model, "correct Model GTIN on %s, or clear it", "modelGtin" end
    end},
