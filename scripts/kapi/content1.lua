@@ -169,12 +169,18 @@ function Client:hierarchy(gtin)
   return by_gtin[top] and assemble(by_gtin[top], by_gtin, 0)
 end
 
---- hierarchies(criteria, {page_size, max_items, progress}) -> every
---- matching hierarchy, assembled from the items fetched, top levels in GTIN
---- order (a level whose parent did not match stands as a top level)
+--- hierarchies(criteria, {page_size, max_items, progress, on_item}) ->
+--- every matching hierarchy, assembled from the items fetched, top levels
+--- in GTIN order (a level whose parent did not match stands as a top
+--- level); on_item(item) is called with each item as its page comes, while
+--- the next page is fetched.
 function Client:hierarchies(criteria, opts)
+  errors.check(opts, "table?", "content1:hierarchies: opts")
+  local on_item = opts and opts.on_item
+  errors.check(on_item, "function?", "content1:hierarchies: opts.on_item")
   local by_gtin, is_child = {}, {}
   for item in self:fetch(criteria, opts) do
+    if on_item then on_item(item) end
     if item.gtin then -- one without a GTIN cannot be placed in any hierarchy
       by_gtin[item.gtin] = item
       for _, g in ipairs(item.childGtins or {}) do is_child[g] = true end

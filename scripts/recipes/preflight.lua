@@ -45,7 +45,7 @@ end
 -- Hierarchies as 1WorldSync holds them: Content1 (what was published),
 -- or Item Management (what is saved now), read concurrently. The shard is
 -- taken before reading, so no machine reads what another checks.
-local function read_published(args, problems)
+local function read_published(args, problems, checker)
   local gtins = recipe.shard(args, recipe.gtins(args.gtin, nil, problems, "--gtin"))
   local read
   if args.from == "items" then
@@ -63,7 +63,11 @@ local function read_published(args, problems)
   if args.gln then
     local content1 = kapi.content1.client {env = args.env}
     local bar = recipe.progress(args, {label = "reading " .. args.gln, unit = "items"})
-    local all = content1:hierarchies({ipGln = args.gln}, {progress = function(n) bar:step(n) end})
+    -- Each level is judged as its page comes, while the next is fetched
+    -- (a hierarchy's levels may come on different pages: the rest waits
+    -- for the whole run). Not when sharded: most levels are not ours.
+    local look = not args.shard and function(item) checker:look(item) end or nil
+    local all = content1:hierarchies({ipGln = args.gln}, {progress = function(n) bar:step(n) end, on_item = look})
     bar:finish()
     if #all == 0 then problems:add("--gln " .. args.gln, "no item hierarchy of this supplier in Content1") end
     for _, h in ipairs(recipe.shard(args, all, top_gtin)) do out[#out + 1] = h end
@@ -112,12 +116,13 @@ still checked).]],
     recipe.check_gln("--gln", args.gln)
     local problems = recipe.problems()
     local hierarchies = recipe.shard(args, read_files(recipe.distinct_files(args.file), problems), top_gtin)
+    local checker = rules.checker()
     if #args.gtin > 0 or args.gln then
-      for _, h in ipairs(read_published(args, problems)) do hierarchies[#hierarchies + 1] = h end
+      for _, h in ipairs(read_published(args, problems, checker)) do hierarchies[#hierarchies + 1] = h end
     end
 
     if #hierarchies == 0 then return recipe.status(problems) end -- nothing usable: nothing to print
-    local findings = rules.check(hierarchies)
+    local findings = checker:check(hierarchies)
     for _, f in ipairs(findings) do explain(f) end
     recipe.print(args, findings, COLUMNS, KEYS)
 

@@ -168,6 +168,37 @@ describe("kapi run preflight", function()
     assert.same({["KR-TIHI-NONGTIN"] = true, ["KR-REASON-CODE"] = true}, rules)
   end)
 
+  it("--gln judges a hierarchy whose levels come on different pages as a whole", function()
+    -- 1,000 hierarchies a supplier: its 1,000 eaches are the first page of
+    -- Content1 items, its cases the second, and each level is judged as
+    -- its page comes.
+    local sb = process.sandbox {"--items", "6000"}
+    local ok, err = pcall(function()
+      local c1 = require("kapi").content1.client {base_url = sb.url, app_id = "kapisbx1", secret = "sandbox-hmac-secret"}
+      assert.equal(2000, c1:count {ipGln = "0614141000005"})
+      local first_page = c1:fetch({ipGln = "0614141000005"}, {max_items = 1000}):all()
+      for _, item in ipairs(first_page) do assert.equal("BASE_UNIT_OR_EACH", item.level) end
+      local expected = require("kapi.rules.kroger").check(c1:hierarchies {ipGln = "0614141000005"})
+      local r = kapi({"run", "preflight", "--json", "--gln", "0614141000005", "--quiet"}, sb.url)
+      assert.equal(1, r.status, r.stderr)
+      local got = json.decode(r.stdout)
+      assert.equal(#expected, #got)
+      for i, f in ipairs(expected) do
+        for _, key in ipairs {"rule", "severity", "gtin", "level", "attribute", "message", "fix"} do
+          assert.equal(f[key], got[i][key], i .. " " .. key)
+        end
+      end
+      -- A lower level's recipients are fixed on the top level: the each was
+      -- judged in its hierarchy, with the case from the second page above it.
+      local recipient
+      for _, f in ipairs(got) do if f.rule == "KR-RECIPIENT" then recipient = f end end
+      assert.equal("BASE_UNIT_OR_EACH", recipient.level)
+      assert.matches("publish the top level only", recipient.fix)
+    end)
+    sb.stop()
+    assert(ok, err)
+  end)
+
   it("finds a GTIN pallet whose Ti x Hi is not its quantity of cases", function()
     local f = io.open(EXAMPLES .. "clean-case.json")
     local case = json.decode(f:read("a"))
