@@ -36,11 +36,30 @@ local function ask(kroger, args, product_ids, stores, problems)
     for _, store in ipairs(stores) do calls[#calls + 1] = {ids = batch, store = store} end
   end
   local bar = recipe.progress(args, {label = "live-check", unit = "calls", total = #calls})
+  -- A row live at a store links to the product's page on the store's
+  -- chain's site: the chain is asked for as soon as a store has a product
+  -- with a page, alongside the calls left, not after them all. Its
+  -- failure is left to the row that needs it (kroger:chain asks again).
+  local chains = {}
+  local function ask_chain_soon(call, found)
+    local name = (call.store.chain or "KROGER"):upper()
+    if chains[name] then return end
+    local asked = {}
+    for _, id in ipairs(call.ids) do asked[id] = true end
+    for _, p in ipairs(found) do
+      if p.productPageURI and asked[p.productId] then -- a row will link to it
+        chains[name] = kapi.spawn(pcall, kroger.chain, kroger, name)
+        return
+      end
+    end
+  end
   local results, failures = kapi.map(calls, function(call)
     local found = kroger:products {productId = call.ids, locationId = call.store and call.store.locationId}:all()
+    if call.store then ask_chain_soon(call, found) end
     bar:step()
     return found
   end, {concurrency = CONCURRENCY})
+  for _, t in pairs(chains) do t:wait() end
   bar:finish()
   local found, failed = {}, {}
   for i, call in ipairs(calls) do
