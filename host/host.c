@@ -171,7 +171,6 @@ void kapi_host_set_up(lua_State *L, const char *script_dir, const char *module_d
   kapi_host_preload(L, "cjson", luaopen_cjson);
   kapi_host_preload(L, "cjson.safe", luaopen_cjson_safe);
   kapi_host_preload(L, "kapi.core", open_core);
-  kapi_host_preload(L, "kapi.core.repl", kapi_repl_open);
   kapi_host_preload(L, "kapi.core.fs", luaopen_kapi_core_fs);
   kapi_host_preload(L, "kapi.core.json", luaopen_kapi_core_json);
   lua_pushstring(L, script_dir);

@@ -20,6 +20,5 @@ int kapi_host_loadfile(lua_State *L, const char *path);
 
 /* Adds version, paths and terminal facts to the table on top of L. */
 void kapi_host_open(lua_State *L);
-int kapi_repl_open(lua_State *L);
 
 #endif

@@ -58,6 +58,25 @@ describe("kapi as a Lua interpreter", function()
     assert.equal("[1]\tfunction\n", r.stdout)
   end)
 
+  it("starts with no library but libc's mapped: libcurl, OpenSSL and libedit wait for their first use", function()
+    local maps = [[local f = io.open("/proc/self/maps"); io.write(f:read("a")); f:close()]]
+    local function libraries(script)
+      local r = kapi {"-e", script}
+      assert.equal(0, r.status, r.stderr)
+      local names = {}
+      for name in r.stdout:gmatch("/([^/\n]+%.so[%.%d]*)\n") do names[name:match("^[^.]+")] = true end
+      return names
+    end
+    local at_start = libraries(maps)
+    for _, name in ipairs {"libcurl", "libssl", "libcrypto", "libedit", "libtinfo", "libmicrohttpd", "libsqlite3"} do
+      assert.is_nil(at_start[name], name .. " is loaded at start")
+    end
+    assert.truthy(at_start.libc)
+    local later = libraries("require 'kapi.core.http'; require 'kapi.core.repl'; " .. maps)
+    assert.truthy(later.libcurl)
+    assert.truthy(later.libedit)
+  end)
+
   it("prints its version with -v", function()
     local r = kapi {"-v"}
     assert.equal(0, r.status)

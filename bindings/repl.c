@@ -2,7 +2,10 @@
  * mode). Reading a line is a wait like any other: the task that asks is
  * suspended and the loop feeds keystrokes to libedit as stdin becomes
  * readable, so background tasks keep running while the user types. The
- * REPL itself (prompts, evaluation, printing) is scripts/kapi/repl.lua. */
+ * REPL itself (prompts, evaluation, printing) is scripts/kapi/repl.lua.
+ * A module of its own, loaded by the REPL alone: libedit and the three
+ * libraries it pulls in cost every other command their loading, and every
+ * later dlopen (libcurl's thirty-odd libraries) a longer symbol search. */
 #define _GNU_SOURCE
 #include <lauxlib.h>
 #include <lua.h>
@@ -16,7 +19,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host.h"
 #include "task.h"
 
 #define REPL_METATABLE "kapi.repl"
@@ -320,7 +322,7 @@ static const luaL_Reg repl_functions[] = {
     {"notice", l_notice},
     {NULL, NULL}};
 
-int kapi_repl_open(lua_State *L) {
+int luaopen_kapi_core_repl(lua_State *L) {
   repl *r = lua_newuserdatauv(L, sizeof *r, 0);
   memset(r, 0, sizeof *r);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
