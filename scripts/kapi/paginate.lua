@@ -139,9 +139,17 @@ local function numbered(opts, fetch_page, page_count, limit)
       self.done = true
       return
     end
-    spawn(n, true)
+    -- A page not fetched ahead is fetched in the caller's task: in a task
+    -- of its own, its answer would wake that task, and the caller only
+    -- after every task woken before it (in a fan-out, the other answers
+    -- being decoded), so the caller's next request would wait for them.
     local t = self.pending[n]
-    local ok, items, total = pcall(t.wait, t)
+    local ok, items, total
+    if t then
+      ok, items, total = pcall(t.wait, t)
+    else
+      ok, items, total = pcall(fetch_page, n)
+    end
     self.pending[n] = nil
     if not ok then
       self:cancel()

@@ -83,6 +83,22 @@ describe("kapi.paginate", function()
     assert.equal(2, asked)
   end)
 
+  it("fetches a page not fetched ahead in the caller's own task", function()
+    local caller, in_caller = kapi.running(), {}
+    local got = kapi.paginate.offset {limit = 2, prefetch = false, fetch = function(start)
+      in_caller[#in_caller + 1] = kapi.running() == caller
+      return {start + 1, start + 2}, 4
+    end}:all()
+    assert.same({1, 2, 3, 4}, got)
+    assert.same({true, true}, in_caller)
+    in_caller = {}
+    kapi.paginate.offset {limit = 2, fetch = function(start)
+      in_caller[#in_caller + 1] = kapi.running() == caller
+      return {start + 1, start + 2}, 4
+    end}:all()
+    assert.same({true, false}, in_caller) -- the second page was fetched ahead, in a task of its own
+  end)
+
   it("sends a cursor's next request before the caller works through the page it has", function()
     local asked_at, page_done_at = {}, nil
     local it = kapi.paginate.cursor {fetch = function(cursor)
