@@ -354,7 +354,7 @@ M.list = {
        local b = text(bullet) and plain(bullet)
        if b and not pieces and key:find(b, 1, true) then
          pieces = {[key] = true}
-         for _, sentence in ipairs(sentences(message)) do pieces[plain(sentence)] = true end
+         for _, sentence in ipairs(ctx.sentences(message)) do pieces[plain(sentence)] = true end
        end
        if b and pieces and pieces[b] then
          problems[#problems + 1] = ("bullet %d %q repeats the marketing message"):format(i, bullet)
@@ -364,14 +364,14 @@ M.list = {
    end,
    -- What check will make plain, made plain ahead (the run's other
    -- messages are not known yet; the text is).
-   prepare = function(node, plain)
-     local message = text(node.marketingMessage)
+   prepare = function(node, checker)
+     local plain, message = checker.plain, text(node.marketingMessage)
      if not message then return end
      local key = plain(message)
      for _, bullet in ipairs(array(node.featureBenefits)) do
        local b = text(bullet) and plain(bullet)
        if b and key:find(b, 1, true) then
-         for _, sentence in ipairs(sentences(message)) do plain(sentence) end
+         for _, sentence in ipairs(checker.sentences(message)) do plain(sentence) end
          return
        end
      end
@@ -470,11 +470,16 @@ function M.checker(opts)
   local self = setmetatable({rules = chosen(opts and opts.rules), looked = setmetatable({}, {__mode = "k"}),
                              plains = {}}, Checker)
   -- Text made plain once a checker: a supplier's items share bullets.
-  local plains = self.plains
+  local plains, sentence_lists = self.plains, {}
   function self.plain(text_)
     local p = plains[text_]
     if not p then p = plain(text_); plains[text_] = p end
     return p
+  end
+  function self.sentences(text_)             -- a list not to be changed
+    local list = sentence_lists[text_]
+    if not list then list = sentences(text_); sentence_lists[text_] = list end
+    return list
   end
   return self
 end
@@ -489,7 +494,7 @@ function Checker:look(node)
         local message, fix, attribute = rule.check(node)
         found[i] = message and {message, fix, attribute} or false
       elseif rule.prepare then
-        rule.prepare(node, self.plain)
+        rule.prepare(node, self)
       end
     end
   end
@@ -499,25 +504,26 @@ end
 function Checker:check(hierarchies)
   if type(hierarchies) ~= "table" then errors.usage("rules.check: expects hierarchies, a table") end
   local rules, findings, seen, looked = self.rules, {}, {}, self.looked
+  local by_itself = {}
+  for i, rule in ipairs(rules) do by_itself[i] = alone(rule) end
   local run = (hierarchies[1] ~= nil or next(hierarchies) == nil) and hierarchies or {hierarchies}
   for _, top in ipairs(run) do
-    local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen, plain = self.plain}
+    local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen, plain = self.plain,
+                                               sentences = self.sentences}
     for _, node in ipairs(nodes) do
       if node.level == "PALLET" then ctx.pallet = ctx.pallet or node end
     end
     for _, node in ipairs(nodes) do
       local found = looked[node]
       for i, rule in ipairs(rules) do
-        if applies(rule, node, top) then
-          local message, fix, attribute, earlier
-          if found and alone(rule) then earlier = found[i] end
-          if earlier == nil then
-            message, fix, attribute = rule.check(node, ctx)
-          elseif earlier then
-            message, fix, attribute = earlier[1], earlier[2], earlier[3]
-          end
-          if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
+        local message, fix, attribute
+        if found and by_itself[i] then      -- judged when looked at (nil: the rule was not on it)
+          local earlier = found[i]
+          if earlier then message, fix, attribute = earlier[1], earlier[2], earlier[3] end
+        elseif applies(rule, node, top) then
+          message, fix, attribute = rule.check(node, ctx)
         end
+        if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
       end
     end
   end
