@@ -16,21 +16,6 @@ local Client = {}
 Client.__index = Client
 Client.__tostring = function(self) return ("content1 client (%s)"):format(self.base_url) end
 
--- wire name -> item-format name
-local FIELDS = {
-  gtin = "gtin", tradeItemUnitDescriptorCode = "level", isTradeItemAConsumerUnit = "isConsumerUnit",
-  informationProviderGLN = "informationProviderGln", brandName = "brandName",
-  tradeItemDescription = "description", productActivityTypeCode = "productActivityTypeCode",
-  descriptiveSize = "customerFacingSize", tradeItemMarketingMessage = "marketingMessage",
-  featureBenefit = "featureBenefits", quantityOfNextLowerLevelTradeItem = "quantityOfChildren",
-  gtinPalletTi = "gtinPalletTi", gtinPalletHi = "gtinPalletHi", nonGTINPalletTi = "nonGTINPalletTi",
-  nonGTINPalletHi = "nonGTINPalletHi", nonGTINPalletQuantity = "nonGTINPalletQuantity",
-  modelGtinExists = "modelGtinExists", modelGtin = "modelGtin",
-  krogerSubmissionReasonCode = "krogerSubmissionReasonCode", imfNumber = "imfNumber",
-  isHazardousMaterial = "requiresWercs", wercsRegistered = "wercsRegistered", publishToGln = "recipients",
-  lastModifiedDate = "lastModified",
-}
-
 --- One trade item from Content1's wire shape to the item format (children
 --- referenced by GTIN in `childGtins` until assembled).
 -- The tables of a list the wire may send in any shape (the spec types
@@ -43,13 +28,30 @@ local function records(list)
   return out
 end
 
+local null = json.null
+local function given(v) if v ~= null then return v end end -- JSON null: not given
+
 function M.to_item(wire)
-  local item = {}
-  if type(wire) ~= "table" then return item end
-  for from, to in pairs(FIELDS) do
-    local v = wire[from]
-    if v ~= nil and v ~= json.null then item[to] = v end
-  end
+  if type(wire) ~= "table" then return {} end
+  -- Item-format name = the wire's, in one constructor: the table is made
+  -- at its size (a field not given is no key), not grown a key at a time,
+  -- for 1,000 items a page.
+  local item = {
+    gtin = given(wire.gtin), level = given(wire.tradeItemUnitDescriptorCode),
+    isConsumerUnit = given(wire.isTradeItemAConsumerUnit), informationProviderGln = given(wire.informationProviderGLN),
+    brandName = given(wire.brandName), description = given(wire.tradeItemDescription),
+    productActivityTypeCode = given(wire.productActivityTypeCode), customerFacingSize = given(wire.descriptiveSize),
+    marketingMessage = given(wire.tradeItemMarketingMessage), featureBenefits = given(wire.featureBenefit),
+    quantityOfChildren = given(wire.quantityOfNextLowerLevelTradeItem), gtinPalletTi = given(wire.gtinPalletTi),
+    gtinPalletHi = given(wire.gtinPalletHi), nonGTINPalletTi = given(wire.nonGTINPalletTi),
+    nonGTINPalletHi = given(wire.nonGTINPalletHi), nonGTINPalletQuantity = given(wire.nonGTINPalletQuantity),
+    modelGtinExists = given(wire.modelGtinExists), modelGtin = given(wire.modelGtin),
+    krogerSubmissionReasonCode = given(wire.krogerSubmissionReasonCode), imfNumber = given(wire.imfNumber),
+    requiresWercs = given(wire.isHazardousMaterial), wercsRegistered = given(wire.wercsRegistered),
+    recipients = given(wire.publishToGln), lastModified = given(wire.lastModifiedDate),
+    images = false, childGtins = false, -- room for them; set or cleared below
+  }
+  item.images, item.childGtins = nil, nil
   if type(item.gtin) ~= "string" then item.gtin = nil end
   if wire.referencedFileDetailInformation then
     local images = {}
