@@ -2,7 +2,7 @@
  * multi handle, `concurrency` at a time, easy handles reused. Prints
  * requests per second.
  *   curl_multi [-H LINE]... [--keep] [--timeout MS] [--connect-timeout MS]
- *              [--cafile PEM] [--http1.1 | --http2] URL N CONCURRENCY
+ *              [--cafile PEM] [--http1.1 | --http2] [--events] URL N CONCURRENCY
  * -H sends a header line and the timeouts are curl's (bench/http passes
  * the lines and limits kapi sets, so both ask curl for the same transfer);
  * --keep keeps each response's header lines and body in memory, as a
@@ -11,12 +11,16 @@
  * --http1.1 or --http2 ask for that version by ALPN, and over HTTP/2 a
  * transfer waits for a connection that may multiplex (CURLOPT_PIPEWAIT),
  * as kapi does over TLS. Every handle shares one TLS session cache
- * (a curl share object), as kapi's do. */
+ * (a curl share object), as kapi's do. --events drives curl as an event
+ * loop does (kapi's is one): epoll, curl's socket and timer callbacks,
+ * curl_multi_socket_action, as curl's ephiperfifo example; otherwise
+ * curl_multi_perform and curl_multi_poll. */
 #include <curl/curl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 
 typedef struct buffer {
@@ -103,13 +107,106 @@ static void reuse(CURL *e) {
 
 static int usage(void) {
   fprintf(stderr, "usage: curl_multi [-H LINE]... [--keep] [--timeout MS] "
-                  "[--connect-timeout MS] [--cafile PEM] [--http1.1 | --http2] "
+                  "[--connect-timeout MS] [--cafile PEM] [--http1.1 | --http2] [--events] "
                   "URL N CONCURRENCY\n");
   return 2;
 }
 
+/* The run's counts, and what a finished transfer leads to. */
+static const char *url;
+static long total, concurrency, started, done, failures;
+
+/* Takes the finished transfers: each handle starts the next request, or
+ * the same one again when its connection was closed under it. Returns -1
+ * after too many failures. */
+static int take_finished(CURLM *multi) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(multi, &left))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    CURL *e = msg->easy_handle;
+    curl_multi_remove_handle(multi, e);
+    if (msg->data.result != CURLE_OK) {
+      /* Sent on a connection the server was closing (nginx ends one
+       * after keepalive_requests): sent again, as kapi retries a GET. */
+      if (++failures > 100) {
+        fprintf(stderr, "curl_multi: %s\n", curl_easy_strerror(msg->data.result));
+        return -1;
+      }
+      reuse(e);
+      curl_multi_add_handle(multi, e);
+      continue;
+    }
+    done++;
+    if (started < total) {
+      reuse(e);
+      curl_multi_add_handle(multi, e);
+      started++;
+    } else {
+      curl_easy_cleanup(e);
+    }
+  }
+  return 0;
+}
+
+static int run_polling(CURLM *multi) {
+  while (done < total) {
+    int running;
+    curl_multi_perform(multi, &running);
+    if (take_finished(multi) < 0) return -1;
+    if (done < total) curl_multi_poll(multi, NULL, 0, 1000, NULL);
+  }
+  return 0;
+}
+
+/* --events: curl says which sockets to watch and when it next wants a
+ * call; epoll waits for either. */
+static int epoll_fd = -1;
+static long curl_timeout_ms = -1;
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
+  (void)e;
+  CURLM *multi = userp;
+  struct epoll_event ev = {.data.fd = s};
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s, NULL);
+    curl_multi_assign(multi, s, NULL);
+    return 0;
+  }
+  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+  if (socketp) return epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev);
+  curl_multi_assign(multi, s, multi); /* any non-NULL: watched */
+  return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev);
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  (void)userp;
+  curl_timeout_ms = timeout_ms;
+  return 0;
+}
+
+static int run_events(CURLM *multi) {
+  int running;
+  epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  while (done < total) {
+    if (take_finished(multi) < 0) return -1;
+    if (done >= total) break;
+    struct epoll_event events[64];
+    int n = epoll_wait(epoll_fd, events, 64, curl_timeout_ms < 0 ? 1000 : (int)curl_timeout_ms);
+    if (n <= 0) curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    for (int k = 0; k < n; k++) {
+      int flags = (events[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? CURL_CSELECT_IN : 0) |
+                  (events[k].events & EPOLLOUT ? CURL_CSELECT_OUT : 0);
+      curl_multi_socket_action(multi, events[k].data.fd, flags, &running);
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  int i = 1;
+  int i = 1, events = 0;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-H") == 0 && i + 1 < argc) headers = curl_slist_append(headers, argv[++i]);
     else if (strcmp(argv[i], "--keep") == 0) keep_responses = 1;
@@ -119,6 +216,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--cafile") == 0 && i + 1 < argc) cafile = argv[++i];
     else if (strcmp(argv[i], "--http1.1") == 0) http_version = CURL_HTTP_VERSION_1_1;
     else if (strcmp(argv[i], "--http2") == 0) http_version = CURL_HTTP_VERSION_2TLS;
+    else if (strcmp(argv[i], "--events") == 0) events = 1;
     else return usage();
   }
   if (argc - i != 3) return usage();
@@ -127,47 +225,24 @@ int main(int argc, char **argv) {
    * a client that keeps bodies up to a fifth of its speed. */
   mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
   mallopt(M_TOP_PAD, 1024 * 1024);
-  const char *url = argv[i];
-  long total = atol(argv[i + 1]), concurrency = atol(argv[i + 2]), started = 0, done = 0, failures = 0;
+  url = argv[i];
+  total = atol(argv[i + 1]);
+  concurrency = atol(argv[i + 2]);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   share = curl_share_init();
   curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   CURLM *multi = curl_multi_init();
   curl_multi_setopt(multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, concurrency);
+  if (events) {
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, multi);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  }
   double t0 = now();
   for (; started < concurrency && started < total; started++)
     curl_multi_add_handle(multi, new_handle(url));
-  while (done < total) {
-    int running, left;
-    curl_multi_perform(multi, &running);
-    CURLMsg *msg;
-    while ((msg = curl_multi_info_read(multi, &left))) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      CURL *e = msg->easy_handle;
-      curl_multi_remove_handle(multi, e);
-      if (msg->data.result != CURLE_OK) {
-        /* Sent on a connection the server was closing (nginx ends one
-         * after keepalive_requests): sent again, as kapi retries a GET. */
-        if (++failures > 100) {
-          fprintf(stderr, "curl_multi: %s\n", curl_easy_strerror(msg->data.result));
-          return 1;
-        }
-        reuse(e);
-        curl_multi_add_handle(multi, e);
-        continue;
-      }
-      done++;
-      if (started < total) {
-        reuse(e);
-        curl_multi_add_handle(multi, e);
-        started++;
-      } else {
-        curl_easy_cleanup(e);
-      }
-    }
-    if (done < total) curl_multi_poll(multi, NULL, 0, 1000, NULL);
-  }
+  if ((events ? run_events : run_polling)(multi) < 0) return 1;
   printf("%.0f\n", total / (now() - t0));
   curl_multi_cleanup(multi);
   return 0;
