@@ -25,6 +25,7 @@
 #define STREAM_HIGH_WATER (1024 * 1024) /* pause a stream above this */
 #define MAX_POOLED_HANDLES 64
 #define MAX_RESERVED (64 * 1024 * 1024) /* trust a Content-Length this far */
+#define STALE_DRIVE_NS (100 * 1000) /* curl not called for 100 us: start a transfer now */
 
 /* Sent unless the request gives its own headers, as one list built once:
  * curl formats every header it sends, so fewer and shared is faster. */
@@ -90,6 +91,7 @@ struct http_state {
   transfer *busy;              /* every transfer taken from the pool */
   struct curl_slist *default_headers;
   int in_flight;               /* transfers added to the multi handle */
+  uint64_t driven_ns;          /* when curl was last called (drive) */
   int stale_header_pointer;    /* this libcurl has the bug of fresh_handle() */
 };
 
@@ -191,6 +193,7 @@ static void collect_done(http_state *h) {
  * CURL_SOCKET_TIMEOUT) and wakes the tasks whose transfers finished. */
 static void drive(http_state *h, curl_socket_t s, int flags) {
   int running; /* curl's count, not used: kapi counts in_flight itself */
+  h->driven_ns = kapi_loop_now_ns();
   curl_multi_socket_action(h->multi, s, flags, &running);
   collect_done(h);
 }
@@ -549,8 +552,13 @@ static transfer *start_transfer(lua_State *L, int streaming) {
    * loop's next turn, which a sequential script would pay on every
    * request. With others in flight it waits for their next socket event:
    * curl then runs every due transfer in the same call, which at fan-out
-   * halves the calls into curl. */
-  if (h->in_flight == 1) drive(h, CURL_SOCKET_TIMEOUT, 0);
+   * halves the calls into curl. Unless curl has not been called for a
+   * while: the tasks running since (decoding answers, say) would hold the
+   * request back until they are all done, each round of a fan-out one
+   * round of their CPU later. A call costs a microsecond, so at most one
+   * per STALE_DRIVE_NS is at most 1%. */
+  if (h->in_flight == 1 || kapi_loop_now_ns() - h->driven_ns > STALE_DRIVE_NS)
+    drive(h, CURL_SOCKET_TIMEOUT, 0);
   return t;
 }
 

@@ -428,6 +428,73 @@ describe("a transfer that fails before it is sent", function()
   end)
 end)
 
+describe("a request made while other tasks hold the CPU", function()
+  -- A server in another process, so that it answers while this one is
+  -- busy: each request's path and when it came (time.monotonic, the
+  -- clock of kapi.now), one line each; /hold answers after 3 s.
+  local SERVER = [[
+import http.server, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        log.write("%s %.6f\n" % (self.path, time.monotonic()))
+        if self.path == "/hold": time.sleep(3)
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args): pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+]]
+
+  it("is sent at once, not after them", function()
+    local dir = process.tempdir()
+    local script, log = process.write(dir .. "/server.py", SERVER), dir .. "/arrivals"
+    os.execute(("python3 %s %s > %s/port & echo $! > %s/pid"):format(script, log, dir, dir))
+    local port
+    for _ = 1, 100 do
+      local f = io.open(dir .. "/port")
+      port = f and f:read("l")
+      if f then f:close() end
+      if port then break end
+      kapi.sleep(0.05)
+    end
+    local pid = io.open(dir .. "/pid"):read("l")
+    local ok, err = pcall(function()
+      assert.truthy(port, "the server did not start")
+      local base = "http://127.0.0.1:" .. port
+      -- Two connections kept alive; then one request in flight on one of
+      -- them, so that the next one is not alone and has a connection.
+      local warm = {kapi.spawn(function() return http.get(base .. "/warm") end),
+                    kapi.spawn(function() return http.get(base .. "/warm") end)}
+      for _, task in ipairs(warm) do task:wait() end
+      local holder = kapi.spawn(function() return http.get(base .. "/hold").body end)
+      kapi.sleep(0.2)
+      local asked
+      local asker = kapi.spawn(function()
+        asked = kapi.now()
+        return http.get(base .. "/now").body
+      end)
+      local hog = kapi.spawn(function() -- ready in the same turn, holds the CPU 0.6 s
+        local t = kapi.now()
+        while kapi.now() - t < 0.6 do end
+      end)
+      hog:wait()
+      assert.equal("ok", asker:wait())
+      assert.equal("ok", holder:wait())
+      local f = assert(io.open(log))
+      local came = tonumber(f:read("a"):match("/now (%S+)"))
+      f:close()
+      assert.truthy(came)
+      assert.is_true(came - asked < 0.3, ("the request came %.3f s after it was made"):format(came - asked))
+    end)
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    process.cleanup(dir)
+    assert(ok, err)
+  end)
+end)
+
 describe("headers from a server", function()
   it("are read in time linear in their size, whatever runs of spaces they hold", function()
     -- (28 KB: what the embedded server sends in one header; the old
