@@ -87,17 +87,24 @@ int kapi_host_loadfile(lua_State *L, const char *path) {
   return luaL_loadfilex(L, path, NULL);
 }
 
+/* package.searchpath(the module named at 1, package[field]), as Lua's
+ * searchers search: leaves the file found, or nil and the files tried,
+ * and returns the file found or NULL. */
+static const char *search_path(lua_State *L, const char *field) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchpath");
+  lua_pushvalue(L, 1);
+  lua_getfield(L, -3, field);
+  lua_call(L, 2, 2);
+  return lua_tostring(L, -2);
+}
+
 /* package.searchers[2]: Lua's own searcher, loading with
  * kapi_host_loadfile: the same search of package.path, the same messages. */
 static int search_lua(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "searchpath");
-  lua_pushvalue(L, 1);
-  lua_getfield(L, -3, "path");
-  lua_call(L, 2, 2);
-  if (lua_isnil(L, -2)) return 1; /* the files it tried */
-  const char *filename = lua_tostring(L, -2);
+  const char *filename = search_path(L, "path");
+  if (!filename) return 1; /* the files it tried */
   if (kapi_host_loadfile(L, filename) != LUA_OK)
     return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename,
                       lua_tostring(L, -1));
@@ -123,12 +130,7 @@ static int l_loadfile(lua_State *L) {
  * (its upvalue), as before. */
 static int search_c(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "searchpath");
-  lua_pushvalue(L, 1);
-  lua_getfield(L, -3, "cpath");
-  lua_call(L, 2, 1);
-  const char *path = lua_tostring(L, -1);
+  const char *path = search_path(L, "cpath");
   lua_getfield(L, LUA_REGISTRYINDEX, "kapi.module_dir");
   size_t dir_len;
   const char *dir = lua_tolstring(L, -1, &dir_len);

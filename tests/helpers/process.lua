@@ -60,6 +60,18 @@ function M.write(path, text)
   return path
 end
 
+--- The first line of the file at path once a process started in the
+--- background has written it (a port, say), or nil after about 5 s.
+function M.first_line_of(path)
+  for _ = 1, 250 do
+    local f = io.open(path)
+    local line = f and f:read("l")
+    if f then f:close() end
+    if line then return line end
+    os.execute("sleep 0.02")
+  end
+end
+
 --- Starts `kapi sandbox ARGS...` in the background: {url, stop = fn}.
 --- The sandbox keeps its state between the commands a test runs.
 function M.sandbox(args)

@@ -47,14 +47,7 @@ function M.start(answers)
   process.write(dir .. "/server.pl", SCRIPT)
   os.execute(("perl %s/server.pl %s %s > /dev/null 2> %s/err & echo $! > %s/pid")
              :format(dir, dir, table.concat(files, " "), dir, dir))
-  local port
-  for _ = 1, 200 do
-    local f = io.open(dir .. "/port")
-    port = f and f:read("l")
-    if f then f:close() end
-    if port then break end
-    os.execute("sleep 0.02")
-  end
+  local port = process.first_line_of(dir .. "/port")
   local pid = io.open(dir .. "/pid"):read("l")
   local function stop()
     os.execute("kill " .. pid .. " 2>/dev/null; wait " .. pid .. " 2>/dev/null")

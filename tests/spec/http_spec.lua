@@ -452,14 +452,7 @@ server.serve_forever()
     local dir = process.tempdir()
     local script, log = process.write(dir .. "/server.py", SERVER), dir .. "/arrivals"
     os.execute(("python3 %s %s > %s/port & echo $! > %s/pid"):format(script, log, dir, dir))
-    local port
-    for _ = 1, 100 do
-      local f = io.open(dir .. "/port")
-      port = f and f:read("l")
-      if f then f:close() end
-      if port then break end
-      kapi.sleep(0.05)
-    end
+    local port = process.first_line_of(dir .. "/port")
     local pid = io.open(dir .. "/pid"):read("l")
     local ok, err = pcall(function()
       assert.truthy(port, "the server did not start")
