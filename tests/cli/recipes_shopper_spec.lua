@@ -587,6 +587,24 @@ describe("kapi run live-check", function()
     assert.equal("", r.stderr:gsub("kapi: using the built%-in sandbox[^\n]*\n", ""))
   end)
 
+  it("asks for a store's chain once if a row links to a product page, else not at all", function()
+    local live, absent = pick()
+    local function chain_calls(args)
+      local r = kapi_run(args)
+      assert.equal(0, r.status, r.stderr)
+      local n = 0
+      for _ in r.stderr:gmatch("GET [^\n]*/v1/chains/") do n = n + 1 end
+      return n
+    end
+    local at_store = {"--verbose", "run", "live-check", "--store", "01400376"}
+    local none = {table.unpack(at_store)}
+    for _, code in ipairs {kapi.gtin.from_product_id(absent.productId), "00614141000012"} do none[#none + 1] = code end
+    assert.equal(0, chain_calls(none))
+    local some = {table.unpack(none)}
+    for _, p in ipairs(live) do some[#some + 1] = kapi.gtin.from_product_id(p.productId) end
+    assert.equal(1, chain_calls(some))
+  end)
+
   it("splits a list between shards, every GTIN in exactly one", function()
     local codes = {}
     for i = 1, 12 do codes[i] = kapi.gtin.from_product_id(catalog.products[i].productId) end
