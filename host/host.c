@@ -82,7 +82,9 @@ static int load_compiled(lua_State *L, const char *path) {
   return taken;
 }
 
-int kapi_host_loadfile(lua_State *L, const char *path) {
+/* Loads the Lua file at path as luaL_loadfilex(L, path, NULL) does, from
+ * its compiled copy while that is current. */
+static int load_lua_file(lua_State *L, const char *path) {
   if (load_compiled(L, path)) return LUA_OK;
   return luaL_loadfilex(L, path, NULL);
 }
@@ -100,22 +102,22 @@ static const char *search_path(lua_State *L, const char *field) {
 }
 
 /* package.searchers[2]: Lua's own searcher, loading with
- * kapi_host_loadfile: the same search of package.path, the same messages. */
+ * load_lua_file: the same search of package.path, the same messages. */
 static int search_lua(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   const char *filename = search_path(L, "path");
   if (!filename) return 1; /* the files it tried */
-  if (kapi_host_loadfile(L, filename) != LUA_OK)
+  if (load_lua_file(L, filename) != LUA_OK)
     return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, filename,
                       lua_tostring(L, -1));
   lua_pushstring(L, filename);
   return 2;
 }
 
-/* core.loadfile(path): loadfile(path) through kapi_host_loadfile. */
+/* core.loadfile(path): loadfile(path) through load_lua_file. */
 static int l_loadfile(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  if (kapi_host_loadfile(L, path) == LUA_OK) return 1;
+  if (load_lua_file(L, path) == LUA_OK) return 1;
   luaL_pushfail(L);
   lua_insert(L, -2);
   return 2;
@@ -131,10 +133,11 @@ static int l_loadfile(lua_State *L) {
 static int search_c(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   const char *path = search_path(L, "cpath");
+  if (!path) return 1; /* the files it tried, as Lua's searcher says */
   lua_getfield(L, LUA_REGISTRYINDEX, "kapi.module_dir");
   size_t dir_len;
   const char *dir = lua_tolstring(L, -1, &dir_len);
-  if (!path || !dir || strncmp(path, dir, dir_len) != 0 || path[dir_len] != '/') {
+  if (!dir || strncmp(path, dir, dir_len) != 0 || path[dir_len] != '/') {
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_pushvalue(L, 1);
     lua_call(L, 1, 2);

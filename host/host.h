@@ -14,10 +14,6 @@ void kapi_host_set_up(lua_State *L, const char *script_dir, const char *module_d
 /* Registers open as the loader of module `name` (package.preload). */
 void kapi_host_preload(lua_State *L, const char *name, lua_CFunction open);
 
-/* Loads the Lua file at path as luaL_loadfilex(L, path, NULL) does; a
- * file of kapi's tree from its compiled copy when that is up to date. */
-int kapi_host_loadfile(lua_State *L, const char *path);
-
 /* Adds version, paths and terminal facts to the table on top of L. */
 void kapi_host_open(lua_State *L);
 

@@ -10,6 +10,8 @@ local transport -- loaded on the first request: libcurl costs start-up time
 
 local M = {}
 
+local ca_bundle = os.getenv("SSL_CERT_FILE")
+
 --- Defaults every request starts from; scripts and tests may change them.
 M.defaults = {
   timeout = 30,            -- seconds for the whole exchange
@@ -21,7 +23,7 @@ M.defaults = {
   retry_after_cap = 60,    -- never wait longer than this for Retry-After
   -- The CA bundle (PEM) TLS is verified against when a request names
   -- none; nil: the system store. SSL_CERT_FILE, as for curl and OpenSSL.
-  ca_file = os.getenv("SSL_CERT_FILE") ~= "" and os.getenv("SSL_CERT_FILE") or nil,
+  ca_file = ca_bundle ~= "" and ca_bundle or nil,
 }
 
 local RETRY_STATUS = {[408] = true, [429] = true, [500] = true, [502] = true,
