@@ -12,8 +12,8 @@ local M = {}
 
 local ca_bundle = os.getenv("SSL_CERT_FILE")
 
---- Defaults every request starts from; scripts and tests may change them.
-M.defaults = {
+-- Defaults every request starts from (kapi.http.defaults shows and sets them).
+local defaults = {
   timeout = 30,            -- seconds for the whole exchange
   connect_timeout = 10,
   max_size = 64 * 1024 * 1024,
@@ -25,6 +25,26 @@ M.defaults = {
   -- none; nil: the system store. SSL_CERT_FILE, as for curl and OpenSSL.
   ca_file = ca_bundle ~= "" and ca_bundle or nil,
 }
+
+-- What each default must be: a script's wrong value is refused where it
+-- sets it, in one line naming it, not met later inside the transport.
+local DEFAULT_KINDS = {timeout = "number", connect_timeout = "number", max_size = "number",
+                       attempts = "number", backoff_base = "number", backoff_cap = "number",
+                       retry_after_cap = "number", ca_file = "string?"}
+
+--- Defaults every request starts from; scripts and tests may change them.
+M.defaults = setmetatable({}, {
+  __index = defaults,
+  __newindex = function(_, name, value)
+    local kind = DEFAULT_KINDS[name]
+    if not kind then
+      errors.usage(("http.defaults: there is no default %s"):format(errors.shown(name)), 2)
+    end
+    errors.check(value, kind, "http.defaults." .. name)
+    defaults[name] = value
+  end,
+  __pairs = function() return next, defaults, nil end,
+})
 
 local RETRY_STATUS = {[408] = true, [429] = true, [500] = true, [502] = true,
                       [503] = true, [504] = true}
@@ -451,7 +471,7 @@ end
 local function attempts_allowed(req)
   if req.retry == false then return 1 end
   if math.type(req.retry) == "integer" then return math.max(1, req.retry) end
-  if req.retry == true or IDEMPOTENT[req.method] then return M.defaults.attempts end
+  if req.retry == true or IDEMPOTENT[req.method] then return defaults.attempts end
   return 1
 end
 
@@ -479,7 +499,7 @@ end
 M.parse_retry_after = parse_retry_after
 
 local function backoff(attempt)
-  local ceiling = math.min(M.defaults.backoff_cap, M.defaults.backoff_base * 2 ^ (attempt - 1))
+  local ceiling = math.min(defaults.backoff_cap, defaults.backoff_base * 2 ^ (attempt - 1))
   return math.random() * ceiling
 end
 
@@ -514,7 +534,6 @@ local function exchange(req, attempt)
   local headers, url, body = prepare(req)
   local logging = log.verbose or log.tracing
   local started = logging and core.now()
-  local defaults = M.defaults
   -- A failure comes back as nil, kind, message; the kind is logged as the status.
   local status, header_block, http_version, response_body, time, new_connections = send.request(
     req.method, url, headers, body, req.timeout or defaults.timeout,
@@ -615,7 +634,7 @@ local function perform(req)
       -- day's budget is spent, so a retry only burns time).
       retryable = RETRY_STATUS[result.status] and not (req.final and req.final[result.status])
       local after = parse_retry_after(new_headers(result.header_block)["retry-after"])
-      if after then wait = math.min(after, M.defaults.retry_after_cap) end
+      if after then wait = math.min(after, defaults.retry_after_cap) end
       if not retryable or attempt >= attempts_allowed(req) then
         error(http_error(req, result, url, attempt), 0)
       end
@@ -790,8 +809,8 @@ function M.open(req)
   local headers, url, body = prepare(req)
   local stream = send.open(
     req.method, url, headers, body, req.timeout or 0,
-    req.connect_timeout or M.defaults.connect_timeout, req.max_size,
-    req.ca_file or M.defaults.ca_file, req.insecure, req.follow)
+    req.connect_timeout or defaults.connect_timeout, req.max_size,
+    req.ca_file or defaults.ca_file, req.insecure, req.follow)
   local status, header_block, http_version = stream:head()
   if not status then -- nil, kind, message
     stream:close()

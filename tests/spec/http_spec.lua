@@ -776,6 +776,21 @@ describe("TLS", function()
     assert(ok, err)
   end)
 
+  it("refuses a default of the wrong kind, or one it does not have, where a script sets it", function()
+    for _, case in ipairs {{"ca_file", {}, "http.defaults.ca_file must be a string or nil, got table"},
+                           {"timeout", "5", 'http.defaults.timeout must be a number, got "5"'},
+                           {"timout", 5, 'http.defaults: there is no default "timout"'}} do
+      local ok, err = pcall(function() http.defaults[case[1]] = case[2] end)
+      assert.is_false(ok)
+      assert.equal("usage", err.kind)
+      assert.equal(case[3], err.message)
+    end
+    assert.equal(30, http.defaults.timeout)
+    local r = process.kapi_run {"-e", "kapi.http.defaults.ca_file = {}"}
+    assert.equal(2, r.status)
+    assert.equal("kapi: http.defaults.ca_file must be a string or nil, got table\n", r.stderr)
+  end)
+
   -- openssl s_server -www closes every connection after its answer, a
   -- page that says whether the TLS session was New or Reused (resumed
   -- without a full handshake). Runs fn(url) with one running.
