@@ -523,6 +523,94 @@ describe("runs and edge cases", function()
   end)
 end)
 
+describe("text from anyone's files", function()
+  -- What the rules read of a field, written the plain way (a pattern over
+  -- the whole text, as docs/recipes.md words the rule): the rules must
+  -- give the same answer in time linear in the text.
+  local TITLES = {mr = true, mrs = true, ms = true, dr = true, st = true, no = true, vs = true}
+  local function sentences_as_written(s)
+    local count, start = 0, 1
+    for stop, next_start in s:gmatch("()[.!?]+[\"')]*%s+()") do
+      local word = s:sub(math.max(1, stop - 4), stop - 1):match("%a*$"):lower()
+      if s:find("^[%u\"']", next_start) and not TITLES[word] then count, start = count + 1, next_start end
+    end
+    return count + (s:find("%S", start) and 1 or 0)
+  end
+  local function lone_digits_as_written(s)
+    local found = {}
+    for from, number in s:gmatch("()(%d[%d.,/]*)") do
+      if #number:gsub("[.,]+$", "") == 1 and not s:sub(from - 1, from - 1):find("%w")
+         and not s:find("^%a", from + 1) then
+        found[#found + 1] = ("%q"):format((s:sub(1, from - 1):match("%S+%s+$") or "")
+          .. s:match("^%d%s*%S*", from))
+      end
+    end
+    return found
+  end
+  local NUMBERS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+
+  -- Random text of the characters the rules look at, the same every run.
+  local PIECES = {"a", "B", "1", "7", " ", "  ", "\t", ".", "!", "?", '"', "'", ")", ",", "/", "Dr", "x9",
+                  "%", "?q=1", "#", "free", "-"}
+  local function random_text(rng)
+    local out = {}
+    for i = 1, rng(1, 30) do out[i] = PIECES[rng(#PIECES)] end
+    return "a" .. table.concat(out) .. "z"
+  end
+
+  it("counts sentences and finds lone digits as the rules are written", function()
+    math.randomseed(20)
+    local rng = math.random
+    for _ = 1, 3000 do
+      local message = random_text(rng)
+      local top, each = clean()
+      each.marketingMessage = message
+      local found = {}
+      for _, f in ipairs(rules.check(top, {rules = {"KR-MSG-LENGTH", "KR-MSG-NUMBERS"}})) do found[f.rule] = f.message end
+      local count = sentences_as_written(message)
+      assert.equal(("has %d characters in %s sentence%s"):format(#message, count == 0 and "no" or NUMBERS[count]
+                   or tostring(count), count == 1 and "" or "s"), found["KR-MSG-LENGTH"]:match("has .*"), message)
+      local digits = lone_digits_as_written(message)
+      assert.equal(#digits > 0 and "the marketing message has figures for numbers below ten: "
+                   .. table.concat(digits, ", ") or nil, found["KR-MSG-NUMBERS"], message)
+    end
+  end)
+
+  it("names an image by the file name of its URL", function()
+    math.randomseed(21)
+    local rng = math.random
+    for _ = 1, 1000 do
+      local url = random_text(rng)
+      local top, each = clean()
+      each.images = {{url = url, typeOfInformation = "LOGO"}}
+      local path = url:gsub("[?#].*", "")
+      local f = only(rules.check(top, {rules = {"KR-IMG-TYPE"}}), "KR-IMG-TYPE")[1]
+      assert.equal(("images of the Each that are not product images: %s (LOGO)"):format(path:match("[^/]+$") or url),
+                   f.message, url)
+    end
+  end)
+
+  it("reads a field of 100,000 characters in time linear in it, whatever the characters", function()
+    -- Each took minutes through a pattern that backtracks over a run (20,000
+    -- spaces: 18 s), where a linear read takes milliseconds: the bound
+    -- only tells one from the other.
+    for _, unit in ipairs {" ", "\t", ".", "!?", "1 ", "1,", "a/", ". A", '"', "%   "} do
+      local long = unit:rep(100000 // #unit)
+      local top, each = clean()
+      for _, field in ipairs {"marketingMessage", "customerFacingSize", "modelGtin", "imfNumber",
+                              "productActivityTypeCode", "krogerSubmissionReasonCode"} do
+        each[field] = long
+      end
+      each.featureBenefits = {long, long}
+      each.images = {{url = long, facing = long, typeOfInformation = long, source = long}}
+      top.gtin = long
+      local started = os.clock()
+      rules.check(top)
+      assert.is_true(os.clock() - started < 5, ("%q: %.1f s"):format(unit, os.clock() - started))
+    end
+  end)
+end)
+
 describe("the sandbox's generated supplier items", function()
   it("pass every rule (seed 1, items 1 to 300)", function()
     local run = {}
