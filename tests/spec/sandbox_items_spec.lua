@@ -185,6 +185,24 @@ describe("the item API", function()
     assert.equal(400, update(1, {gtin = "1"}).status)
   end)
 
+  it("shows a saved change in Content1's pages, which are kept between calls", function()
+    local function fetched_each(k)
+      local gtin = supplier.gtins(k)
+      local res = call("POST", "/V1/product/fetch", {ipGln = supplier.suppliers[1].gln}, {pageSize = "1000"})
+      for _, record in ipairs(res:json().items) do
+        if record.item.gtin == gtin then return record.item end
+      end
+    end
+    local before = fetched_each(1)
+    assert.equal("LAST_PROCESSING", before.productActivityTypeCode)
+    assert.same(before, fetched_each(1))                  -- the kept page is the same page
+    local h = item(1)
+    h.children[1].productActivityTypeCode = "MADE_IN"
+    assert.equal(204, update(1, h).status)
+    assert.equal("MADE_IN", fetched_each(1).productActivityTypeCode)
+    assert.equal("LAST_PROCESSING", fetched_each(4).productActivityTypeCode) -- the supplier's others as they were
+  end)
+
   it("requires the HMAC signature", function()
     local res = http.get(sb.url .. "/items/v1/publications", {raise = false})
     assert.equal(401, res.status)
