@@ -9,5 +9,6 @@
 
 int luaopen_kapi_core_fs(lua_State *L);
 int luaopen_kapi_core_json(lua_State *L);
+int luaopen_kapi_core_text(lua_State *L);
 
 #endif

@@ -217,6 +217,7 @@ void kapi_host_set_up(lua_State *L, const char *script_dir, const char *module_d
   kapi_host_preload(L, "kapi.core", open_core);
   kapi_host_preload(L, "kapi.core.fs", luaopen_kapi_core_fs);
   kapi_host_preload(L, "kapi.core.json", luaopen_kapi_core_json);
+  kapi_host_preload(L, "kapi.core.text", luaopen_kapi_core_text);
   lua_pushstring(L, script_dir);
   lua_setfield(L, LUA_REGISTRYINDEX, "kapi.script_dir");
   lua_pushstring(L, module_dir);

@@ -4,6 +4,11 @@
 -- kapi is trimmed here.
 local M = {}
 
+--- text lower-cased, each run of punctuation and white space one space,
+--- none at either end (ASCII, as %p and %s): text:lower():gsub("[%p%s]+",
+--- " ") trimmed, at C's speed, for comparing texts as a reader would.
+M.plain = require("kapi.core.text").plain
+
 local function is_space(byte)
   return byte == 32 or (byte >= 9 and byte <= 13)
 end

@@ -558,6 +558,23 @@ describe("text from anyone's files", function()
     return "a" .. table.concat(out) .. "z"
   end
 
+  it("makes text plain as the pattern does, for every byte", function()
+    local plain = require("kapi.text").plain
+    local function as_written(s) return s:lower():gsub("[%p%s]+", " "):match("^ ?(.*%S)") or "" end
+    local every = {}
+    for b = 0, 255 do every[#every + 1] = string.char(b) end
+    math.randomseed(19)
+    for _ = 1, 5000 do
+      local chars = {}
+      for i = 1, math.random(0, 24) do chars[i] = every[math.random(#every)] end
+      local s = table.concat(chars)
+      assert.equal(as_written(s), plain(s), ("%q"):format(s))
+    end
+    assert.equal(as_written(table.concat(every)), plain(table.concat(every)))
+    assert.equal("", plain(" .,; \t"))
+    assert.equal("16 fl oz of cold brew", plain("  16 FL. OZ. of Cold-Brew!  "))
+  end)
+
   it("counts sentences and finds lone digits as the rules are written", function()
     math.randomseed(20)
     local rng = math.random

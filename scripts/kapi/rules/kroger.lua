@@ -6,7 +6,7 @@
 local doc = require "kapi.doc"
 local errors = require "kapi.errors"
 local gtin = require "kapi.gtin"
-local trim = require("kapi.text").trim
+local words = require "kapi.text"
 
 local M = {PRODUCT_INTRO = "0011110000019", QUEUE = "0838016000123", CERTIFIED = "0838016000116"}
 
@@ -30,7 +30,7 @@ local function text(v)                     -- trimmed; nil when blank or not a s
   if type(v) ~= "string" then return nil end
   local first, last = byte(v, 1), byte(v, -1)
   if first and not SPACE[first] and not SPACE[last] then return v end -- most text: no trimming
-  v = trim(v)
+  v = words.trim(v)
   return v ~= "" and v or nil
 end
 local function array(v) return type(v) == "table" and v or {} end
@@ -46,7 +46,7 @@ local function gtin14(code) -- as gtin.normalize, checking the code once
   if gtin.valid(code) then return ("0"):rep(14 - #code) .. code end
   return code
 end
-local function plain(s) return s:lower():gsub("[%p%s]+", " "):match("^ ?(.*%S)") or "" end
+local plain = words.plain
 
 local function facing(image) return (text(image.facing) or ""):upper() end
 local function is_product(image) return text(image.typeOfInformation) == "PRODUCT_IMAGE" end
