@@ -54,6 +54,9 @@ local function cell_text(value)
   return tostring(value)
 end
 
+local utf8_len, concat, byte = utf8.len, table.concat, string.byte
+local NO_STYLES = {} -- rows without colour share it: nothing is ever set in it
+
 local function text_width(s)
   return utf8.len(s) or #s
 end
@@ -167,17 +170,21 @@ function M.render_table(rows, columns, opts)
   opts = opts or {}
   local color = opts.color
   local widths, cells, styles = {}, {}, {}
-  for i, c in ipairs(columns) do widths[i] = text_width(c.title) end
+  local n_columns, keys = #columns, {}
+  for i, c in ipairs(columns) do widths[i], keys[i] = text_width(c.title), c.key end
+  -- Every cell of thousands of rows passes here and through emit: the
+  -- common case (text, no colour) takes no call it can do without.
   for r, row in ipairs(rows) do
-    local row_cells, row_styles = {}, {}
-    cells[r], styles[r] = row_cells, row_styles
-    for i, c in ipairs(columns) do
-      local value = row[c.key]
-      local text = cell_text(value)
+    local row_cells = {}
+    cells[r], styles[r] = row_cells, color and {} or NO_STYLES
+    for i = 1, n_columns do
+      local value = row[keys[i]]
+      local text = type(value) == "string" and value or cell_text(value)
       row_cells[i] = text
       -- Styles show only in colour.
-      if color and c.style then row_styles[i] = c.style(value, row) end
-      local w = text_width(text)
+      local style = color and columns[i].style
+      if style then styles[r][i] = style(value, row) end
+      local w = utf8_len(text) or #text
       if w > widths[i] then widths[i] = w end
     end
   end
@@ -185,7 +192,7 @@ function M.render_table(rows, columns, opts)
   if not fitted then
     return render_records(cells, columns, {width = opts.width, color = color, styles = styles})
   end
-  local out, n_columns, gap = {}, #columns, SPACES[GAP]
+  local out, gap = {}, SPACES[GAP]
   local function emit_wrapped(texts, line_styles)
     local wrapped, height = {}, 1
     for i, text in ipairs(texts) do
@@ -205,16 +212,20 @@ function M.render_table(rows, columns, opts)
   end
   -- A row whose cells all fit is one line (most rows, and every row of
   -- output that is not to a terminal): no wrapping to do.
-  local parts = {}
+  local parts, right, unpadded = {}, {}, n_columns
+  for i, c in ipairs(columns) do right[i] = c.right end
+  if right[n_columns] then unpadded = nil end -- the last column is padded only when right-aligned
   local function emit(texts, line_styles)
-    for i, c in ipairs(columns) do
-      local text = texts[i]
-      local w = text_width(text)
-      if w > fitted[i] then return emit_wrapped(texts, line_styles) end
-      local padded = (i == n_columns and not c.right) and text or pad(text, fitted[i], c.right, w)
+    for i = 1, n_columns do
+      local text, room = texts[i], fitted[i]
+      local w = utf8_len(text) or #text
+      if w > room then return emit_wrapped(texts, line_styles) end
+      local padded = i == unpadded and text or right[i] and SPACES[room - w] .. text or text .. SPACES[room - w]
       parts[i] = color and M.paint(padded, line_styles and line_styles[i], color) or padded
     end
-    out[#out + 1] = trim_end(table.concat(parts, gap, 1, n_columns))
+    local line = concat(parts, gap, 1, n_columns)
+    local last = byte(line, -1)
+    out[#out + 1] = (last == 32 or (last and last >= 9 and last <= 13)) and trim_end(line) or line
   end
   local titles, title_styles = {}, {}
   for i, c in ipairs(columns) do titles[i], title_styles[i] = c.title, "bold" end
