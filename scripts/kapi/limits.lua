@@ -9,6 +9,8 @@
 -- limits and are not counted; the built-in sandbox's counts live in memory.
 local errors = require "kapi.errors"
 local json = require "kapi.json"
+-- The OS's reason, in time linear in a message that names a path of any length.
+local after_last_colon = require("kapi.text").after_last_colon
 
 local M = {}
 
@@ -103,7 +105,7 @@ end
 
 local function store_failed(what, err)
   error(errors.new("store", ("cannot %s the call counts (%s): %s"):format(what, dir(),
-        tostring(err):match(":%s*([^:]+)$") or tostring(err))), 0)
+        after_last_colon(tostring(err)) or tostring(err))), 0)
 end
 
 -- Runs fn under the file's lock, waiting (without blocking other tasks) for

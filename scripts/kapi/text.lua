@@ -28,4 +28,16 @@ function M.trim(text)
   return M.trim_end(text:sub(first))
 end
 
+--- What follows the last colon of text, the white space after the colon
+--- left out (the OS's reason in "PATH: reason"); nil when nothing follows
+--- it. The same as text:match(":%s*([^:]+)$"), which backtracks over the
+--- run of spaces after each colon.
+function M.after_last_colon(text)
+  local colon = text:match(".*():") -- .* runs to the end and backs up once
+  if not colon or colon == #text then return nil end
+  local first = text:find("%S", colon + 1)
+  -- "%s*" gives back one space when nothing else follows, as [^:]+ needs one
+  return first and text:sub(first) or text:sub(-1)
+end
+
 return M

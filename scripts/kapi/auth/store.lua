@@ -6,6 +6,8 @@ local fs = require "kapi.core.fs"
 local json = require "kapi.json"
 local paths = require "kapi.paths"
 local task = require "kapi.task"
+-- The OS's reason, in time linear in a message that names a path of any length.
+local after_last_colon = require("kapi.text").after_last_colon
 
 local M = {}
 
@@ -81,7 +83,7 @@ end
 -- is a failure of the machine, named with its directory and reason.
 local function store_failed(what, err)
   error(require("kapi.errors").new("store", ("cannot %s the token store (%s): %s"):format(
-    what, M.dir(), tostring(err):match(":%s*([^:]+)$") or tostring(err))), 0)
+    what, M.dir(), after_last_colon(tostring(err)) or tostring(err))), 0)
 end
 
 function M.write(key, record)

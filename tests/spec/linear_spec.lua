@@ -1,0 +1,86 @@
+-- Text from outside (command-line values, environment variables, HTTP
+-- answers, CIC messages, MCP requests) is read in time linear in its
+-- length. Each place below read it with a pattern or a loop that was
+-- quadratic (or cubic) in a run of it: each is checked against the plain
+-- pattern as it was written, on random short texts, and given 100,000
+-- characters of the text that was slow, within a bound that only tells
+-- linear from quadratic (the slow forms took from seconds to hours).
+local text = require "kapi.text"
+local parsing = require "kapi.parsing"
+local recipe = require "kapi.recipe"
+local config = require "kapi.config"
+local paginate = require "kapi.paginate"
+local http = require "kapi.http"
+local output = require "kapi.output"
+local certification = require "kapi.certification"
+local cic = require "kapi.cic"
+local limits = require "kapi.limits"
+local store = require "kapi.auth.store"
+local errors = require "kapi.errors"
+local json = require "kapi.json"
+local core = require "kapi.core"
+local process = require "helpers.process"
+
+local LONG = 100000
+local BOUND = 5 -- seconds
+
+-- Random text of 0 to max pieces, the same every run for a given seed.
+local function random_text(pieces, max)
+  local out = {}
+  for i = 1, math.random(0, max or 12) do out[i] = pieces[math.random(#pieces)] end
+  return table.concat(out)
+end
+
+local function within_bound(what, fn, ...)
+  local started = os.clock()
+  local result = table.pack(fn(...))
+  local took = os.clock() - started
+  assert.is_true(took < BOUND, ("%s: %.1f s"):format(what, took))
+  return table.unpack(result, 1, result.n)
+end
+
+-- The outcome of fn(...): true and its results, or false and the message
+-- of what it raised (without the place it was raised from).
+local function outcome(fn, ...)
+  local result = table.pack(pcall(fn, ...))
+  if not result[1] then return {false, (errors.message(result[2]):gsub("^[^\n]-:%d+: ", ""))} end
+  return result
+end
+
+describe("kapi.text", function()
+  it("after_last_colon gives what match(':%s*([^:]+)$') gives", function()
+    math.randomseed(31)
+    for _ = 1, 3000 do
+      local s = random_text({":", " ", "  ", "\t", "\n", "a", "b c", "/"}, 12)
+      assert.equal(s:match(":%s*([^:]+)$"), text.after_last_colon(s), ("%q"):format(s))
+    end
+    local spaces = "dir:" .. (" "):rep(LONG) .. "x: No such file or directory"
+    assert.equal("No such file or directory", within_bound("colon, spaces", text.after_last_colon, spaces))
+  end)
+
+end)
+
+describe("a state directory that cannot be made", function()
+  local place = "/tmp/kapi-linear-spec:" .. (" "):rep(LONG) .. "x"
+
+  it("is named by the call counts in time linear in its name", function()
+    local directory = limits.directory
+    finally(function() limits.directory = directory end)
+    limits.directory = place
+    local counter = limits.counter {host = "https://linear.example", client_id = "linear"}
+    counter:spend("products")
+    local ok, err = within_bound("limits", pcall, counter.flush, counter)
+    counter.pending, counter.pending_calls = {}, 0 -- nothing left for the flush at exit
+    assert.is_false(ok)
+    assert.matches("File name too long$", errors.message(err))
+  end)
+
+  it("is named by the token store in time linear in its name", function()
+    local directory = store.directory
+    finally(function() store.directory = directory end)
+    store.directory = place
+    local ok, err = within_bound("tokens", pcall, store.write, "linear", {access_token = "x"})
+    assert.is_false(ok)
+    assert.matches("File name too long$", errors.message(err))
+  end)
+end)
