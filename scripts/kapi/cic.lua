@@ -231,8 +231,11 @@ local function directory_files(path)
   local names = fs.list(path)
   if not names then return nil end
   local out = {}
+  -- The directory without its trailing slashes, once and in linear time:
+  -- path:gsub("/+$", "") for each name was quadratic in a run of slashes.
+  local dir = text_util.trim_end_char(path, "/")
   for _, name in ipairs(names) do
-    local full = path:gsub("/+$", "") .. "/" .. name
+    local full = dir .. "/" .. name
     if name:sub(1, 1) ~= "." and input.unreadable(full) ~= "Is a directory" then out[#out + 1] = full end
   end
   return out

@@ -28,6 +28,15 @@ function M.trim(text)
   return M.trim_end(text:sub(first))
 end
 
+--- text without the run of `char` (one character) at its end: what
+--- text:gsub(char .. "+$", "") gives, but that pattern is tried again at
+--- each character of a run that does not end the text ("a///...///b").
+function M.trim_end_char(text, char)
+  local byte, last = char:byte(), #text
+  while last > 0 and text:byte(last) == byte do last = last - 1 end
+  return last == #text and text or text:sub(1, last)
+end
+
 --- What follows the last colon of text, the white space after the colon
 --- left out (the OS's reason in "PATH: reason"); nil when nothing follows
 --- it. The same as text:match(":%s*([^:]+)$"), which backtracks over the

@@ -48,6 +48,16 @@ local function outcome(fn, ...)
 end
 
 describe("kapi.text", function()
+  it("trim_end_char gives what gsub(char .. '+$', '') gives", function()
+    math.randomseed(30)
+    for _ = 1, 3000 do
+      local s = random_text({"/", "//", "a", " ", "x/"}, 10)
+      assert.equal((s:gsub("/+$", "")), text.trim_end_char(s, "/"), s)
+    end
+    local slashes = "a" .. ("/"):rep(LONG) .. "b"
+    assert.equal(slashes, within_bound("a///b", text.trim_end_char, slashes, "/"))
+  end)
+
   it("after_last_colon gives what match(':%s*([^:]+)$') gives", function()
     math.randomseed(31)
     for _ = 1, 3000 do
@@ -58,6 +68,21 @@ describe("kapi.text", function()
     assert.equal("No such file or directory", within_bound("colon, spaces", text.after_last_colon, spaces))
   end)
 
+end)
+
+describe("cic.read of a directory", function()
+  it("names its files in time linear in its path (4,000 slashes, 200 files)", function()
+    -- A path cannot be 100,000 characters long: PATH_MAX is 4,096. The
+    -- slashes were stripped again for each file (3.3 s for 50 files).
+    local dir = process.tempdir()
+    finally(function() process.cleanup(dir) end)
+    for i = 1, 200 do process.write(("%s/d/%03d.xml"):format(dir, i), "<x/>") end
+    local records, problems, skipped = within_bound("a///d", cic.read, dir .. ("/"):rep(4000) .. "d")
+    assert.same({}, records)
+    assert.same({}, problems)
+    assert.equal(200, #skipped)
+    assert.truthy(skipped[1]:find("/d/001.xml", 1, true))
+  end)
 end)
 
 describe("a state directory that cannot be made", function()
