@@ -6,6 +6,7 @@
 local rules = require "kapi.rules.kroger"
 local doc = require "kapi.doc"
 local errors = require "kapi.errors"
+local contains = require("kapi.text").contains
 
 local M = {}
 
@@ -160,7 +161,8 @@ end
 local function words_of(detail)
   local text = (detail.long_description or "") ~= "" and detail.long_description or detail.description or ""
   local code = detail.code or ""
-  return (code ~= "" and not text:find(code, 1, true)) and (code .. ": " .. text) or text
+  -- Both come from the CIC: found in time linear in them, whatever their length.
+  return (code ~= "" and not contains(text, code)) and (code .. ": " .. text) or text
 end
 
 --- What a publication's CIC means: {cause, what, fix, after, pattern}

@@ -49,4 +49,34 @@ function M.after_last_colon(text)
   return first and text:sub(first) or text:sub(-1)
 end
 
+-- Beyond this length a part is looked for by Knuth-Morris-Pratt, below
+-- it by string.find: that compares the part again at each place its first
+-- byte occurs, which is linear only while the part is short.
+local SHORT_PART = 64
+
+--- Whether text holds part (plain text, not a pattern), in time linear in
+--- both: string.find(text, part, 1, true) took 1.4 s for 400,000 "a"s
+--- and a part of 200,000 "a"s and a "b".
+function M.contains(text, part)
+  if #part <= SHORT_PART then return text:find(part, 1, true) ~= nil end
+  local byte, n = string.byte, #part
+  -- back[i]: the length of the longest proper prefix of part[1..i] that
+  -- is also its suffix, where a search goes on after a mismatch.
+  local back, k = {0}, 0
+  for i = 2, n do
+    local b = byte(part, i)
+    while k > 0 and byte(part, k + 1) ~= b do k = back[k] end
+    if byte(part, k + 1) == b then k = k + 1 end
+    back[i] = k
+  end
+  k = 0
+  for i = 1, #text do
+    local b = byte(text, i)
+    while k > 0 and byte(part, k + 1) ~= b do k = back[k] end
+    if byte(part, k + 1) == b then k = k + 1 end
+    if k == n then return true end
+  end
+  return false
+end
+
 return M

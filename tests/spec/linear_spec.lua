@@ -68,6 +68,50 @@ describe("kapi.text", function()
     assert.equal("No such file or directory", within_bound("colon, spaces", text.after_last_colon, spaces))
   end)
 
+  it("contains says what string.find(text, part, 1, true) says, for short parts and long ones", function()
+    math.randomseed(32)
+    for _ = 1, 3000 do
+      local s = random_text({"a", "b", "aa", "ab", "aaaaaaaaaaaaaaaaaaaa"}, 40)
+      local part
+      if math.random(2) == 1 and #s > 0 then -- often a piece of the text itself
+        local from = math.random(#s)
+        part = s:sub(from, math.random(from, #s))
+      else
+        part = random_text({"a", "b", "aaaaaaaaaaaaaaaaaaaa"}, 12)
+      end
+      assert.equal(s:find(part, 1, true) ~= nil, text.contains(s, part), s .. " / " .. part)
+    end
+    local many, almost = ("a"):rep(LONG), ("a"):rep(LONG // 2) .. "b"
+    assert.is_false(within_bound("a... / a...b", text.contains, many, almost))
+    assert.is_true(text.contains(many .. "b", almost))
+  end)
+end)
+
+describe("certification.explain", function()
+  -- A detail's words as they were put together: the code before the
+  -- text unless string.find finds it there.
+  local function words_as_written(d)
+    local s = d.long_description ~= "" and d.long_description or d.description
+    return (d.code ~= "" and not s:find(d.code, 1, true)) and (d.code .. ": " .. s) or s
+  end
+
+  it("quotes a CIC's code with its words unless they hold it", function()
+    math.randomseed(39)
+    for _ = 1, 2000 do
+      local words = random_text({"a", "b", "ab", ("a"):rep(30)}, 20)
+      local code = math.random(2) == 1 and #words > 0 and words:sub(math.random(#words)) or
+                   random_text({"a", "b", ("a"):rep(30)}, 6)
+      local d = {code = code, description = "", long_description = words}
+      assert.equal(certification.diagnose(words_as_written(d)).cause,
+                   certification.explain({details = {d}}).cause, code .. " / " .. words)
+    end
+  end)
+
+  it("looks for a long code in long words in time linear in them", function()
+    local d = {code = ("a"):rep(LONG // 2) .. "b", description = "", long_description = ("a"):rep(LONG)}
+    local why = within_bound("a...b in a...", certification.explain, {details = {d}})
+    assert.equal("Kroger said: " .. d.code .. ": " .. d.long_description, why.cause)
+  end)
 end)
 
 describe("cic.read of a directory", function()
