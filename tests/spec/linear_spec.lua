@@ -87,6 +87,25 @@ describe("kapi.text", function()
   end)
 end)
 
+describe("kapi.parsing.decimal", function()
+  local function decimal_as_written(s)
+    if s:match("^%s*[-+]?%d+%.?%d*%s*$") or s:match("^%s*[-+]?%.%d+%s*$") then return tonumber(s) end
+  end
+
+  it("takes the numbers the pattern as written takes", function()
+    math.randomseed(33)
+    for _ = 1, 4000 do
+      local s = random_text({"1", "9", "0", ".", "-", "+", " ", "\t", "x", "e", "12"}, 10)
+      assert.equal(decimal_as_written(s), parsing.decimal(s), ("%q"):format(s))
+    end
+  end)
+
+  it("reads 100,000 digits and an x in time linear in them", function()
+    assert.is_nil(within_bound("1...1x", parsing.decimal, ("1"):rep(LONG) .. "x"))
+    assert.is_nil(within_bound("1...1 x", parsing.decimal, ("1"):rep(LONG // 2) .. (" "):rep(LONG // 2) .. "x"))
+  end)
+end)
+
 describe("certification.explain", function()
   -- A detail's words as they were put together: the code before the
   -- text unless string.find finds it there.
