@@ -106,6 +106,46 @@ describe("kapi.parsing.decimal", function()
   end)
 end)
 
+describe("recipe.place's --near", function()
+  -- point() as it was written: "^%s*([^,]+),([^,]+)$", then each number
+  -- named as that capture gave it.
+  local function place_as_written(near)
+    local lat, lon = near:match("^%s*([^,]+),([^,]+)$")
+    local y, x = lat and parsing.decimal(lat), lon and parsing.decimal(lon)
+    if not (y and x) then
+      return outcome(recipe.usage, "--near %s: expected LAT,LON in degrees, e.g. 39.10,-84.51", errors.excerpt(near))
+    end
+    if math.abs(y) > 90 then
+      return outcome(recipe.usage, "%s %s: expected degrees from -90 to 90", "--near latitude", errors.excerpt(lat))
+    end
+    if math.abs(x) > 180 then
+      return outcome(recipe.usage, "%s %s: expected degrees from -180 to 180", "--near longitude", errors.excerpt(lon))
+    end
+    return {true, {lat = y, lon = x, latlong = ("%.6f,%.6f"):format(y, x), named = "--near " .. near}}
+  end
+
+  it("reads LAT,LON as the pattern as written splits it", function()
+    math.randomseed(34)
+    for _ = 1, 3000 do
+      local near = random_text({" ", "  ", "\t", ",", "1", "9", "-", ".", "5", "x", "95", "200", "+"}, 8)
+      local expected = place_as_written(near)
+      local got = outcome(recipe.place, {near = near})
+      if got[1] then
+        got[2] = {lat = got[2].lat, lon = got[2].lon, latlong = got[2].latlong, named = got[2].named}
+      end
+      assert.same(expected, {got[1], got[2]}, ("%q"):format(near))
+    end
+  end)
+
+  it("reads 100,000 spaces in time linear in them", function()
+    local got = within_bound("--near spaces", outcome, recipe.place, {near = (" "):rep(LONG)})
+    assert.is_false(got[1])
+    assert.matches("expected LAT,LON", got[2])
+    got = within_bound("--near spaces,1", outcome, recipe.place, {near = (" "):rep(LONG) .. "1,2"})
+    assert.same({1, 2}, {got[2].lat, got[2].lon})
+  end)
+end)
+
 describe("certification.explain", function()
   -- A detail's words as they were put together: the code before the
   -- text unless string.find finds it there.
