@@ -146,6 +146,42 @@ describe("recipe.place's --near", function()
   end)
 end)
 
+describe("KAPI_SANDBOX_URL", function()
+  local function sandbox_url(url)
+    local getenv = os.getenv
+    os.getenv = function(name) if name == "KAPI_SANDBOX_URL" then return url end return getenv(name) end
+    local result = outcome(config.sandbox_url)
+    os.getenv = getenv
+    return result
+  end
+  local function sandbox_url_as_written(url)
+    if not url:match("^https?://[%w.%-]+[:%d]*/?$") and not url:match("^https?://%[[%x:]+%][:%d]*/?$") then
+      return false
+    end
+    return (url:gsub("/$", ""))
+  end
+
+  it("is taken as the pattern as written takes it", function()
+    math.randomseed(35)
+    for _ = 1, 3000 do
+      local url = (math.random(2) == 1 and "http://" or "https://")
+                  .. random_text({"1", "a", ".", "-", ":", "/", "!", "[", "]", "::", "8080", "_"}, 8)
+      local expected, got = sandbox_url_as_written(url), sandbox_url(url)
+      if expected then
+        assert.same({true, expected}, {got[1], got[2]}, url)
+      else
+        assert.is_false(got[1], url)
+        assert.matches("expected the base URL of a kapi sandbox", got[2])
+      end
+    end
+  end)
+
+  it("of 100,000 digits and a ! is refused in time linear in it", function()
+    local got = within_bound("http://1...1!", sandbox_url, "http://" .. ("1"):rep(LONG) .. "!")
+    assert.is_false(got[1])
+  end)
+end)
+
 describe("certification.explain", function()
   -- A detail's words as they were put together: the code before the
   -- text unless string.find finds it there.
