@@ -345,6 +345,27 @@ local function check_response(response)
   end
 end
 
+-- The <target> and the parameters after it (up to a comma) of each link
+-- in a Link header's value, as value:gmatch("<([^>]+)>([^,]*)") gives
+-- them, found with plain searches from where the last one ended: that
+-- pattern ran to the end of the value from each "<" with no ">" after it
+-- (10,000 "<" took 1 s).
+local function links_of(value)
+  local out, at = {}, 1
+  while true do
+    local open = value:find("<", at, true)
+    local close = open and value:find(">", open + 1, true)
+    if not close then return out end -- and no later "<" has a ">" after it either
+    if close == open + 1 then -- "<>" has no target: look again from the ">"
+      at = close
+    else
+      local stop = value:find(",", close + 1, true) or #value + 1
+      out[#out + 1] = {value:sub(open + 1, close - 1), value:sub(close + 1, stop - 1)}
+      at = stop
+    end
+  end
+end
+
 --- Link pagination (a `Link: <url>; rel="next"` header): link{fetch =
 --- function(url) return items, response end, url = first}.
 function M.link(opts)
@@ -357,8 +378,8 @@ function M.link(opts)
       check_response(response)
       local next_url
       for _, value in ipairs(response and response.headers and response.headers:all("link") or {}) do
-        for target, params in value:gmatch("<([^>]+)>([^,]*)") do
-          if params:match('rel="?next"?') then next_url = target end
+        for _, link in ipairs(links_of(value)) do
+          if link[2]:match('rel="?next"?') then next_url = link[1] end
         end
       end
       return items, next_url

@@ -182,6 +182,45 @@ describe("KAPI_SANDBOX_URL", function()
   end)
 end)
 
+describe("paginate.link", function()
+  local function link_header(value) return http.new_headers("Link: " .. value .. "\r\n") end
+  -- The URL a Link header sends the next page to, as the pattern as
+  -- written finds it.
+  local function next_as_written(value)
+    local next_url
+    for _, v in ipairs(link_header(value):all("link")) do
+      for target, params in v:gmatch("<([^>]+)>([^,]*)") do
+        if params:match('rel="?next"?') then next_url = target end
+      end
+    end
+    return next_url
+  end
+  -- The URL paginate.link asks for after a first page with this Link.
+  local function next_asked(value)
+    local asked = {}
+    local pages = paginate.link {url = "first", fetch = function(url)
+      asked[#asked + 1] = url
+      if #asked > 1 then return {}, {headers = link_header("")} end
+      return {1}, {headers = link_header(value)}
+    end}
+    for _ in pages do end
+    return asked[2]
+  end
+
+  it("follows the link the pattern as written finds", function()
+    math.randomseed(36)
+    for _ = 1, 3000 do
+      local value = random_text({"<", ">", ",", ";", " ", 'rel="next"', "rel=next", 'rel="prev"', "a", "/b", '"'}, 12)
+      assert.equal(next_as_written(value), next_asked(value), value)
+    end
+  end)
+
+  it("reads a value of 100,000 < in time linear in it", function()
+    assert.is_nil(within_bound("<<<", next_asked, ("<"):rep(LONG)))
+    assert.equal("u", within_bound("<u><<<", next_asked, '<u>; rel="next", ' .. ("<"):rep(LONG)))
+  end)
+end)
+
 describe("certification.explain", function()
   -- A detail's words as they were put together: the code before the
   -- text unless string.find finds it there.
