@@ -5,6 +5,7 @@ local json = require "kapi.json"
 local log = require "kapi.log"
 local doc = require "kapi.doc"
 local core = require "kapi.core"
+local trim = require("kapi.text").trim
 
 local transport -- loaded on the first request: libcurl costs start-up time
 
@@ -311,8 +312,18 @@ end
 
 -- Errors -----------------------------------------------------------------
 
+-- What an HTML page's <title> holds, trimmed, up to the first "</" after
+-- it; nil without one. As ("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</"), with
+-- plain searches: that pattern's %s*, .- and %s* each tried every length
+-- of a run of spaces it found no "</" after (cubic: 600 took 0.7 s).
+local function title_of(text)
+  local _, open_end = text:find("<[Tt][Ii][Tt][Ll][Ee]>")
+  local close = open_end and text:find("</", open_end + 1, true)
+  return close and trim(text:sub(open_end + 1, close - 1))
+end
+
 local function first_line(text)
-  local title = (text or ""):match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</")
+  local title = title_of(text or "")
   local line = title or (text or ""):match("^%s*([^\r\n]*)") or ""
   if #line > 200 then line = line:sub(1, 200) .. "..." end
   return line

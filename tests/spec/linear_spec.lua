@@ -221,6 +221,30 @@ describe("paginate.link", function()
   end)
 end)
 
+describe("an error page's <title>", function()
+  local function reason_as_written(body)
+    local title = body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</")
+    local line = title or body:match("^%s*([^\r\n]*)") or ""
+    if #line > 200 then line = line:sub(1, 200) .. "..." end
+    return line
+  end
+
+  it("is read as the pattern as written reads it", function()
+    math.randomseed(37)
+    for _ = 1, 4000 do
+      local body = random_text({"<title>", "<TITLE>", "<TiTlE>", "</", "<", "/", ">", " ", "\t", "\n", "a", "b c"}, 14)
+      assert.equal(reason_as_written(body), http.parse_error_body(body).reason, ("%q"):format(body))
+    end
+  end)
+
+  it("of 100,000 spaces with no end is read in time linear in them", function()
+    -- The pattern as written was cubic here: 600 spaces took 0.7 s.
+    local reason = within_bound("<title> spaces", http.parse_error_body, "<title>" .. (" "):rep(LONG) .. "x").reason
+    assert.equal("<title>", reason:sub(1, 7))
+    within_bound("<title><title>...", http.parse_error_body, ("<title>"):rep(LONG // 7))
+  end)
+end)
+
 describe("certification.explain", function()
   -- A detail's words as they were put together: the code before the
   -- text unless string.find finds it there.
