@@ -245,6 +245,47 @@ describe("an error page's <title>", function()
   end)
 end)
 
+describe("output.wrap", function()
+  -- wrap as it was written: the rest of a long word cut and measured
+  -- again for each piece.
+  local function text_width(s) return utf8.len(s) or #s end
+  local function wrap_as_written(s, width)
+    local lines, line = {}, ""
+    for word in s:gmatch("%S+") do
+      while text_width(word) > width do
+        if line ~= "" then lines[#lines + 1] = line; line = "" end
+        local cut = utf8.offset(word, width + 1) or #word + 1
+        lines[#lines + 1] = word:sub(1, cut - 1)
+        word = word:sub(cut)
+      end
+      if line == "" then line = word
+      elseif text_width(line) + 1 + text_width(word) <= width then line = line .. " " .. word
+      else lines[#lines + 1] = line; line = word end
+    end
+    if line ~= "" or #lines == 0 then lines[#lines + 1] = line end
+    return lines
+  end
+
+  it("cuts lines as it did, in UTF-8 and in bytes that are not UTF-8", function()
+    math.randomseed(38)
+    for _ = 1, 3000 do
+      local s = random_text({"a", "bb", " ", "  ", "é", "€", "😀", "\xff", "\x80", "\xe2\x82", "word"}, 30)
+      local width = math.random(1, 12)
+      assert.same(outcome(wrap_as_written, s, width), outcome(output.wrap, s, width), ("%q %d"):format(s, width))
+    end
+  end)
+
+  it("cuts a word of 100,000 characters in time linear in it", function()
+    local lines = within_bound("a long word", output.wrap, ("a"):rep(LONG), 20)
+    assert.equal(LONG // 20, #lines)
+    lines = within_bound("a long word in UTF-8", output.wrap, ("é"):rep(LONG), 20)
+    assert.equal(LONG // 20, #lines)
+    local rendered = within_bound("a table", output.render_table, {{d = ("a"):rep(LONG)}},
+                                  {{key = "d", title = "D", wrap = true}}, {width = 40})
+    assert.is_true(#rendered > LONG)
+  end)
+end)
+
 describe("certification.explain", function()
   -- A detail's words as they were put together: the code before the
   -- text unless string.find finds it there.
