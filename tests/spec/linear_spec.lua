@@ -352,3 +352,13 @@ describe("a state directory that cannot be made", function()
     assert.matches("File name too long$", errors.message(err))
   end)
 end)
+
+describe("kapi test", function()
+  it("names a bad option of 100,000 spaces in time linear in it", function()
+    local started = core.now()
+    local r = process.kapi_run {"test", "--bogus=a" .. (" "):rep(LONG) .. "x"}
+    assert.is_true(core.now() - started < BOUND, ("%.1f s"):format(core.now() - started))
+    assert.equal(2, r.status)
+    assert.matches("^kapi: unknown/bad option: %-%-bogus=a .*x; re%-run with %-%-help for usage%.\n", r.stderr)
+  end)
+end)
