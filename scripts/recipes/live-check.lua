@@ -24,18 +24,37 @@ local KEYS = {"gtin", "productId", "locationId", "storeName", "live", "status", 
 
 local usage = recipe.usage
 
--- Asks the API: once per batch of ids without a store (does it know the
--- product at all?) and once per batch per store (is it carried there?).
--- found[store id or ""][product id] = product; failed[same][product id] = error.
--- A failed call is named once on stderr (never hushed by --quiet), and
--- its rows say ERROR with the reason in --json.
-local function ask(kroger, args, product_ids, stores, problems)
+-- What a row needs of a product: the rest of its answer (its images are
+-- four fifths of it) is let go as soon as the call is done, not held to
+-- the end of the run with thousands of others.
+local function essentials(p)
+  return {productId = p.productId, description = p.description, productPageURI = p.productPageURI,
+          item = (p.items or {})[1] or {}}
+end
+
+-- The calls: once per batch of ids without a store (does the API know the
+-- product at all?), first, and once per batch per store (is it carried
+-- there?).
+local function calls_for(batches, stores)
   local calls = {}
-  for _, batch in ipairs(recipe.batches(product_ids, kapi.kroger.MAX_PRODUCT_IDS)) do
-    calls[#calls + 1] = {ids = batch}
+  for _, batch in ipairs(batches) do calls[#calls + 1] = {ids = batch} end
+  for _, batch in ipairs(batches) do
     for _, store in ipairs(stores) do calls[#calls + 1] = {ids = batch, store = store} end
   end
-  local bar = recipe.progress(args, {label = "live-check", unit = "calls", total = #calls})
+  return calls
+end
+
+-- Asks the API for the calls, CONCURRENCY at a time, while the stores are
+-- looked up by find_stores(): the first calls need no store, so as many as
+-- leave the lookup one of the CONCURRENCY places go along with it, instead
+-- of every call waiting for it. Returns the stores and
+-- found[store id or ""][product id] = the product's essentials,
+-- failed[same][product id] = error. A failed call is named once on stderr
+-- (never hushed by --quiet), and its rows say ERROR with the reason in
+-- --json. When stores were named and none of them exists (named_stores),
+-- nothing more is asked (what went along with the lookup is not used).
+local function ask(kroger, args, batches, find_stores, named_stores, problems)
+  local bar = recipe.progress(args, {label = "live-check", unit = "calls"})
   -- A row live at a store links to the product's page on the store's
   -- chain's site: the chain is asked for as soon as a store has a product
   -- with a page, alongside the calls left, not after them all. Its
@@ -53,28 +72,45 @@ local function ask(kroger, args, product_ids, stores, problems)
       end
     end
   end
-  local results, failures = kapi.map(calls, function(call)
+  local function call_api(call)
     local found = kroger:products {productId = call.ids, locationId = call.store and call.store.locationId}:all()
     if call.store then ask_chain_soon(call, found) end
+    for i, p in ipairs(found) do found[i] = essentials(p) end
     bar:step()
     return found
-  end, {concurrency = CONCURRENCY})
+  end
+
+  local early = calls_for({table.unpack(batches, 1, math.min(#batches, CONCURRENCY - 1))}, {})
+  local jobs = {find_stores}
+  for _, call in ipairs(early) do jobs[#jobs + 1] = function() return call_api(call) end end
+  local first, first_failures = kapi.map(jobs, function(job) return job() end, {concurrency = CONCURRENCY})
+  if first_failures and first_failures[1] then error(first_failures[1], 0) end
+  local stores = first[1]
+  if named_stores and #stores == 0 then return stores end
+  local calls = calls_for(batches, stores)
+  bar.total = #calls
+  local rest = table.move(calls, #early + 1, #calls, 1, {})
+  local results, failures = kapi.map(rest, call_api, {concurrency = CONCURRENCY})
   for _, t in pairs(chains) do t:wait() end
   bar:finish()
+
+  local answers, errs = {}, {}
+  for i = 1, #early do answers[i], errs[i] = first[i + 1], first_failures and first_failures[i + 1] end
+  for i = 1, #rest do answers[#early + i], errs[#early + i] = results[i], failures and failures[i] end
+
   local found, failed = {}, {}
   for i, call in ipairs(calls) do
+    local result, failure = answers[i], errs[i]
     local where = call.store and call.store.locationId or ""
     found[where], failed[where] = found[where] or {}, failed[where] or {}
-    if failures and failures[i] then
+    if failure then
       local codes = gtin.from_product_id(call.ids[1]) .. (#call.ids > 1 and (" and %d more"):format(#call.ids - 1) or "")
-      problems:error(failures[i], ("checking %s%s"):format(codes, call.store and (" at store " .. where) or ""))
+      problems:error(failure, ("checking %s%s"):format(codes, call.store and (" at store " .. where) or ""))
+      for _, id in ipairs(call.ids) do failed[where][id] = failure end
     end
-    for _, id in ipairs(call.ids) do
-      if failures and failures[i] then failed[where][id] = failures[i] end
-    end
-    for _, p in ipairs(results[i] or {}) do found[where][p.productId] = p end
+    for _, p in ipairs(result or {}) do found[where][p.productId] = p end
   end
-  return found, failed
+  return stores, found, failed
 end
 
 local function row_for(kroger, code, id, store, found, failed)
@@ -83,7 +119,7 @@ local function row_for(kroger, code, id, store, found, failed)
   local err = failed[""][id] or failed[where][id]
   local status = err and "ERROR" or (here and "LIVE") or (known and "NOT_CARRIED") or "NOT_FOUND"
   local p = here or known
-  local item = p and (p.items or {})[1] or {}
+  local item = p and p.item or {}
   local price = item.price or {}
   local row = {
     gtin = code, productId = id, locationId = store and store.locationId, storeName = store and store.name,
@@ -158,13 +194,14 @@ no store near it.]],
     local gtins = recipe.shard(args, recipe.gtins(args.gtin, args.file, problems))
     if #gtins == 0 then return recipe.status(problems) end
     local kroger = kapi.kroger.client {env = args.env}
-    -- The stores given, the nearest to the ZIP code, or none (then only
-    -- whether the API knows the product).
-    local stores = recipe.stores(kroger, place, {limit = args.stores or 3}, problems)
-    if place.ids and #stores == 0 then return recipe.status(problems) end
     local product_ids = {}
     for i, code in ipairs(gtins) do product_ids[i] = gtin.to_product_id(code) end
-    local found, failed = ask(kroger, args, product_ids, stores, problems)
+    -- The stores given, the nearest to the ZIP code, or none (then only
+    -- whether the API knows the product).
+    local function find_stores() return recipe.stores(kroger, place, {limit = args.stores or 3}, problems) end
+    local stores, found, failed = ask(kroger, args, recipe.batches(product_ids, kapi.kroger.MAX_PRODUCT_IDS),
+                                      find_stores, place.ids ~= nil, problems)
+    if place.ids and #stores == 0 then return recipe.status(problems) end
     local rows = {}
     for i, code in ipairs(gtins) do
       if #stores == 0 then rows[#rows + 1] = row_for(kroger, code, product_ids[i], nil, found, failed) end

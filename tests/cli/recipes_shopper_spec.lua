@@ -605,6 +605,33 @@ describe("kapi run live-check", function()
     assert.equal(1, chain_calls(some))
   end)
 
+  it("asks for the stores alongside the first calls, which need none", function()
+    -- Every request held 1 s. 350 GTINs at one store are 7 calls without
+    -- the store and 7 at it, 8 at a time: with the store's lookup going
+    -- along with the first 7, two rounds (2 s); after the lookup, three.
+    -- None of these products is at the store, so no row links to a page
+    -- and the store's chain is not asked for.
+    local at = catalog.store_by_id["01400376"]
+    local codes = {}
+    for _, p in ipairs(catalog.products) do
+      if #codes == 350 then break end
+      if not carries(catalog, p, at) then codes[#codes + 1] = kapi.gtin.from_product_id(p.productId) end
+    end
+    local file = process.write(dir .. "/absent.txt", table.concat(codes, "\n") .. "\n")
+    local sandbox = process.sandbox {"--faults", "slow=1:1s"}
+    local ok, err = pcall(function()
+      local started = kapi.now()
+      local r = kapi_run({"run", "live-check", "--file", file, "--store", "01400376", "--json"}, {sandbox = sandbox.url})
+      local took = kapi.now() - started
+      assert.equal(0, r.status, r.stderr)
+      assert.equal(350, #decode(r))
+      assert.matches("kapi: 0 of 350 live %(350 GTINs at 1 store%); not carried 350", r.stderr)
+      assert.is_true(took < 2.5, ("took %.2f s"):format(took))
+    end)
+    sandbox.stop()
+    assert(ok, err)
+  end)
+
   it("splits a list between shards, every GTIN in exactly one", function()
     local codes = {}
     for i = 1, 12 do codes[i] = kapi.gtin.from_product_id(catalog.products[i].productId) end
