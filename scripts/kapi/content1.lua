@@ -105,6 +105,8 @@ function Client:count(criteria)
   return self:post("/V1/product/count", criteria_of(criteria)):json().count
 end
 
+local function item_of(record) return M.to_item(record.item) end
+
 --- fetch(criteria, {page_size = 1000, max_items, raw = false}) -> iterator
 --- over items in the item format (raw = true: the wire records)
 function Client:fetch(criteria, opts)
@@ -114,7 +116,8 @@ function Client:fetch(criteria, opts)
     errors.usage("content1: page_size must be an integer from 1 to 1000", 2)
   end
   local base = criteria_of(criteria)
-  return paginate.cursor {max_items = opts.max_items, progress = opts.progress, fetch = function(cursor)
+  return paginate.cursor {max_items = opts.max_items, progress = opts.progress, convert = not opts.raw and item_of or nil,
+                          fetch = function(cursor)
     local body = {}
     for k, v in pairs(base) do body[k] = v end
     body.searchAfter = cursor
@@ -122,9 +125,6 @@ function Client:fetch(criteria, opts)
     if res.status == 204 then return {}, nil end
     local page = res:json()
     local items = type(page) == "table" and records(page.items) or {}
-    if not opts.raw then
-      for i, record in ipairs(items) do items[i] = M.to_item(record.item) end
-    end
     -- A count that is not a whole number of items (the spec allows any
     -- integer) is no count: the items still come.
     local total = page.totalCount

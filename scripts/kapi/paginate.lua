@@ -86,6 +86,7 @@ local function check_options(style, opts)
   end
   errors.check(opts.progress, "function?", "paginate." .. style .. ": progress")
   errors.check(opts.unique, "function?", "paginate." .. style .. ": unique")
+  errors.check(opts.convert, "function?", "paginate." .. style .. ": convert")
 end
 
 -- A page as fetch gave it: fetch is the caller's function, and a page of
@@ -243,12 +244,18 @@ local function checked_cursor_page(style, items, cursor, total)
   return items, cursor, total
 end
 
+local function convert_all(convert, items)
+  for i = 1, #items do items[i] = convert(items[i]) end
+end
+
 --- Cursor pagination (Content1's searchAfter): cursor{fetch = function(cursor)
 --- return items, next_cursor, total end, ...}: the first call gets nil; no
 --- next cursor (nil, "", []), an empty page, or the total reached ends it
 --- (no request for the empty page after the last). The next page is
 --- fetched while the caller works on the current one, unless max_items is
---- already reached. A cursor the service repeats, or none while its total
+--- already reached; convert(item), when given, makes each item of a page
+--- what the caller gets, once the next page's request has gone (a page of
+--- 1,000 made into items would otherwise hold it back). A cursor the service repeats, or none while its total
 --- says more items remain, is an error naming the page, never a loop;
 --- max_pages (default M.MAX_CURSOR_PAGES) bounds every loop.
 local function cursor(style, opts)
@@ -319,6 +326,13 @@ local function cursor(style, opts)
       end
     end
     if stop then next_task, stop = stop, nil end
+    if opts.convert then
+      local converted, err = pcall(convert_all, opts.convert, self.items)
+      if not converted then
+        self.done = true
+        error(failure(err, self.count, n), 0)
+      end
+    end
     if #self.items == 0 then self.done = true end
     report(self)
   end
@@ -404,7 +418,8 @@ doc.declare("kapi.paginate.cursor", M.cursor, [[
 kapi.paginate.cursor{fetch = function(cursor) return items, next_cursor, total end, ...} -> iterator
 Cursor pagination (Content1's searchAfter): the first fetch gets nil; a nil
 cursor, an empty page or the total reached ends it; the next page is
-fetched ahead.]])
+fetched ahead. convert(item), when given, makes each item of a page what
+the loop gets, once the next page's request has gone.]])
 
 doc.declare("kapi.paginate.pages", M.pages, [[
 kapi.paginate.pages{fetch = function(n) return items, total end, limit, ...} -> iterator

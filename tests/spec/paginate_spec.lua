@@ -118,6 +118,34 @@ describe("kapi.paginate", function()
     assert.is_true(asked_at[2] < page_done_at, "the second page was asked for only after the first was worked through")
   end)
 
+  it("converts a cursor's page once the next page's request has gone", function()
+    local events = {}
+    local got = kapi.paginate.cursor {
+      fetch = function(cursor)
+        local from = cursor and cursor[1] or 0
+        events[#events + 1] = "ask " .. (from // 2 + 1)
+        return {from + 1, from + 2}, {from + 2}, 4
+      end,
+      convert = function(n)
+        events[#events + 1] = "convert " .. n
+        return n * 10
+      end,
+    }:all()
+    assert.same({10, 20, 30, 40}, got)
+    assert.same({"ask 1", "ask 2", "convert 1", "convert 2", "convert 3", "convert 4"}, events)
+    -- A convert that fails is named with the page, as a fetch that fails is.
+    local ok, err = pcall(function()
+      kapi.paginate.cursor {fetch = function(cursor)
+        local from = cursor and cursor[1] or 0
+        return {from + 1, from + 2}, {from + 2}, 4
+      end, convert = function(n) if n == 3 then error("bad item", 0) end return n end}:all()
+    end)
+    assert.is_false(ok)
+    assert.matches("bad item %(after 2 items, on page 2%)", tostring(err))
+    assert.has_error(function() kapi.paginate.cursor {fetch = function() end, convert = 1} end,
+                     "paginate.cursor: convert must be a function or nil, got number")
+  end)
+
   it("raises on a failing page, saying how far it got", function()
     local n = 0
     local it = kapi.paginate.offset {limit = 10, fetch = function(start)
