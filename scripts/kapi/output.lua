@@ -80,7 +80,11 @@ function M.wrap(text, width)
     local at = 1
     while wider_from(word, at, width) do
       if line ~= "" then lines[#lines + 1] = line; line = "" end
-      local cut = utf8.offset(word, width + 1, at) or #word + 1 -- a character boundary, not a byte
+      -- At a character boundary, not inside a character; a piece that
+      -- starts with a byte no character starts with (text that is not
+      -- UTF-8) is cut after width bytes, as text_width counts them.
+      local b = byte(word, at)
+      local cut = (b >= 0x80 and b < 0xC0) and at + width or utf8.offset(word, width + 1, at) or #word + 1
       lines[#lines + 1] = word:sub(at, cut - 1)
       at = cut
     end

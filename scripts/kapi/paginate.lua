@@ -346,7 +346,7 @@ end
 
 -- A kapi.http response, or anything with headers:all(name).
 local function check_response(response)
-  local headers = type(response) == "table" and response.headers
+  local headers = type(response) == "table" and response.headers or nil
   local what
   if response ~= nil and type(response) ~= "table" then
     what = errors.shown(response)

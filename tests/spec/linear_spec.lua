@@ -221,6 +221,31 @@ describe("paginate.link", function()
   end)
 end)
 
+describe("the sandbox's --faults", function()
+  local faults = require "kapi.sandbox.faults"
+  local function rate_as_written(rate) return rate:match("^%d*%.?%d+$") and tonumber(rate) end
+  local function rate_read(rate)
+    local parsed = faults.parse("5xx=" .. rate)
+    return parsed and parsed["5xx"].rate
+  end
+
+  it("takes the rates the pattern as written takes", function()
+    math.randomseed(39)
+    for _ = 1, 4000 do
+      local rate = random_text({"0", "1", "5", ".", "..", "x", "-"}, 6)
+      local expected = rate_as_written(rate)
+      if expected and expected > 1 then expected = nil end
+      assert.equal(expected, rate_read(rate), ("%q"):format(rate))
+    end
+  end)
+
+  it("refuses a rate of 100,000 digits and an x in time linear in them", function()
+    local parsed, why = within_bound("digits", faults.parse, "5xx=" .. ("1"):rep(LONG) .. "x")
+    assert.is_nil(parsed)
+    assert.equal("the rate of 5xx must be between 0 and 1", why)
+  end)
+end)
+
 describe("an error page's <title>", function()
   local function reason_as_written(body)
     local title = body:match("<[Tt][Ii][Tt][Ll][Ee]>%s*(.-)%s*</")
@@ -247,14 +272,16 @@ end)
 
 describe("output.wrap", function()
   -- wrap as it was written: the rest of a long word cut and measured
-  -- again for each piece.
+  -- again for each piece (and a piece that starts inside a character cut
+  -- by bytes, where utf8.offset raised).
   local function text_width(s) return utf8.len(s) or #s end
   local function wrap_as_written(s, width)
     local lines, line = {}, ""
     for word in s:gmatch("%S+") do
       while text_width(word) > width do
         if line ~= "" then lines[#lines + 1] = line; line = "" end
-        local cut = utf8.offset(word, width + 1) or #word + 1
+        local b = word:byte()
+        local cut = (b >= 0x80 and b < 0xC0) and width + 1 or utf8.offset(word, width + 1) or #word + 1
         lines[#lines + 1] = word:sub(1, cut - 1)
         word = word:sub(cut)
       end
@@ -273,6 +300,13 @@ describe("output.wrap", function()
       local width = math.random(1, 12)
       assert.same(outcome(wrap_as_written, s, width), outcome(output.wrap, s, width), ("%q %d"):format(s, width))
     end
+  end)
+
+  it("cuts a word that starts with a byte no character starts with, by bytes", function()
+    assert.same({"\x80aaa", "aaaa", "a"}, output.wrap("\x80aaaaaaaa", 4))
+    local rendered = output.render_table({{d = "\x80" .. ("a"):rep(60)}}, {{key = "d", title = "D", wrap = true}},
+                                         {width = 30})
+    assert.matches("\x80a+\n", rendered)
   end)
 
   it("cuts a word of 100,000 characters in time linear in it", function()

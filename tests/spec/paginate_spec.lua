@@ -295,6 +295,8 @@ describe("kapi.paginate", function()
       return res:json(), res
     end}:all()
     assert.same({11, 12, 21, 22, 31, 32}, items)
+    -- No response (nil), as its doc allows: no next page.
+    assert.same({1, 2}, kapi.paginate.link {url = "first", fetch = function() return {1, 2}, nil end}:all())
   end)
 end)
 
