@@ -29,6 +29,8 @@ struct kapi_loop {
   size_t parked;
   kapi_prepare_cb prepare;
   void *prepare_data;
+  kapi_idle_cb idle;
+  void *idle_data;
 };
 
 /* Signal state is necessarily global: a signal handler has no other way to
@@ -278,6 +280,11 @@ void kapi_loop_set_prepare(kapi_loop *loop, kapi_prepare_cb cb, void *data) {
   loop->prepare_data = data;
 }
 
+void kapi_loop_set_idle(kapi_loop *loop, kapi_idle_cb cb, void *data) {
+  loop->idle = cb;
+  loop->idle_data = data;
+}
+
 size_t kapi_loop_pending(const kapi_loop *loop) {
   return loop->heap_len + loop->watches - loop->parked;
 }
@@ -296,11 +303,36 @@ static int wait_ms(kapi_loop *loop, int busy, uint64_t max_wait_ns) {
   return ms > 86400000u ? 86400000 : (int)ms;
 }
 
+/* The loop is about to sleep: lets the idle work run a step at a time
+ * while nothing is ready, within its budget and before the next timer.
+ * Returns what the last look at the descriptors found (0: nothing, so the
+ * loop goes on to sleep). */
+static int run_idle(kapi_loop *loop, struct epoll_event *events) {
+  uint64_t stop = kapi_loop_now_ns() + KAPI_IDLE_BUDGET_NS;
+  if (loop->heap_len > 0 && loop->heap[0]->due_ns < stop) stop = loop->heap[0]->due_ns;
+  int first = 1;
+  while (loop->idle(loop->idle_data, first)) {
+    first = 0;
+    int n = epoll_wait(loop->epfd, events, MAX_EVENTS, 0);
+    if (n != 0 || interrupt_pending || kapi_loop_now_ns() >= stop) return n;
+  }
+  return 0;
+}
+
 int kapi_loop_run_once(kapi_loop *loop, uint64_t max_wait_ns) {
   int busy = loop->prepare ? loop->prepare(loop, loop->prepare_data) : 0;
   struct epoll_event events[MAX_EVENTS];
-  int n = epoll_wait(loop->epfd, events, MAX_EVENTS,
-                     wait_ms(loop, busy, max_wait_ns));
+  int timeout = wait_ms(loop, busy, max_wait_ns), n = 0, waited = 0;
+  /* Idle work starts only once nothing has come for a while: a fan-out
+   * whose answers come every few microseconds is never made to wait for
+   * it, one waiting for answers tens of milliseconds away is. */
+  if (timeout > KAPI_IDLE_AFTER_MS && loop->idle) {
+    n = epoll_wait(loop->epfd, events, MAX_EVENTS, KAPI_IDLE_AFTER_MS);
+    if (n == 0 && !interrupt_pending) n = run_idle(loop, events);
+    timeout = wait_ms(loop, 0, max_wait_ns); /* time has passed */
+    waited = n != 0;
+  }
+  if (!waited) n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
   if (n < 0) {
     if (errno != EINTR) return -1;
     n = 0;

@@ -73,6 +73,17 @@ void kapi_watch_fd_reused(kapi_loop *loop, int fd);
 
 void kapi_loop_set_prepare(kapi_loop *loop, kapi_prepare_cb cb, void *data);
 
+/* Work that can wait for a moment the loop would sleep through (the Lua
+ * collector's): called once nothing has been ready for KAPI_IDLE_AFTER_MS
+ * and no timer is due before, with first set on the first call of such a
+ * moment, and again while nothing becomes ready, until it returns 0 or
+ * KAPI_IDLE_BUDGET_NS has passed. Each call should do a short step: a
+ * descriptor that becomes ready waits for the step in progress. */
+typedef int (*kapi_idle_cb)(void *data, int first);
+#define KAPI_IDLE_AFTER_MS 1
+#define KAPI_IDLE_BUDGET_NS 5000000u
+void kapi_loop_set_idle(kapi_loop *loop, kapi_idle_cb cb, void *data);
+
 /* Runs one iteration: prepare, wait for I/O or the next timer (never past
  * max_wait_ns), dispatch. Returns the number of watches and timers
  * dispatched, or -1 when the wait was interrupted by a signal. */
