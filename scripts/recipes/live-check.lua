@@ -44,15 +44,32 @@ local function calls_for(batches, stores)
   return calls
 end
 
+-- The answers of the calls by where they were asked: found[store id or
+-- ""][product id] = the product's essentials, failed[same][product id] =
+-- the error; each failed call named once on stderr.
+local function by_store(calls, answers, errs, problems)
+  local found, failed = {}, {}
+  for i, call in ipairs(calls) do
+    local where = call.store and call.store.locationId or ""
+    found[where], failed[where] = found[where] or {}, failed[where] or {}
+    if errs[i] then
+      local codes = gtin.from_product_id(call.ids[1]) .. (#call.ids > 1 and (" and %d more"):format(#call.ids - 1) or "")
+      problems:error(errs[i], ("checking %s%s"):format(codes, call.store and (" at store " .. where) or ""))
+      for _, id in ipairs(call.ids) do failed[where][id] = errs[i] end
+    end
+    for _, p in ipairs(answers[i] or {}) do found[where][p.productId] = p end
+  end
+  return found, failed
+end
+
 -- Asks the API for the calls, CONCURRENCY at a time, while the stores are
 -- looked up by find_stores(): the first calls need no store, so as many as
 -- leave the lookup one of the CONCURRENCY places go along with it, instead
--- of every call waiting for it. Returns the stores and
--- found[store id or ""][product id] = the product's essentials,
--- failed[same][product id] = error. A failed call is named once on stderr
--- (never hushed by --quiet), and its rows say ERROR with the reason in
--- --json. When stores were named and none of them exists (named_stores),
--- nothing more is asked (what went along with the lookup is not used).
+-- of every call waiting for it. Returns the stores, and found and failed
+-- as by_store gives them: a failed call is named on stderr (never hushed
+-- by --quiet), and its rows say ERROR with the reason in --json. When
+-- stores were named and none of them exists (named_stores), nothing more
+-- is asked (what went along with the lookup is not used).
 local function ask(kroger, args, batches, find_stores, named_stores, problems)
   local bar = recipe.progress(args, {label = "live-check", unit = "calls"})
   -- A row live at a store links to the product's page on the store's
@@ -98,19 +115,7 @@ local function ask(kroger, args, batches, find_stores, named_stores, problems)
   for i = 1, #early do answers[i], errs[i] = first[i + 1], first_failures and first_failures[i + 1] end
   for i = 1, #rest do answers[#early + i], errs[#early + i] = results[i], failures and failures[i] end
 
-  local found, failed = {}, {}
-  for i, call in ipairs(calls) do
-    local result, failure = answers[i], errs[i]
-    local where = call.store and call.store.locationId or ""
-    found[where], failed[where] = found[where] or {}, failed[where] or {}
-    if failure then
-      local codes = gtin.from_product_id(call.ids[1]) .. (#call.ids > 1 and (" and %d more"):format(#call.ids - 1) or "")
-      problems:error(failure, ("checking %s%s"):format(codes, call.store and (" at store " .. where) or ""))
-      for _, id in ipairs(call.ids) do failed[where][id] = failure end
-    end
-    for _, p in ipairs(result or {}) do found[where][p.productId] = p end
-  end
-  return stores, found, failed
+  return stores, by_store(calls, answers, errs, problems)
 end
 
 local function row_for(kroger, code, id, store, found, failed)
