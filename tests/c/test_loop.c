@@ -218,6 +218,91 @@ static void ready_work_keeps_the_loop_from_blocking(void **state) {
   kapi_loop_free(loop);
 }
 
+/* Idle work: a step counter that notes when it was called, and may write
+ * to a pipe on a given step (an answer arriving while the work runs). */
+typedef struct {
+  int calls, firsts, write_on, write_fd;
+  uint64_t first_ns, last_ns;
+} idle_record;
+
+static int count_idle(void *data, int first) {
+  idle_record *r = data;
+  r->calls++;
+  r->firsts += first;
+  r->last_ns = kapi_loop_now_ns();
+  if (first) r->first_ns = r->last_ns;
+  if (r->calls == r->write_on && write(r->write_fd, "i", 1) != 1) return 0;
+  return 1; /* always more to do: only the loop's rules stop it */
+}
+
+static void on_fired(kapi_timer *t) { *(int *)t->data = 1; }
+
+/* Nothing ready: the work runs once the loop has waited its quiet
+ * millisecond, in one stretch that ends within the budget (a timer 200 ms
+ * away) or before the next timer (one 3 ms away). */
+static void idle_work_keeps_to_its_budget_and_the_next_timer(void **state) {
+  (void)state;
+  const uint64_t slack = MS; /* a step's own time, and the scheduler's */
+  for (int near = 0; near < 2; near++) {
+    kapi_loop *loop = kapi_loop_new();
+    idle_record rec = {0};
+    int fired = 0;
+    kapi_timer t;
+    kapi_timer_init(&t, on_fired, &fired);
+    kapi_loop_set_idle(loop, count_idle, &rec);
+    uint64_t start = kapi_loop_now_ns(), delay = near ? 3 * MS : 200 * MS;
+    kapi_timer_start(loop, &t, delay);
+    while (!fired) kapi_loop_run_once(loop, 1000 * MS);
+    assert_true(rec.calls > 1);
+    assert_int_equal(rec.firsts, 1); /* one stretch, then the loop slept */
+    assert_true(rec.first_ns - start >= KAPI_IDLE_AFTER_MS * MS);
+    if (near) assert_true(rec.last_ns < start + delay + slack);
+    else assert_true(rec.last_ns - rec.first_ns < KAPI_IDLE_BUDGET_NS + slack);
+    kapi_loop_free(loop);
+  }
+}
+
+/* A descriptor that becomes ready during the work ends it at the next
+ * step: its watch is dispatched in the same iteration. */
+static void io_arriving_ends_idle_work(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  int fds[2], seen = 0;
+  assert_int_equal(pipe(fds), 0);
+  idle_record rec = {.write_on = 3, .write_fd = fds[1]};
+  kapi_watch w;
+  kapi_watch_start(loop, &w, fds[0], KAPI_READABLE, on_readable, &seen);
+  kapi_loop_set_idle(loop, count_idle, &rec);
+  assert_int_equal(kapi_loop_run_once(loop, 1000 * MS), 1);
+  assert_int_equal(seen, 'i');
+  assert_int_equal(rec.calls, 3);
+  kapi_watch_stop(loop, &w);
+  close(fds[0]);
+  close(fds[1]);
+  kapi_loop_free(loop);
+}
+
+/* Work that is ready, or a wait too short to lend, gets no idle work. */
+static void no_idle_work_when_something_is_ready_or_due(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  int fds[2], seen = 0;
+  assert_int_equal(pipe(fds), 0);
+  idle_record rec = {0};
+  kapi_watch w;
+  kapi_watch_start(loop, &w, fds[0], KAPI_READABLE, on_readable, &seen);
+  kapi_loop_set_idle(loop, count_idle, &rec);
+  assert_int_equal(write(fds[1], "r", 1), 1);
+  kapi_loop_run_once(loop, 1000 * MS);
+  assert_int_equal(seen, 'r');
+  kapi_loop_run_once(loop, MS / 2); /* at most half a millisecond to wait */
+  assert_int_equal(rec.calls, 0);
+  kapi_watch_stop(loop, &w);
+  close(fds[0]);
+  close(fds[1]);
+  kapi_loop_free(loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(timers_fire_in_deadline_order),
@@ -228,6 +313,9 @@ int main(void) {
       cmocka_unit_test(watches_freed_during_dispatch_are_skipped),
       cmocka_unit_test(no_deadline_waits_for_io),
       cmocka_unit_test(ready_work_keeps_the_loop_from_blocking),
+      cmocka_unit_test(idle_work_keeps_to_its_budget_and_the_next_timer),
+      cmocka_unit_test(io_arriving_ends_idle_work),
+      cmocka_unit_test(no_idle_work_when_something_is_ready_or_due),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
