@@ -12,9 +12,10 @@ DEB_PACKAGES := build-essential cmake pkg-config \
 
 # Debian packages the test suite alone needs (make test-deps): the shells
 # whose completion scripts it runs (tests/cli/completion_spec.lua), man to
-# render the manual pages and lintian to check the .deb
-# (tests/cli/package_spec.lua).
-TEST_PACKAGES := zsh fish man-db lintian
+# render the manual pages, lintian to check the .deb
+# (tests/cli/package_spec.lua) and nginx to speak HTTP/2 over TLS
+# (tests/spec/http_spec.lua).
+TEST_PACKAGES := zsh fish man-db lintian nginx
 
 # What the test suite alone needs beyond DEB_PACKAGES: Node.js and npm
 # (from Debian, unless a node and an npm are already there) to run

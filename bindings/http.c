@@ -10,6 +10,7 @@
 #include <lua.h>
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -79,6 +80,13 @@ typedef struct transfer {
   int streaming, paused, headers_seen;
   size_t read_pos;             /* streams: how much of body was handed out */
   CURLcode result;
+  /* libcurl before 8.1 (fresh_handle): what the handle's last transfer
+   * was, so that it is copied only when the next may be HTTP/1. */
+  int used;                    /* it made a transfer since it was fresh */
+  int last_h2;                 /* which ended over HTTP/2 */
+  char *last_origin;           /* to this scheme://host:port (our copy) */
+  int check_alpn;              /* this transfer must find h2 in prereq */
+  int copy_and_retry;          /* it did not: start again on a copy */
 } transfer;
 
 struct http_state {
@@ -93,6 +101,8 @@ struct http_state {
   int in_flight;               /* transfers added to the multi handle */
   uint64_t driven_ns;          /* when curl was last called (drive) */
   int stale_header_pointer;    /* this libcurl has the bug of fresh_handle() */
+  int proxy_env;               /* a proxy may be taken from the environment */
+  unsigned long handle_copies; /* made by fresh_handle(), for the tests */
 };
 
 
@@ -172,6 +182,9 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp) {
   return len;
 }
 
+static int retry_on_copy(struct transfer *t);
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port, int local_port);
+
 static void collect_done(http_state *h) {
   CURLMsg *msg;
   int left;
@@ -180,6 +193,7 @@ static void collect_done(http_state *h) {
     transfer *t = NULL;
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     curl_multi_remove_handle(h->multi, t->easy);
+    if (t->copy_and_retry && retry_on_copy(t)) continue;
     t->result = msg->data.result;
     t->done = 1;
     t->headers_seen = 1;
@@ -291,6 +305,8 @@ static transfer *new_transfer(http_state *h) {
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
   curl_easy_setopt(e, CURLOPT_SHARE, h->share);
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
   /* curl's own defaults, recorded so that configure() knows them. */
   t->set.connect_timeout_ms = 300000;
   t->set.plain_get = 1;
@@ -299,6 +315,7 @@ static transfer *new_transfer(http_state *h) {
 
 static void free_transfer(transfer *t) {
   curl_easy_cleanup(t->easy);
+  free(t->last_origin);
   curl_slist_free_all(t->headers);
   free(t->set.ca_file);
   buffer_free(&t->body);
@@ -328,11 +345,12 @@ static void unlink_busy(http_state *h, transfer *t) {
  * transfer starts but keeps a pointer to the last of them, and follows it
  * when the next response's first header line is folded (begins with a
  * space or a tab): a read of freed memory and a realloc of it that any
- * server can cause (curl's issue 11101, found by fuzz/http.lua). A handle
- * going back to the pool is replaced by a copy, which keeps every option
- * set on it (so `set` stays true) and none of that state. About 3 us a
- * request, paid only where libcurl has the bug. Returns 0, or -1 when no
- * copy could be made (the transfer is then not pooled). */
+ * server can cause (curl's issue 11101, found by fuzz/http.lua). A pooled
+ * handle taken for a request is replaced by a copy (ready_handle), which
+ * keeps every option set on it (so `set` stays true) and none of that
+ * state; paid only where libcurl has the bug, and 10-14% of a fan-out's
+ * time at 64, so not over HTTP/2, where it is not needed (below). Returns
+ * 0, or -1 when no copy could be made. */
 static int fresh_handle(transfer *t) {
   if (!t->http->stale_header_pointer) return 0;
   CURL *copy = curl_easy_duphandle(t->easy);
@@ -340,7 +358,83 @@ static int fresh_handle(transfer *t) {
   curl_easy_cleanup(t->easy);
   t->easy = copy;
   curl_easy_setopt(copy, CURLOPT_SHARE, t->http->share); /* a copy has none */
+  t->used = 0;
+  t->http->handle_copies++;
   return 0;
+}
+
+/* Over HTTP/2 the stale pointer is never followed: the first header
+ * stored is :status, which replaces it, and no line is ever folded. So a
+ * handle whose last transfer ended over HTTP/2 goes on without a copy to
+ * the same origin, if the connection its transfer is given says h2 by
+ * ALPN (checked in on_prereq, before the request is sent); if not, the
+ * transfer is stopped there and started again on a copy. Not with a proxy
+ * from the environment, whose CONNECT answer comes before that check. */
+static size_t origin_len(const char *url) {
+  const char *p = strstr(url, "://");
+  if (!p) return 0;
+  p += 3;
+  return (size_t)(p + strcspn(p, "/?#") - url);
+}
+
+static int same_origin(const char *a, const char *b) {
+  size_t n = origin_len(a);
+  return n > 0 && n == origin_len(b) && strncmp(a, b, n) == 0;
+}
+
+/* Readies a pooled handle for a request to url: copied unless it may go
+ * on as it is (then its connection is checked). Returns -1 when it needs
+ * a copy and none could be made. */
+static int ready_handle(transfer *t, const char *url) {
+  http_state *h = t->http;
+  t->check_alpn = 0;
+  if (h->stale_header_pointer && t->used) {
+    if (t->last_h2 && !h->proxy_env && strncmp(url, "https:", 6) == 0 && t->last_origin &&
+        same_origin(url, t->last_origin))
+      t->check_alpn = 1;
+    else if (fresh_handle(t) < 0)
+      return -1;
+  }
+  size_t n = origin_len(url);
+  if (!t->last_origin || !same_origin(url, t->last_origin)) {
+    free(t->last_origin);
+    t->last_origin = n ? strndup(url, n) : NULL;
+  }
+  return 0;
+}
+
+static int speaks_h2(CURL *e) {
+  struct curl_tlssessioninfo *info = NULL;
+  if (curl_easy_getinfo(e, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK || !info ||
+      info->backend != CURLSSLBACKEND_OPENSSL || !info->internals)
+    return 0;
+  const unsigned char *proto = NULL;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(info->internals, &proto, &len);
+  return len == 2 && memcmp(proto, "h2", 2) == 0;
+}
+
+/* Called once a transfer has its connection, before its request is sent
+ * (and again before each redirect's, which find the pointer fresh). */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port) {
+  (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+  transfer *t = userp;
+  if (!t->check_alpn) return CURL_PREREQFUNC_OK;
+  t->check_alpn = 0;
+  if (speaks_h2(t->easy)) return CURL_PREREQFUNC_OK;
+  t->copy_and_retry = 1;
+  return CURL_PREREQFUNC_ABORT;
+}
+
+/* The transfer on_prereq stopped, started again on a copy of its handle
+ * (nothing was sent; the connection stays for it). 0 if that failed: then
+ * it ends with the abort. */
+static int retry_on_copy(transfer *t) {
+  t->copy_and_retry = 0;
+  t->error[0] = '\0';
+  if (fresh_handle(t) < 0) return 0;
+  return curl_multi_add_handle(t->http->multi, t->easy) == CURLM_OK;
 }
 
 /* Stops the transfer and puts it back in the pool; a no-op for one that
@@ -364,7 +458,12 @@ static void transfer_close(transfer *t) {
   t->body.len = t->head.len = 0;
   t->error[0] = '\0';
   if (t->body.cap > STREAM_HIGH_WATER) buffer_free(&t->body); /* keep small ones */
-  if (h->pooled < MAX_POOLED_HANDLES && fresh_handle(t) == 0) h->pool[h->pooled++] = t;
+  long version = 0;
+  curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &version);
+  t->used = 1; /* copied, if need be, when next taken (ready_handle) */
+  t->last_h2 = version == CURL_HTTP_VERSION_2_0;
+  t->check_alpn = t->copy_and_retry = 0;
+  if (h->pooled < MAX_POOLED_HANDLES) h->pool[h->pooled++] = t;
   else free_transfer(t);
 }
 
@@ -540,6 +639,10 @@ static transfer *start_transfer(lua_State *L, int streaming) {
   request_args args = read_args(L);
   transfer *t = take_transfer(h);
   if (!t) luaL_error(L, "http: cannot create a transfer");
+  if (ready_handle(t, args.url) < 0) {
+    transfer_close(t);
+    luaL_error(L, "http: cannot create a transfer");
+  }
   t->streaming = streaming;
   configure(L, t, &args);
   if (curl_multi_add_handle(h->multi, t->easy) != CURLM_OK) {
@@ -863,9 +966,16 @@ static int l_url_host(lua_State *L) {
   return 2;
 }
 
+/* handle_copies() -> how many pooled handles fresh_handle() has copied. */
+static int l_handle_copies(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)upvalue_state(L)->handle_copies);
+  return 1;
+}
+
 static const luaL_Reg module_functions[] = {
     {"request", l_request}, {"open", l_open}, {"configure", l_configure},
-    {"version", l_version}, {"url_host", l_url_host}, {NULL, NULL}};
+    {"version", l_version}, {"url_host", l_url_host}, {"handle_copies", l_handle_copies},
+    {NULL, NULL}};
 
 static http_state *new_state(lua_State *L) {
   http_state *h = lua_newuserdatauv(L, sizeof *h, 0);
@@ -885,6 +995,8 @@ static http_state *new_state(lua_State *L) {
    * so only the sessions are shared; one thread, so no lock functions. */
   curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   h->stale_header_pointer = curl_version_info(CURLVERSION_NOW)->version_num < 0x080100;
+  h->proxy_env = getenv("https_proxy") || getenv("HTTPS_PROXY") || getenv("all_proxy") ||
+                 getenv("ALL_PROXY");
   kapi_timer_init(&h->timer, on_timer_expired, h);
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);

@@ -57,8 +57,9 @@ M.VARIABLES = {
   {name = "SSL_CERT_FILE", help = "A CA bundle (PEM) to verify TLS servers against instead of the system's, "
      .. "as for curl and OpenSSL: a private CA or a proxy's. A request's own ca_file wins; scripts may set "
      .. "kapi.http.defaults.ca_file.", default = "the system CA store"},
-  {name = "http_proxy, https_proxy, no_proxy, ALL_PROXY", help = "Proxies for HTTP and HTTPS, and the hosts "
-     .. "that go direct, as for curl (read by libcurl).", default = "no proxy"},
+  {name = "http_proxy, https_proxy, HTTPS_PROXY, no_proxy, all_proxy, ALL_PROXY", help = "Proxies for HTTP "
+     .. "and HTTPS, and the hosts that go direct, as for curl (read by libcurl; with an HTTPS one set, kapi "
+     .. "also gives every HTTPS request a fresh handle).", default = "no proxy"},
 }
 
 --- The variables' names, one entry for each name (LUA_PATH, LUA_CPATH, ...).

@@ -831,6 +831,106 @@ describe("TLS", function()
     end)
   end)
 
+  -- Whether something listens on the port (asked without kapi's handles).
+  local function listening(port)
+    return process.sh(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d' 2>/dev/null"):format(port)).status == 0
+  end
+
+  -- nginx speaking HTTP/2 over TLS on a port of its own; fn(url, stop).
+  local function with_nginx(fn)
+    local root = dir .. "/nginx"
+    -- nginx's workers read the document as another user (nobody).
+    os.execute(("mkdir -p %s && printf ok > %s/doc && chmod 755 %s %s && chmod 644 %s/doc")
+      :format(root, root, dir, root, root))
+    local port, pid_file
+    for _ = 1, 5 do -- a random port, again if it was taken
+      port = 20000 + math.random(0, 20000)
+      pid_file = root .. "/nginx.pid"
+      local conf = process.write(root .. "/nginx.conf", ([[
+        daemon on; worker_processes 1; pid %s; error_log %s/error.log;
+        events { worker_connections 256; }
+        http {
+          access_log off;
+          client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;
+          uwsgi_temp_path %s; scgi_temp_path %s;
+          server { listen 127.0.0.1:%d ssl http2; root %s;
+                   ssl_certificate %s; ssl_certificate_key %s; }
+        }]]):format(pid_file, root, root, root, root, root, root, port, root, cert, key))
+      if process.sh(("nginx -c %s -p %s"):format(conf, root)).status == 0 then break end
+      port = nil
+    end
+    assert.truthy(port, "nginx did not start")
+    local function stop()
+      local f = io.open(pid_file)
+      if f then
+        os.execute("kill " .. f:read("l") .. " 2>/dev/null")
+        f:close()
+        for _ = 1, 100 do -- until its port is free
+          if not listening(port) then break end
+          kapi.sleep(0.05)
+        end
+      end
+    end
+    local ok, err = pcall(fn, ("https://127.0.0.1:%d/"):format(port), stop)
+    stop()
+    assert(ok, err)
+  end
+
+  it("copies no pooled handle over HTTP/2, where libcurl's stale header pointer is never followed", function()
+    local core = require "kapi.core.http"
+    with_nginx(function(url)
+      local function round()
+        local _, failures = kapi.map({1, 2, 3, 4, 5, 6, 7, 8}, function()
+          for _ = 1, 10 do assert.equal("ok", http.get(url .. "doc", {ca_file = cert}).body) end
+        end, {concurrency = 8})
+        assert.is_nil(failures)
+      end
+      round() -- the pool's handles, which last spoke to the servers of other tests, are copied
+      local before = core.handle_copies()
+      round()
+      round()
+      assert.equal(0, core.handle_copies() - before)
+    end)
+  end)
+
+  it("copies a handle that last spoke HTTP/2 when the same origin answers in HTTP/1, before it is sent", function()
+    -- The origin speaks HTTP/2 (nginx), then HTTP/1 with a folded first
+    -- header line (openssl s_server -HTTP sends the file as it is): the
+    -- pooled handles expect HTTP/2, find none by ALPN, and the request
+    -- goes again on a copy, which refuses the line as any fresh handle
+    -- does. On the handle as it was, libcurl 7.88 would follow the freed
+    -- pointer (ASan: a use after free).
+    local core = require "kapi.core.http"
+    with_nginx(function(url, stop)
+      for _ = 1, 3 do assert.equal("ok", http.get(url .. "doc", {ca_file = cert}).body) end
+      stop()
+      local port = url:match(":(%d+)/$")
+      local files = dir .. "/http1"
+      os.execute("mkdir -p " .. files)
+      local f = assert(io.open(files .. "/folded", "wb"))
+      f:write("HTTP/1.1 200 OK\r\n\tfolded: first\r\nContent-Length: 2\r\n\r\nok")
+      f:close()
+      local pid_file = files .. "/pid"
+      os.execute(("cd %s && openssl s_server -accept 127.0.0.1:%s -cert %s -key %s -HTTP -quiet >/dev/null 2>&1 & echo $! > %s")
+        :format(files, port, cert, key, pid_file))
+      local pid = io.open(pid_file):read("l")
+      local ok, err = pcall(function()
+        for _ = 1, 100 do -- until s_server listens
+          if listening(tonumber(port)) then break end
+          kapi.sleep(0.05)
+        end
+        -- One request, on the handle the three above used.
+        local before = core.handle_copies()
+        local got, res = pcall(http.get, url .. "folded", {ca_file = cert, retry = false, timeout = 5})
+        assert.is_false(got, "the folded first line was taken")
+        assert.equal("network", res.kind, tostring(res))
+        assert.equal(1, core.handle_copies() - before, "the handle was not copied")
+      end)
+      os.execute("kill " .. pid .. " 2>/dev/null")
+      assert(ok, err)
+    end)
+  end)
+
   it("resumes a TLS session on a new connection made by another handle", function()
     with_s_server(function(url)
       local function session() return http.get(url, {ca_file = cert}).body:match("\n(%a+), TLS") end
