@@ -115,6 +115,18 @@ static void on_readable(kapi_watch *w, unsigned events) {
   *seen = c;
 }
 
+/* A pipe whose read end is watched: what is read goes to *seen. */
+static void watch_pipe(kapi_loop *loop, int fds[2], kapi_watch *w, int *seen) {
+  assert_int_equal(pipe(fds), 0);
+  assert_int_equal(kapi_watch_start(loop, w, fds[0], KAPI_READABLE, on_readable, seen), 0);
+}
+
+static void unwatch_pipe(kapi_loop *loop, int fds[2], kapi_watch *w) {
+  kapi_watch_stop(loop, w);
+  close(fds[0]);
+  close(fds[1]);
+}
+
 static void descriptors_wake_the_loop(void **state) {
   (void)state;
   kapi_loop *loop = kapi_loop_new();
@@ -181,9 +193,8 @@ static void no_deadline_waits_for_io(void **state) {
   (void)state;
   kapi_loop *loop = kapi_loop_new();
   int fds[2], seen = 0;
-  assert_int_equal(pipe(fds), 0);
   kapi_watch w;
-  kapi_watch_start(loop, &w, fds[0], KAPI_READABLE, on_readable, &seen);
+  watch_pipe(loop, fds, &w, &seen);
   pid_t child = fork();
   if (child == 0) {
     usleep(80000);
@@ -195,9 +206,7 @@ static void no_deadline_waits_for_io(void **state) {
   assert_true(kapi_loop_now_ns() - start >= 50 * MS);
   assert_int_equal(seen, 'z');
   waitpid(child, NULL, 0);
-  kapi_watch_stop(loop, &w);
-  close(fds[0]);
-  close(fds[1]);
+  unwatch_pipe(loop, fds, &w);
   kapi_loop_free(loop);
 }
 
@@ -268,17 +277,14 @@ static void io_arriving_ends_idle_work(void **state) {
   (void)state;
   kapi_loop *loop = kapi_loop_new();
   int fds[2], seen = 0;
-  assert_int_equal(pipe(fds), 0);
-  idle_record rec = {.write_on = 3, .write_fd = fds[1]};
   kapi_watch w;
-  kapi_watch_start(loop, &w, fds[0], KAPI_READABLE, on_readable, &seen);
+  watch_pipe(loop, fds, &w, &seen);
+  idle_record rec = {.write_on = 3, .write_fd = fds[1]};
   kapi_loop_set_idle(loop, count_idle, &rec);
   assert_int_equal(kapi_loop_run_once(loop, 1000 * MS), 1);
   assert_int_equal(seen, 'i');
   assert_int_equal(rec.calls, 3);
-  kapi_watch_stop(loop, &w);
-  close(fds[0]);
-  close(fds[1]);
+  unwatch_pipe(loop, fds, &w);
   kapi_loop_free(loop);
 }
 
@@ -287,19 +293,16 @@ static void no_idle_work_when_something_is_ready_or_due(void **state) {
   (void)state;
   kapi_loop *loop = kapi_loop_new();
   int fds[2], seen = 0;
-  assert_int_equal(pipe(fds), 0);
-  idle_record rec = {0};
   kapi_watch w;
-  kapi_watch_start(loop, &w, fds[0], KAPI_READABLE, on_readable, &seen);
+  watch_pipe(loop, fds, &w, &seen);
+  idle_record rec = {0};
   kapi_loop_set_idle(loop, count_idle, &rec);
   assert_int_equal(write(fds[1], "r", 1), 1);
   kapi_loop_run_once(loop, 1000 * MS);
   assert_int_equal(seen, 'r');
   kapi_loop_run_once(loop, MS / 2); /* at most half a millisecond to wait */
   assert_int_equal(rec.calls, 0);
-  kapi_watch_stop(loop, &w);
-  close(fds[0]);
-  close(fds[1]);
+  unwatch_pipe(loop, fds, &w);
   kapi_loop_free(loop);
 }
 
