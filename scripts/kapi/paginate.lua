@@ -86,7 +86,6 @@ local function check_options(style, opts)
   end
   errors.check(opts.progress, "function?", "paginate." .. style .. ": progress")
   errors.check(opts.unique, "function?", "paginate." .. style .. ": unique")
-  errors.check(opts.convert, "function?", "paginate." .. style .. ": convert")
 end
 
 -- A page as fetch gave it: fetch is the caller's function, and a page of
@@ -255,9 +254,10 @@ end
 --- fetched while the caller works on the current one, unless max_items is
 --- already reached; convert(item), when given, makes each item of a page
 --- what the caller gets, once the next page's request has gone (a page of
---- 1,000 made into items would otherwise hold it back). A cursor the service repeats, or none while its total
---- says more items remain, is an error naming the page, never a loop;
---- max_pages (default M.MAX_CURSOR_PAGES) bounds every loop.
+--- 1,000 made into items would otherwise hold it back). A cursor the
+--- service repeats, or none while its total says more items remain, is an
+--- error naming the page, never a loop; max_pages (default
+--- M.MAX_CURSOR_PAGES) bounds every loop.
 local function cursor(style, opts)
   local self = new_iterator(opts)
   local guarded = self.max_pages == nil -- a limit asked for stops quietly; the guard says why it stopped
@@ -341,6 +341,7 @@ end
 
 function M.cursor(opts)
   check_options("cursor", opts)
+  errors.check(opts.convert, "function?", "paginate.cursor: convert") -- the other styles take none
   return cursor("cursor", opts)
 end
 
