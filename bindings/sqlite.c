@@ -5,14 +5,17 @@
  * are raised as "sqlite: CODE: message", CODE being SQLite's primary
  * result code by name (BUSY, CORRUPT, NOTADB, READONLY, ...), so that the
  * Lua side can say what went wrong in its own words. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <lauxlib.h>
 #include <lua.h>
 #include <sqlite3.h>
+#include <time.h>
 
 #define DB_METATABLE "kapi.sqlite.db"
 
 typedef struct {
   sqlite3 *db;
+  int busy_ms; /* how long a statement may wait for another process's lock */
 } Db;
 
 static const char *code_name(int rc) {
@@ -56,6 +59,7 @@ static int l_open(lua_State *L) {
   int readonly = lua_toboolean(L, 3);
   Db *d = lua_newuserdatauv(L, sizeof *d, 0);
   d->db = NULL;
+  d->busy_ms = busy_ms;
   luaL_setmetatable(L, DB_METATABLE);
   int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   int rc = sqlite3_open_v2(path, &d->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
@@ -124,6 +128,36 @@ static void push_column(lua_State *L, sqlite3_stmt *stmt, int c) {
   }
 }
 
+static long long monotonic_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The first step of a statement, waiting for a lock the busy handler was
+ * not asked to wait for. SQLite refuses at once, without the handler,
+ * a statement that holds a read lock and needs a write one, since
+ * waiting could deadlock: switching a new file to WAL does that (it reads
+ * the header, then writes it), so processes opening one history at the
+ * same moment failed at random. In autocommit mode the refused
+ * statement's own transaction is already rolled back and nothing is held,
+ * so trying it again is the wait the handler would have done, within
+ * the same busy_ms. */
+static int first_step(Db *d, sqlite3_stmt *stmt) {
+  static const int backoff_ms[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+  long long started = monotonic_ms();
+  int rc, tries = 0;
+  while (((rc = sqlite3_step(stmt)) & 0xff) == SQLITE_BUSY && sqlite3_get_autocommit(d->db)) {
+    int wait = backoff_ms[tries < 11 ? tries : 11];
+    long long left = d->busy_ms - (monotonic_ms() - started);
+    if (left <= 0) break;
+    sqlite3_reset(stmt);
+    sqlite3_sleep(wait < left ? wait : (int)left);
+    tries++;
+  }
+  return rc;
+}
+
 /* Runs one statement with the parameters from index 3 on; with rows set,
  * leaves a list of row tables (column name -> value) on the stack. The
  * statement is finalized on every path but a Lua memory error while rows
@@ -143,7 +177,8 @@ static int run_statement(lua_State *L, int rows) {
   }
   if (rows) lua_newtable(L);
   int n = 0, columns = sqlite3_column_count(stmt);
-  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+  rc = first_step(d, stmt);
+  for (; rc == SQLITE_ROW; rc = sqlite3_step(stmt)) {
     if (!rows) continue;
     lua_createtable(L, 0, columns);
     for (int c = 0; c < columns; c++) {

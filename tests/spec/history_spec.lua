@@ -84,6 +84,49 @@ describe("kapi.history", function()
     for _, bad in ipairs {"", "1.5h", "-1h", "1y", "h", "24 h", ("9"):rep(40)} do assert.is_nil(history.duration(bad), bad) end
   end)
 
+  -- Another process holds the write lock of a new file for `seconds`;
+  -- returns once it does, and a function that waits for it to end.
+  local function lock_held(path, seconds)
+    local holder = process.write(dir .. "/hold.lua", ([[
+      local db = require("kapi.core.sqlite").open(%q)
+      db:exec("BEGIN IMMEDIATE")
+      print("locked")
+      io.stdout:flush()
+      os.execute("sleep %s")
+      db:exec("COMMIT")
+    ]]):format(path, seconds))
+    local pipe = io.popen(process.quote(process.kapi) .. " " .. process.quote(holder))
+    assert.equal("locked", pipe:read("l"))
+    return function() return pipe:close() end
+  end
+
+  it("waits for another process's lock while it makes a new file WAL, as for any other statement", function()
+    -- SQLite refuses the switch to WAL at once, without the busy handler,
+    -- while another connection holds the write lock: processes opening
+    -- one new history at the same moment used to fail at random.
+    local path = dir .. "/new.sqlite3"
+    local ended = lock_held(path, 0.3)
+    local h <close> = history.open(path)
+    assert.is_true(ended())
+    local db = sqlite.open(path)
+    assert.equal("wal", db:rows("PRAGMA journal_mode")[1].journal_mode)
+    db:close()
+  end)
+
+  it("gives up on a lock held longer than its busy time, after that time", function()
+    local path = dir .. "/held.sqlite3"
+    local ended = lock_held(path, 1.5)
+    local db = sqlite.open(path, 200)
+    local started = kapi.now()
+    local ok, err = pcall(db.rows, db, "PRAGMA journal_mode = WAL")
+    local waited = kapi.now() - started
+    db:close()
+    ended()
+    assert.is_false(ok)
+    assert.matches("^sqlite: BUSY: ", err)
+    assert.is_true(waited >= 0.19 and waited < 1, ("waited %.3f s"):format(waited))
+  end)
+
   it("keeps every run whole or not at all when kapi is killed while writing (SIGKILL, 40 times)", function()
     local path = dir .. "/killed.sqlite3"
     local writer = [[
