@@ -11,6 +11,7 @@ local input = require "kapi.input"
 local doc = require "kapi.doc"
 local gtin = require "kapi.gtin"
 local csv = require "kapi.csv"
+local task = require "kapi.task"
 
 local M = {}
 
@@ -288,10 +289,65 @@ function Client:call(method, path, body, query)
                        query = query, retry = method == "GET", expect_json = true}
 end
 
---- publications{gtin, recipientGln, ipGln} -> records
+--- publications{gtin, recipientGln, ipGln} -> records; gtin is one GTIN
+--- or a list of up to MAX_GTINS, asked for in one call
+M.MAX_GTINS = 50
+
+local function check_gtins(list, what)
+  for i, g in ipairs(list) do
+    if type(g) ~= "string" then
+      errors.usage(("%s[%d] is a %s (expected a GTIN, a string)"):format(what, i, type(g)), 3)
+    elseif g:find(",", 1, true) then -- the separator of the list sent
+      errors.usage(("%s[%d] is no GTIN: %s"):format(what, i, errors.excerpt(g)), 3)
+    end
+  end
+end
+
 function Client:publications(filter)
   errors.check(filter, "table?", "items:publications: filter")
-  return self:call("GET", "/items/v1/publications", nil, filter or {}):json().data
+  local query = {}
+  for k, v in pairs(filter or {}) do query[k] = v end
+  if type(query.gtin) == "table" then
+    if #query.gtin > M.MAX_GTINS then
+      errors.usage(("items:publications: gtin takes at most %d GTINs, got %d"):format(M.MAX_GTINS, #query.gtin), 2)
+    end
+    check_gtins(query.gtin, "items:publications: gtin")
+    query.gtin = table.concat(query.gtin, ",")
+  end
+  return self:call("GET", "/items/v1/publications", nil, query):json().data
+end
+
+--- publications_of(gtins) -> records by GTIN, failures: every publication
+--- of each GTIN of the list, asked for MAX_GTINS to a call, a few calls at
+--- once. records[gtin] is a list, empty for a GTIN with none; a GTIN of a
+--- call that failed has no entry, and failures has {gtins, where, error}
+--- for each such call (where names its GTINs in a few words).
+function Client:publications_of(gtins)
+  errors.check(gtins, "table", "items:publications_of: gtins")
+  local distinct, seen = {}, {}
+  check_gtins(gtins, "items:publications_of: gtins")
+  for _, g in ipairs(gtins) do
+    if not seen[g] then seen[g] = true; distinct[#distinct + 1] = g end
+  end
+  local calls = {}
+  for i = 1, #distinct, M.MAX_GTINS do
+    calls[#calls + 1] = table.move(distinct, i, math.min(#distinct, i + M.MAX_GTINS - 1), 1, {})
+  end
+  local found, errs = task.map(calls, function(batch) return self:publications {gtin = batch} end)
+  local records, failures = {}, {}
+  for i, batch in ipairs(calls) do
+    if errs and errs[i] then
+      failures[#failures + 1] = {gtins = batch, error = errs[i],
+                                 where = batch[1] .. (#batch > 1 and (" and %d more"):format(#batch - 1) or "")}
+    else
+      for _, g in ipairs(batch) do records[g] = {} end
+      for _, r in ipairs(found[i] or {}) do
+        local list = records[r.gtin]
+        if list then list[#list + 1] = r end
+      end
+    end
+  end
+  return records, failures
 end
 
 local function action(name)
@@ -329,7 +385,9 @@ end
 doc.declare("kapi.items.client", M.client, [[
 kapi.items.client{env, base_url, app_id, secret} -> items
 Publications and CICs in the publication-record format: items:publications{gtin,
-recipientGln, ipGln}; items:publish / republish / resend / withdraw(gtin,
+recipientGln, ipGln} (gtin: one GTIN, or a list of up to kapi.items.MAX_GTINS
+asked for in one call), and items:publications_of(gtins) for a list of any
+length, in calls of MAX_GTINS; items:publish / republish / resend / withdraw(gtin,
 recipientGln, {publicationType | reason}); items:item(gtin) and
 items:update(gtin, hierarchy). kapi.items.read_report(path) reads an exported
 report (CSV, columns matched by name or by the report's labels).

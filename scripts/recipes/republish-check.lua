@@ -43,15 +43,15 @@ end
 local function from_api(args, gtins, items, problems)
   if args.all then return items:publications() end
   if args.gln then return items:publications {ipGln = args.gln} end
-  local found, failures = kapi.map(gtins, function(g) return items:publications {gtin = g} end)
+  local found, failures = items:publications_of(gtins)
+  for _, f in ipairs(failures) do problems:error(f.error, f.where) end
   local out = {}
-  for i, g in ipairs(gtins) do
-    if failures and failures[i] then
-      problems:error(failures[i], g)
-    elseif #kroger_only(found[i]) == 0 then
+  for _, g in ipairs(gtins) do
+    local records = found[g]
+    if records and #kroger_only(records) == 0 then
       problems:add(g, "has no publication to a Kroger GLN (publish the top level to 0838016000123)")
-    else
-      table.move(found[i], 1, #found[i], #out + 1, out)
+    elseif records then
+      table.move(records, 1, #records, #out + 1, out)
     end
   end
   return out

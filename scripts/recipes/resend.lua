@@ -105,13 +105,14 @@ publication that is not there (a bad GTIN, not published to that GLN).]],
 
     -- Every publication of each GTIN, once: the queue's decides the certified one's verdict.
     local records, asked, seen = {}, {}, {}
-    local found, failures = kapi.map(wanted, function(t) return items:publications {gtin = t.gtin} end)
-    for i, t in ipairs(wanted) do
+    local gtins = {}
+    for i, t in ipairs(wanted) do gtins[i] = t.gtin end
+    local found, failures = items:publications_of(gtins)
+    for _, f in ipairs(failures) do problems:error(f.error, f.where) end
+    for _, t in ipairs(wanted) do
       local key = t.gtin .. "@" .. t.recipientGln
-      if failures and failures[i] then
-        problems:error(failures[i], t.gtin)
-      else
-        for _, r in ipairs(found[i]) do
+      if found[t.gtin] then
+        for _, r in ipairs(found[t.gtin]) do
           local k = r.gtin .. "@" .. r.recipientGln
           if not seen[k] then seen[k] = true; records[#records + 1] = r end
           if k == key then asked[key] = true end

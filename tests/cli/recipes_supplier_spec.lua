@@ -535,6 +535,22 @@ describe("kapi run republish-check", function()
     end
   end)
 
+  it("asks for the publications of 50 GTINs in one call", function()
+    local supplier = require "kapi.sandbox.supplier"
+    local lines = {}
+    for k = 1, 120 do lines[k] = select(2, supplier.gtins(k)) end
+    local file = process.write(process.tempdir() .. "/gtins.txt", table.concat(lines, "\n") .. "\n")
+    local sandbox = process.sandbox {"--verbose"}
+    local r = kapi({"run", "republish-check", "--json", "--file", file}, sandbox.url)
+    local log = sandbox.log()
+    sandbox.stop()
+    local calls = select(2, log:gsub("GET /items/v1/publications", ""))
+    assert.equal(3, calls, ("%d calls for 120 GTINs"):format(calls))
+    local got = by_publication(json.decode(r.stdout))
+    for key, row in pairs(rows) do assert.equal(row.verdict, got[key] and got[key].verdict, key) end
+    assert.matches("kapi: " .. lines[120] .. ": has no publication to a Kroger GLN", r.stderr, 1, true)
+  end)
+
   it("gives the same verdicts when the sandbox injects faults", function()
     local sandbox = process.sandbox {"--faults", "5xx=0.2,reset=0.05,slow=0.05:0.1s"}
     local faulty = verdicts({"run", "republish-check", "--all", "--json"}, sandbox.url)

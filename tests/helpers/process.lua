@@ -93,7 +93,14 @@ function M.sandbox(args)
     M.cleanup(dir)
   end
   if not url then stop(); error("kapi sandbox did not start", 2) end
-  return {url = url, stop = stop}
+  -- What it has said on stderr so far (with --verbose, a line a request).
+  local function log()
+    local f = io.open(dir .. "/err")
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    return text
+  end
+  return {url = url, stop = stop, log = log}
 end
 
 --- The environment of a user with no credentials, on the sandbox at url

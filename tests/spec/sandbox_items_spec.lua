@@ -203,6 +203,65 @@ describe("the item API", function()
     assert.equal("LAST_PROCESSING", fetched_each(4).productActivityTypeCode) -- the supplier's others as they were
   end)
 
+  it("gives the publications of up to 50 GTINs in one call, as one call each gives them, and refuses more", function()
+    local gtins, one_by_one = {}, {}
+    for k = 1, 50 do
+      gtins[k] = case_gtin(k)
+      for _, p in ipairs(call("GET", "/items/v1/publications", nil, {gtin = gtins[k]}):json().data) do
+        one_by_one[#one_by_one + 1] = p
+      end
+    end
+    local res = call("GET", "/items/v1/publications", nil, {gtin = table.concat(gtins, ",")})
+    assert.equal(200, res.status)
+    assert.equal(#call("GET", "/items/v1/publications"):json().data, #one_by_one) -- the table's cases are among them
+    table.sort(one_by_one, function(a, b) -- the order of every list of publications
+      if a.gtin ~= b.gtin then return a.gtin < b.gtin end
+      return a.recipientGln < b.recipientGln
+    end)
+    assert.same(one_by_one, res:json().data)
+    gtins[51] = case_gtin(51)
+    res = call("GET", "/items/v1/publications", nil, {gtin = table.concat(gtins, ",")})
+    assert.equal(400, res.status)
+    assert.equal("TOO_MANY_GTINS", res:json().errors.code)
+  end)
+
+  it("is asked for a long list of GTINs 50 to a call by items:publications_of", function()
+    local im = kapi.items.client {env = "sandbox", base_url = sb.url}
+    local gtins, calls = {}, {}
+    for k = 1, 120 do gtins[k] = case_gtin(k) end
+    gtins[121], gtins[122] = "00614141999996", gtins[1] -- published nowhere; given twice
+    local request = http.request
+    http.request = function(req)
+      if req.url:find("/items/v1/publications", 1, true) then calls[#calls + 1] = req.query.gtin end
+      return request(req)
+    end
+    local ok, found, failures = pcall(im.publications_of, im, gtins)
+    http.request = request
+    assert.is_true(ok, found)
+    assert.same({}, failures)
+    assert.equal(3, #calls) -- 121 distinct GTINs
+    for k = 1, 120 do assert.same(im:publications {gtin = gtins[k]}, found[gtins[k]], gtins[k]) end
+    assert.same({}, found["00614141999996"])
+
+    -- A call that fails names its GTINs, and they have no entry.
+    local function fail_for_the_second(req)
+      if req.query and req.query.gtin and req.query.gtin:find(gtins[51], 1, true) then
+        error(kapi.errors.new("network", "connection reset"), 0)
+      end
+      return request(req)
+    end
+    http.request = fail_for_the_second
+    ok, found, failures = pcall(im.publications_of, im, gtins)
+    http.request = request
+    assert.is_true(ok, found)
+    assert.equal(1, #failures)
+    assert.equal(gtins[51] .. " and 49 more", failures[1].where)
+    assert.equal(50, #failures[1].gtins)
+    assert.is_nil(found[gtins[51]])
+    assert.is_table(found[gtins[1]])
+    assert.is_table(found[gtins[101]])
+  end)
+
   it("requires the HMAC signature", function()
     local res = http.get(sb.url .. "/items/v1/publications", {raise = false})
     assert.equal(401, res.status)

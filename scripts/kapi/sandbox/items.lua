@@ -292,12 +292,24 @@ function M.withdraw(state, req)
   return {status = 204}
 end
 
---- GET /items/v1/publications?gtin=&recipientGln=&ipGln=
+--- GET /items/v1/publications?gtin=&recipientGln=&ipGln=; gtin takes up
+--- to MAX_GTINS GTINs, comma-separated, as the Products API's productId.
+M.MAX_GTINS = 50
+
 function M.publications(state, req)
   local q, out = req.query, {}
+  local wanted
+  if q.gtin then
+    wanted = {}
+    local n = 0
+    for g in q.gtin:gmatch("[^,]+") do wanted[g], n = true, n + 1 end
+    if n > M.MAX_GTINS then
+      return item_error(400, "TOO_MANY_GTINS", ("gtin names %d GTINs; at most %d a call"):format(n, M.MAX_GTINS))
+    end
+  end
   for _, pub in pairs(state.items.publications) do
     local h = state.items.hierarchies[pub.gtin]
-    if (not q.gtin or q.gtin == pub.gtin) and (not q.recipientGln or q.recipientGln == pub.recipientGln)
+    if (not wanted or wanted[pub.gtin]) and (not q.recipientGln or q.recipientGln == pub.recipientGln)
        and (not q.ipGln or q.ipGln == h.informationProviderGln) then
       out[#out + 1] = record(pub)
     end
