@@ -334,18 +334,37 @@ local function by_gtin(records)
   return out
 end
 
---- Verdicts for publication records: reads each item once (concurrently,
---- through items:item when an items client is given), re-checks it with
---- the rules, and returns one row per record in input order:
---- {gtin, recipientGln, verdict, cause, next, publication, findings}.
---- opts.progress(n, total) is called as items are read. Second result: the
---- errors of items that could not be read, by GTIN (their rows say so).
-function M.assess(records, items, opts)
-  opts = opts or {}
+-- The GTINs whose verdicts look at the item as it is now, each once. A
+-- verdict is worked out with a context that notes a look at findings or
+-- changed, so that the verdict's own logic decides: a publication that is
+-- done, waiting or at the wrong recipient never looks, and a supplier's
+-- thousand certified items cost no call each.
+local function needing_items(records, publications, now)
   local gtins, seen = {}, {}
   for _, pub in ipairs(records) do
-    if not seen[pub.gtin] then seen[pub.gtin] = true; gtins[#gtins + 1] = pub.gtin end
+    if not seen[pub.gtin] then
+      local looked = false
+      local ctx = setmetatable({now = now, queue = publications[pub.gtin][M.QUEUE]}, {__index = function(_, key)
+        if key == "findings" or key == "changed" then looked = true end
+      end})
+      M.verdict(pub, ctx)
+      if looked then seen[pub.gtin] = true; gtins[#gtins + 1] = pub.gtin end
+    end
   end
+  return gtins
+end
+
+--- Verdicts for publication records: reads each item whose verdict depends
+--- on it once (concurrently, through items:item when an items client is
+--- given), re-checks it with the rules, and returns one row per record in
+--- input order: {gtin, recipientGln, verdict, cause, next, publication,
+--- findings (nil when the item was not read)}. opts.progress(n, total) is
+--- called as items are read. Second result: the errors of items that could
+--- not be read, by GTIN (their rows say so).
+function M.assess(records, items, opts)
+  opts = opts or {}
+  local publications, now, out = by_gtin(records), opts.now or os.time(), {}
+  local gtins = items and needing_items(records, publications, now) or {}
   local state, unread = {}, {}
   if items then
     local task = require "kapi.task"
@@ -359,7 +378,6 @@ function M.assess(records, items, opts)
       if failures and failures[i] then unread[gtin] = failures[i] end
     end
   end
-  local publications, now, out = by_gtin(records), opts.now or os.time(), {}
   for i, pub in ipairs(records) do
     local known = state[pub.gtin] or {}
     local v = M.verdict(pub, {findings = known.findings, changed = known.changed, now = now,

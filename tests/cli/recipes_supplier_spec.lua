@@ -551,6 +551,31 @@ describe("kapi run republish-check", function()
     assert.matches("kapi: " .. lines[120] .. ": has no publication to a Kroger GLN", r.stderr, 1, true)
   end)
 
+  it("reads an item only when a verdict of its publications depends on it", function()
+    local sandbox = process.sandbox {"--verbose"}
+    local r = kapi({"run", "republish-check", "--all", "--json"}, sandbox.url)
+    local log = sandbox.log()
+    sandbox.stop()
+    assert.same(rows, by_publication(json.decode(r.stdout)))
+    local read = {}
+    for gtin in log:gmatch("GET /items/v1/items/(%d+)") do
+      assert.is_nil(read[gtin], gtin .. " read twice")
+      read[gtin] = true
+    end
+    local looks = {FIX_THEN_REPUBLISH = true, READY_TO_REPUBLISH = true, RESEND = true, FAILED_TO_SEND = true,
+                   BLOCKED = true}
+    local needed, unread = {}, 0
+    for _, row in pairs(rows) do needed[row.gtin] = needed[row.gtin] or looks[row.verdict] or false end
+    for gtin, need in pairs(needed) do
+      if not need then
+        assert.is_nil(read[gtin], gtin .. ": its publications are done or waiting, yet its item was read")
+        unread = unread + 1
+      end
+    end
+    assert.is_true(unread >= 3, "the table has done and waiting publications")
+    for gtin in pairs(read) do assert.is_true(needed[gtin], gtin .. " read for no verdict") end
+  end)
+
   it("gives the same verdicts when the sandbox injects faults", function()
     local sandbox = process.sandbox {"--faults", "5xx=0.2,reset=0.05,slow=0.05:0.1s"}
     local faulty = verdicts({"run", "republish-check", "--all", "--json"}, sandbox.url)
