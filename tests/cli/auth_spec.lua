@@ -227,6 +227,10 @@ describe("a token refresh killed at any moment", function()
       for i in $(seq 100); do grep -q "^kapi sandbox: http" %s/sandbox.out && break; sleep 0.05; done
       export KAPI_SANDBOX_URL=$(sed -n 's/^kapi sandbox: //p' %s/sandbox.out)
       login() {
+        # Emptied here, not only by the redirection below, which happens in
+        # the child whenever it runs: the loop must never find the address
+        # of the login before (gone, so this one would wait for ever).
+        : > %s/login.out
         "$KAPI" auth login --env sandbox --no-browser --scope cart.basic:write > %s/login.out 2>&1 &
         l=$!
         for i in $(seq 200); do grep -q authorize %s/login.out && break; sleep 0.02; done
@@ -250,7 +254,7 @@ describe("a token refresh killed at any moment", function()
         if "$KAPI" auth token --env sandbox > /dev/null 2>&1; then kept=$((kept + 1)); else lost=$((lost + 1)); login; fi
       done
       echo "corrupt=$corrupt kept=$kept lost=$lost"
-    ]]):format(dir, dir, process.quote(process.kapi), dir, dir, dir, dir, dir, dir)
+    ]]):format(dir, dir, process.quote(process.kapi), dir, dir, dir, dir, dir, dir, dir)
     local r = process.sh(script)
     process.cleanup(dir)
     assert.equal(0, r.status, r.stderr)
