@@ -71,8 +71,11 @@ test-deps: deps
 	  cp $(TOOLS_DIR)/package-lock.json $(TOOLS_STAMP); \
 	fi
 
-$(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+# Configured only once the packages are in (make -j would otherwise run
+# cmake beside apt-get), and a failed configuration leaves no cache behind
+# for the next make to take as done.
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) || { rm -f $@; exit 1; }
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
