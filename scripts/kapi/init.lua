@@ -11,6 +11,7 @@ local kapi = {
   sleep = task.sleep,
   now = task.now,
   map = task.map,
+  pool = task.pool,
   running = task.running,
   doc = doc,
 }
@@ -75,6 +76,23 @@ Example:
   local squares, errors = kapi.map({1, 2, 3}, function(x) return x * x end,
                                    {concurrency = 2})
   --> squares = {1, 4, 9, n = 3}, errors = nil]])
+
+doc.declare("kapi.pool", kapi.pool, [[
+kapi.pool({concurrency = 8}) -> pool
+A work list done by at most `concurrency` tasks: pool:add(fn, arg) adds the
+job fn(arg, k) and returns k; a job may add more, which run in the same
+tasks (work found on the way: the next pages, the details of what a first
+call found). pool:add_next(fn, arg) adds one that starts before the jobs
+not yet started. pool:wait() waits until every job is done, those added
+meanwhile too, and returns the results and errors by k as kapi.map does.
+Example:
+  local pool = kapi.pool {concurrency = 4}
+  local function visit(n)
+    if n < 64 then pool:add(visit, n * 2); pool:add(visit, n * 2 + 1) end
+    return n
+  end
+  pool:add(visit, 1)
+  local results = pool:wait()   --> results.n = 127]])
 
 doc.declare("kapi.running", kapi.running, [[
 kapi.running() -> task

@@ -55,13 +55,112 @@ end
 
 coroutine.resume, coroutine.wrap = M.resume, M.wrap
 
-local MAP_OPTIONS = {concurrency = "number"}
+local OPTIONS = {concurrency = "number"}
 
-local function check_concurrency(opts)
+local function check_concurrency(opts, name)
   if opts == nil then return 8 end
-  errors.check(opts, "table", "kapi.map: opts")
-  errors.check_options(opts, MAP_OPTIONS, "kapi.map")
-  return errors.check_whole(opts.concurrency, 1, nil, "kapi.map: concurrency", true) or 8
+  errors.check(opts, "table", name .. ": opts")
+  errors.check_options(opts, OPTIONS, name)
+  return errors.check_whole(opts.concurrency, 1, nil, name .. ": concurrency", true) or 8
+end
+
+-- A pool is a list of jobs (fn, arg) and at most `concurrency` tasks
+-- taking them in order, those added with add_next first. A task that
+-- finds no job left ends, and a job added later starts another, so a job
+-- may add jobs.
+local Pool = {}
+Pool.__index = Pool
+
+local function next_job(pool)
+  if pool.soon_taken < #pool.soon then
+    local k = pool.soon_taken + 1
+    pool.soon_taken = k
+    return pool.soon[k]
+  end
+  local fns = pool.fns
+  while pool.taken < pool.count do
+    local k = pool.taken + 1
+    pool.taken = k
+    if fns[k] then return k end -- else add_next's, taken already
+  end
+end
+
+local function work(pool)
+  local fns, args, results = pool.fns, pool.args, pool.results
+  while not pool.stopped do
+    local k = next_job(pool)
+    if not k then break end
+    local fn, arg = fns[k], args[k]
+    fns[k], args[k] = nil, nil
+    local ok, value = pcall(fn, arg, k)
+    if ok then
+      results[k] = value
+    elseif not pool.stopped then
+      local failed = pool.failed or {count = 0}
+      pool.failed = failed
+      failed[k] = value
+      failed.count = failed.count + 1
+    end
+  end
+  pool.alive = pool.alive - 1
+end
+
+local function add(pool, fn, arg, what)
+  if type(fn) ~= "function" then errors.check(fn, "function", what) end
+  local k = pool.count + 1
+  pool.count = k
+  pool.fns[k], pool.args[k] = fn, arg
+  if pool.alive < pool.concurrency then
+    pool.alive = pool.alive + 1
+    pool.workers[#pool.workers + 1] = core.spawn(work, pool)
+  end
+  return k
+end
+
+--- Adds the job fn(arg, k) and returns k, its place in the results.
+function Pool:add(fn, arg)
+  return add(self, fn, arg, "pool:add: fn")
+end
+
+--- Adds the job fn(arg, k) before every job not yet started (after those
+--- added this way before it) and returns k.
+function Pool:add_next(fn, arg)
+  local k = add(self, fn, arg, "pool:add_next: fn")
+  self.soon[#self.soon + 1] = k
+  return k
+end
+
+--- Waits until every job is done, those added meanwhile too. Returns the
+--- results by place (results.n = jobs added) and, when some jobs failed,
+--- their errors by place (with .count); nil when all succeeded.
+function Pool:wait()
+  local workers = self.workers
+  local ok, err = pcall(function()
+    local i = 1
+    while workers[i] do
+      workers[i]:wait()
+      i = i + 1
+    end
+  end)
+  if not ok then
+    -- Interrupted or cancelled while waiting: stop the workers too.
+    self.stopped = true
+    for _, w in ipairs(workers) do w:cancel() end
+    error(err, 0)
+  end
+  self.results.n = self.count
+  return self.results, self.failed
+end
+
+local function new_pool(concurrency)
+  return setmetatable({concurrency = concurrency, fns = {}, args = {}, results = {}, workers = {},
+                       soon = {}, soon_taken = 0, count = 0, taken = 0, alive = 0}, Pool)
+end
+
+--- kapi.pool({concurrency = 8}) -> pool, to which jobs are added with
+--- pool:add(fn, arg) and waited for with pool:wait().
+function M.pool(opts)
+  return new_pool(check_concurrency(opts, "kapi.pool"))
 end
 
 --- Calls fn(item, index) for every item of list, at most `concurrency` at
@@ -71,36 +170,9 @@ end
 function M.map(list, fn, opts)
   if type(list) ~= "table" then errors.check(list, "table", "kapi.map: list") end
   if type(fn) ~= "function" then errors.check(fn, "function", "kapi.map: fn") end
-  local concurrency = check_concurrency(opts)
-  local n = #list
-  local results, failed = {n = n}, nil
-  local next_index, stopped = 0, false
-  local function worker()
-    while not stopped and next_index < n do
-      next_index = next_index + 1
-      local i = next_index
-      local ok, value = pcall(fn, list[i], i)
-      if ok then
-        results[i] = value
-      elseif not stopped then
-        failed = failed or {count = 0}
-        failed[i] = value
-        failed.count = failed.count + 1
-      end
-    end
-  end
-  local workers = {}
-  for w = 1, math.min(concurrency, n) do workers[w] = core.spawn(worker) end
-  local ok, err = pcall(function()
-    for _, w in ipairs(workers) do w:wait() end
-  end)
-  if not ok then
-    -- Interrupted or cancelled while waiting: stop the workers too.
-    stopped = true
-    for _, w in ipairs(workers) do w:cancel() end
-    error(err, 0)
-  end
-  return results, failed
+  local pool = new_pool(check_concurrency(opts, "kapi.map"))
+  for i = 1, #list do pool:add(fn, list[i]) end
+  return pool:wait()
 end
 
 return M

@@ -321,6 +321,97 @@ describe("kapi.map", function()
   end)
 end)
 
+describe("kapi.pool", function()
+  it("does the jobs jobs add, in the same bounded tasks, with results by place", function()
+    local pool, running, peak = kapi.pool {concurrency = 4}, 0, 0
+    local function visit(n)
+      running = running + 1
+      peak = math.max(peak, running)
+      if n < 64 then pool:add(visit, n * 2); pool:add(visit, n * 2 + 1) end
+      kapi.sleep(0.001)
+      running = running - 1
+      return n
+    end
+    assert.equal(1, pool:add(visit, 1))
+    local results, errors = pool:wait()
+    assert.is_nil(errors)
+    assert.equal(127, results.n)
+    local seen = {}
+    for k = 1, results.n do seen[results[k]] = true end
+    for n = 1, 127 do assert.is_true(seen[n], n) end
+    assert.equal(4, peak)
+    assert.is_true(#pool.workers <= 8, #pool.workers) -- tasks are reused, not one a job
+  end)
+
+  it("gives a job added on the way a place that is free at once", function()
+    -- 3 jobs of 50 ms and one that, after 50 ms, finds 4 more: with 8
+    -- places those 4 go together, so the whole is two rounds.
+    local pool = kapi.pool {concurrency = 8}
+    local function wait() kapi.sleep(0.05) end
+    for _ = 1, 3 do pool:add(wait) end
+    pool:add(function()
+      kapi.sleep(0.05)
+      for _ = 1, 4 do pool:add(wait) end
+    end)
+    local start = kapi.now()
+    local results = pool:wait()
+    local took = kapi.now() - start
+    assert.equal(8, results.n)
+    assert.is_true(took >= 0.1 and took < 0.14, took)
+  end)
+
+  it("starts a job added with add_next before the jobs not yet started", function()
+    local pool, order = kapi.pool {concurrency = 1}, {}
+    local function note(name) order[#order + 1] = name end
+    pool:add(function()
+      note("first")
+      pool:add_next(note, "next 1")
+      pool:add_next(note, "next 2")
+    end)
+    pool:add(note, "second")
+    pool:add(note, "third")
+    local results = pool:wait()
+    assert.same({"first", "next 1", "next 2", "second", "third"}, order)
+    assert.equal(5, results.n)
+  end)
+
+  it("starts again for a job added after the others ended, and collects errors by place", function()
+    local pool = kapi.pool {concurrency = 2}
+    pool:add(function() return "a" end)
+    assert.same({"a", n = 1}, (pool:wait()))
+    pool:add(function() error({job = 2}) end)
+    pool:add(function(x) return x end, "c")
+    local results, errors = pool:wait()
+    assert.same({"a", nil, "c", n = 3}, results)
+    assert.equal(1, errors.count)
+    assert.same({job = 2}, errors[2])
+  end)
+
+  it("stops its tasks when the wait is cancelled", function()
+    local pool, finished = kapi.pool {concurrency = 2}, 0
+    for _ = 1, 4 do pool:add(function() kapi.sleep(0.2); finished = finished + 1 end) end
+    local waiter = kapi.spawn(function() return pool:wait() end)
+    kapi.sleep(0.02)
+    waiter:cancel()
+    assert.has_error(function() waiter:wait() end)
+    kapi.sleep(0.3)
+    assert.equal(0, finished)
+  end)
+
+  it("names a bad argument with a usage error", function()
+    for _, case in ipairs {
+      {function() kapi.pool {concurrency = 0} end, "kapi.pool: concurrency must be a whole number of at least 1, got 0"},
+      {function() kapi.pool(3) end, "kapi.pool: opts must be a table, got number"},
+      {function() kapi.pool():add(3) end, "pool:add: fn must be a function, got number"},
+    } do
+      local ok, err = pcall(case[1])
+      assert.is_false(ok)
+      assert.is_true(errors.is(err, "usage"), tostring(err))
+      assert.equal(case[2], tostring(err))
+    end
+  end)
+end)
+
 describe("kapi.now", function()
   it("is monotonic and in seconds", function()
     local a = kapi.now()
