@@ -338,8 +338,9 @@ end
 -- verdict is worked out with a context that notes a look at findings or
 -- changed, so that the verdict's own logic decides: a publication that is
 -- done, waiting or at the wrong recipient never looks, and a supplier's
--- thousand certified items cost no call each.
-local function needing_items(records, publications, now)
+-- thousand certified items cost no call each. A verdict that did not look
+-- is final, and is kept in settled by publication.
+local function needing_items(records, publications, now, settled)
   local gtins, seen = {}, {}
   for _, pub in ipairs(records) do
     if not seen[pub.gtin] then
@@ -347,11 +348,83 @@ local function needing_items(records, publications, now)
       local ctx = setmetatable({now = now, queue = publications[pub.gtin][M.QUEUE]}, {__index = function(_, key)
         if key == "findings" or key == "changed" then looked = true end
       end})
-      M.verdict(pub, ctx)
-      if looked then seen[pub.gtin] = true; gtins[#gtins + 1] = pub.gtin end
+      local v = M.verdict(pub, ctx)
+      if looked then
+        seen[pub.gtin] = true
+        gtins[#gtins + 1] = pub.gtin
+      else
+        settled[pub] = v
+      end
     end
   end
   return gtins
+end
+
+-- Reading the items verdicts need: a reader starts each read once, as a
+-- job of its pool, as soon as publications that need it are known, before
+-- whatever else the pool has yet to do (the next publications), so the
+-- verdicts of what was asked first are complete first.
+local Reader = {}
+Reader.__index = Reader
+
+local function read_item(job)
+  local reader, gtin = job.reader, job.gtin
+  local ok, item, changed = pcall(reader.items.item, reader.items, gtin)
+  if ok then
+    reader.state[gtin] = {findings = rules.check(item), changed = M.parse_time(changed)}
+  else
+    reader.unread[gtin] = item
+  end
+  if reader.progress then reader.progress(1, reader.wanted) end
+end
+
+--- Starts reading the items these records' verdicts look at, each GTIN
+--- once; every publication of a GTIN must be among them, and a GTIN
+--- looked at before is not looked at again.
+function Reader:start(records)
+  if not self.items then return end
+  local looked, fresh = self.looked, {}
+  for _, pub in ipairs(records) do
+    if not looked[pub.gtin] then fresh[#fresh + 1] = pub end
+  end
+  for _, pub in ipairs(fresh) do looked[pub.gtin] = true end
+  for _, gtin in ipairs(needing_items(fresh, by_gtin(fresh), self.now, self.settled)) do
+    self.wanted = self.wanted + 1
+    self.pool:add_next(read_item, {reader = self, gtin = gtin})
+  end
+end
+
+--- One row per record in input order, once the reads started are done
+--- (those of these records are started now); second result: the errors of
+--- items that could not be read, by GTIN.
+function Reader:assess(records)
+  local now, state, settled, out, publications = self.now, self.state, self.settled, {}, nil
+  self:start(records)
+  self.pool:wait()
+  for i, pub in ipairs(records) do
+    local known = state[pub.gtin] or {}
+    local v = settled[pub]
+    if not v then
+      publications = publications or by_gtin(records)
+      v = M.verdict(pub, {findings = known.findings, changed = known.changed, now = now,
+                          queue = publications[pub.gtin][M.QUEUE]})
+    end
+    out[i] = {gtin = pub.gtin, recipientGln = pub.recipientGln, verdict = v.verdict, cause = v.cause,
+              next = v.next, publication = pub, findings = known.findings}
+  end
+  return out, self.unread
+end
+
+--- certification.reader(items, {now, progress, concurrency}) -> reader:
+--- reader:start(records) begins reading the items those verdicts need
+--- (through items:item, none when items is nil), reader.pool (kapi.pool)
+--- does the reads and may do the work that finds the records, and
+--- reader:assess(records) gives the verdicts, as M.assess does.
+function M.reader(items, opts)
+  opts = opts or {}
+  return setmetatable({items = items, now = opts.now or os.time(), progress = opts.progress,
+                       pool = require("kapi.task").pool {concurrency = opts.concurrency or 8},
+                       looked = {}, settled = {}, state = {}, unread = {}, wanted = 0}, Reader)
 end
 
 --- Verdicts for publication records: reads each item whose verdict depends
@@ -362,30 +435,7 @@ end
 --- called as items are read. Second result: the errors of items that could
 --- not be read, by GTIN (their rows say so).
 function M.assess(records, items, opts)
-  opts = opts or {}
-  local publications, now, out = by_gtin(records), opts.now or os.time(), {}
-  local gtins = items and needing_items(records, publications, now) or {}
-  local state, unread = {}, {}
-  if items then
-    local task = require "kapi.task"
-    local read, failures = task.map(gtins, function(gtin)
-      local item, changed = items:item(gtin)
-      if opts.progress then opts.progress(1, #gtins) end
-      return {findings = rules.check(item), changed = M.parse_time(changed)}
-    end, {concurrency = opts.concurrency or 8})
-    for i, gtin in ipairs(gtins) do
-      state[gtin] = read[i]
-      if failures and failures[i] then unread[gtin] = failures[i] end
-    end
-  end
-  for i, pub in ipairs(records) do
-    local known = state[pub.gtin] or {}
-    local v = M.verdict(pub, {findings = known.findings, changed = known.changed, now = now,
-                              queue = publications[pub.gtin][M.QUEUE]})
-    out[i] = {gtin = pub.gtin, recipientGln = pub.recipientGln, verdict = v.verdict, cause = v.cause,
-              next = v.next, publication = pub, findings = known.findings}
-  end
-  return out, unread
+  return M.reader(items, opts):assess(records)
 end
 
 doc.declare("kapi.certification.verdict", M.verdict, [[

@@ -317,31 +317,44 @@ function Client:publications(filter)
   return self:call("GET", "/items/v1/publications", nil, query):json().data
 end
 
---- publications_of(gtins) -> records by GTIN, failures: every publication
---- of each GTIN of the list, asked for MAX_GTINS to a call, a few calls at
---- once. records[gtin] is a list, empty for a GTIN with none; a GTIN of a
---- call that failed has no entry, and failures has {gtins, where, error}
---- for each such call (where names its GTINs in a few words).
-function Client:publications_of(gtins)
+--- publications_of(gtins, {pool, each}) -> records by GTIN, failures: every
+--- publication of each GTIN of the list, asked for MAX_GTINS to a call, a
+--- few calls at once. records[gtin] is a list, empty for a GTIN with none;
+--- a GTIN of a call that failed has no entry, and failures has {gtins,
+--- where, error} for each such call (where names its GTINs in a few words).
+--- each(records), when given, is called with a call's records as soon as
+--- they come, in that call's task; given a pool (kapi.pool), the calls are
+--- its jobs, so work that each adds to it shares its tasks, and it is
+--- waited for before this returns.
+function Client:publications_of(gtins, opts)
   errors.check(gtins, "table", "items:publications_of: gtins")
+  opts = opts or {}
+  errors.check(opts.each, "function?", "items:publications_of: each")
   local distinct, seen = {}, {}
   check_gtins(gtins, "items:publications_of: gtins")
   for _, g in ipairs(gtins) do
     if not seen[g] then seen[g] = true; distinct[#distinct + 1] = g end
   end
-  local calls = {}
-  for i = 1, #distinct, M.MAX_GTINS do
-    calls[#calls + 1] = table.move(distinct, i, math.min(#distinct, i + M.MAX_GTINS - 1), 1, {})
+  local pool, calls, answers = opts.pool or task.pool(), {}, {}
+  local function ask(batch)
+    local found = self:publications {gtin = batch}
+    answers[batch] = found
+    if opts.each then opts.each(found) end
   end
-  local found, errs = task.map(calls, function(batch) return self:publications {gtin = batch} end)
+  for i = 1, #distinct, M.MAX_GTINS do
+    local batch = table.move(distinct, i, math.min(#distinct, i + M.MAX_GTINS - 1), 1, {})
+    calls[#calls + 1] = {batch = batch, place = pool:add(ask, batch)}
+  end
+  local _, errs = pool:wait()
   local records, failures = {}, {}
-  for i, batch in ipairs(calls) do
-    if errs and errs[i] then
-      failures[#failures + 1] = {gtins = batch, error = errs[i],
+  for _, call in ipairs(calls) do
+    local batch, found = call.batch, answers[call.batch]
+    if errs and errs[call.place] or not found then
+      failures[#failures + 1] = {gtins = batch, error = errs and errs[call.place],
                                  where = batch[1] .. (#batch > 1 and (" and %d more"):format(#batch - 1) or "")}
     else
       for _, g in ipairs(batch) do records[g] = {} end
-      for _, r in ipairs(found[i] or {}) do
+      for _, r in ipairs(found) do
         local list = records[r.gtin]
         if list then list[#list + 1] = r end
       end

@@ -40,10 +40,18 @@ local function kroger_only(records)
   return only(records, function(r) return KROGER_GLNS[r.recipientGln] end)
 end
 
-local function from_api(args, gtins, items, problems)
+local function by_shard(args, records)
+  return recipe.shard(args, records, function(r) return r.gtin end)
+end
+
+-- For GTINs, the items a call's verdicts need are read while the next
+-- calls are asked, in the reader's tasks.
+local function from_api(args, gtins, items, problems, reader)
   if args.all then return items:publications() end
   if args.gln then return items:publications {ipGln = args.gln} end
-  local found, failures = items:publications_of(gtins)
+  local found, failures = items:publications_of(gtins, {pool = reader.pool, each = function(records)
+    reader:start(by_shard(args, kroger_only(records)))
+  end})
   for _, f in ipairs(failures) do problems:error(f.error, f.where) end
   local out = {}
   for _, g in ipairs(gtins) do
@@ -333,15 +341,19 @@ local function story(args, problems)
   return recipe.status(problems)
 end
 
--- The verdicts of one look at the publications, with a progress bar on
--- a terminal; items that could not be read are failures of the look.
-local function verdicts(args, records, items, problems)
+-- The verdicts of one look at the publications that publications(problems,
+-- reader) finds, with a progress bar on a terminal; nil when it found none
+-- and said why. Items that could not be read are failures of the look.
+local function verdicts(args, publications, items, problems)
   local bar = recipe.progress(args, {label = "checking", unit = "items"})
-  local rows, unread = certification.assess(records, items, {progress = function(n, total)
+  local reader = certification.reader(items, {progress = function(n, total)
     bar.total = total
     bar:step(n)
   end})
+  local records = publications(problems, reader)
+  local rows, unread = reader:assess(records)
   bar:finish()
+  if #records == 0 and #problems > 0 then return nil end -- nothing usable to print
   for gtin, err in pairs(unread) do problems:fail(gtin, "could not read the item: " .. errors.message(err)) end
   return rows
 end
@@ -524,8 +536,8 @@ rest is still checked).]],
     local gtins = not (args.report or args.cic or args.all or args.gln) and recipe.gtins(args.gtin, args.file, problems)
     if gtins and #gtins == 0 then return recipe.status(problems) end
     local items = items_client(args)
-    local function publications(round_problems)
-      local records = kroger_only(report or from_api(args, gtins, items, round_problems))
+    local function publications(round_problems, reader)
+      local records = kroger_only(report or from_api(args, gtins, items, round_problems, reader))
       -- A source with no Kroger publication at all names nothing to check;
       -- a shard that happens to get none is just an empty part of the work.
       if #records == 0 and #round_problems == 0 and not gtins then
@@ -533,11 +545,10 @@ rest is still checked).]],
                            or (args.report or args.cic) and input.name(args.report or args.cic) or "--all",
                            "no publication to a Kroger GLN")
       end
-      return recipe.shard(args, records, function(r) return r.gtin end)
+      return by_shard(args, records)
     end
-    local records = publications(problems)
-    if #records == 0 and #problems > 0 then return recipe.status(problems) end -- nothing usable to print
-    local rows = verdicts(args, records, items, problems)
+    local rows = verdicts(args, publications, items, problems)
+    if not rows then return recipe.status(problems) end
 
     -- What was seen before is read before this run is recorded.
     -- A history that cannot be used stops --changes and --watch, which
@@ -551,7 +562,7 @@ rest is still checked).]],
     if args.watch then
       return watch(args, {rows = rows, problems = problems, history = history, targets = targets,
                           next_round = function(round_problems)
-                            return verdicts(args, publications(round_problems), items, round_problems)
+                            return verdicts(args, publications, items, round_problems) or {}
                           end})
     end
     local now = os.time()

@@ -551,6 +551,35 @@ describe("kapi run republish-check", function()
     assert.matches("kapi: " .. lines[120] .. ": has no publication to a Kroger GLN", r.stderr, 1, true)
   end)
 
+  it("reads the items a call's verdicts need while the later calls are asked", function()
+    -- 17 calls, 8 at a time, each held 0.2 s: the items of the first call's
+    -- GTINs (the sandbox's publications) are read in the second round, so
+    -- they are answered before the 17th call, which goes in the third.
+    local supplier = require "kapi.sandbox.supplier"
+    local lines, seen = {}, {}
+    for _, row in pairs(rows) do
+      if not seen[row.gtin] then seen[row.gtin] = true; lines[#lines + 1] = row.gtin end
+    end
+    for k = 1, 850 - #lines do lines[#lines + 1] = select(2, supplier.gtins(k)) end
+    local file = process.write(process.tempdir() .. "/gtins.txt", table.concat(lines, "\n") .. "\n")
+    local sandbox = process.sandbox {"--verbose", "--faults", "slow=1:0.2s"}
+    local r = kapi({"run", "republish-check", "--json", "--file", file}, sandbox.url)
+    local log = sandbox.log()
+    sandbox.stop()
+    local got = by_publication(json.decode(r.stdout))
+    for key, row in pairs(rows) do assert.equal(row.verdict, got[key] and got[key].verdict, key) end
+    local calls, last_call, first_item = 0, nil, nil
+    local n = 0
+    for line in log:gmatch("[^\n]+") do
+      n = n + 1
+      if line:find("GET /items/v1/publications", 1, true) then calls, last_call = calls + 1, n end
+      if line:find("GET /items/v1/items/", 1, true) then first_item = first_item or n end
+    end
+    assert.equal(17, calls)
+    assert.is_truthy(first_item, "no item was read")
+    assert.is_true(first_item < last_call, "every item was read after the last publications call")
+  end)
+
   it("reads an item only when a verdict of its publications depends on it", function()
     local sandbox = process.sandbox {"--verbose"}
     local r = kapi({"run", "republish-check", "--all", "--json"}, sandbox.url)
