@@ -108,6 +108,14 @@ M.review = review
 
 local function key(gtin, recipient) return gtin .. "|" .. recipient end
 
+-- Publications are kept by key(gtin, recipient), and recipients has every
+-- GLN one has gone to, so a call naming GTINs looks each up at those few
+-- instead of going through every publication.
+local function store(state, pub)
+  state.items.publications[key(pub.gtin, pub.recipientGln)] = pub
+  state.items.recipients[pub.recipientGln] = true
+end
+
 --- The record kapi reads (item-format.md, "Publication records").
 local function record(pub)
   return {gtin = pub.gtin, recipientGln = pub.recipientGln, publicationType = pub.publicationType,
@@ -125,7 +133,7 @@ local function synchronise_certified(state, gtin, at)
   local certified = state.items.publications[key(gtin, M.CERTIFIED)]
   if not certified then
     certified = {gtin = gtin, recipientGln = M.CERTIFIED, publicationType = "INITIAL_LOAD", publishedAt = at}
-    state.items.publications[key(gtin, M.CERTIFIED)] = certified
+    store(state, certified)
   end
   certified.syncStatus = "SYNCHRONISED"
   set_cic(certified, "SYNCHRONISED", nil, nil, at)
@@ -247,7 +255,7 @@ function M.publish(state, req)
   end
   local pub = {gtin = body.gtin, recipientGln = body.recipientGln, publicationType = kind,
                publishedAt = state.clock()}
-  state.items.publications[key(body.gtin, body.recipientGln)] = pub
+  store(state, pub)
   dispatch(state, pub)
   return publication_reply(201, pub)
 end
@@ -307,12 +315,23 @@ function M.publications(state, req)
       return item_error(400, "TOO_MANY_GTINS", ("gtin names %d GTINs; at most %d a call"):format(n, M.MAX_GTINS))
     end
   end
-  for _, pub in pairs(state.items.publications) do
+  local function add(pub)
     local h = state.items.hierarchies[pub.gtin]
-    if (not wanted or wanted[pub.gtin]) and (not q.recipientGln or q.recipientGln == pub.recipientGln)
+    if (not q.recipientGln or q.recipientGln == pub.recipientGln)
        and (not q.ipGln or q.ipGln == h.informationProviderGln) then
       out[#out + 1] = record(pub)
     end
+  end
+  local publications = state.items.publications
+  if wanted then
+    for gtin in pairs(wanted) do
+      for recipient in pairs(state.items.recipients) do
+        local pub = publications[key(gtin, recipient)]
+        if pub then add(pub) end
+      end
+    end
+  else
+    for _, pub in pairs(publications) do add(pub) end
   end
   table.sort(out, function(a, b)
     if a.gtin ~= b.gtin then return a.gtin < b.gtin end
@@ -363,7 +382,7 @@ local function scenarios(state)
   local function publish(h, recipient, fields)
     local pub = {gtin = h.gtin, recipientGln = recipient, publicationType = "NEW", syncStatus = "SYNCHRONISED"}
     for k, v in pairs(fields) do pub[k] = v end
-    state.items.publications[key(h.gtin, recipient)] = pub
+    store(state, pub)
     return pub
   end
   -- 1. Certified: synchronised at the queue, then at the certified GLN.
@@ -430,7 +449,7 @@ local function scenarios(state)
 end
 
 function M.new_state(opts)
-  return {hierarchies = {}, publications = {}, changed = {}, reviews = {},
+  return {hierarchies = {}, publications = {}, recipients = {}, changed = {}, reviews = {},
           review_delay = opts.review_delay or 2}
 end
 
