@@ -157,11 +157,15 @@ end
 --- entry is dropped as a header when header(fields) says it is one.
 function M.entries(path, header)
   local csv = require "kapi.csv"
-  local out = {}
+  local trim = require("kapi.text").trim
+  local out, as_csv = {}, {trim = true}
   for n, line in ipairs(M.lines(path)) do
-    local text = uncommented(line)
+    -- Most lines are one value (a GTIN a line): with no quote, separator
+    -- or comment in them, they are that value, trimmed.
+    local plain = not line:find('[",#\r]')
+    local text = plain and line or uncommented(line)
     if text:find("%S") then
-      local fields = csv.rows(text, {trim = true})() or {""}
+      local fields = plain and {trim(text)} or csv.rows(text, as_csv)() or {""}
       if not (#out == 0 and header and header(fields)) then out[#out + 1] = {line = n, fields = fields} end
     end
   end

@@ -631,21 +631,24 @@ function M.gtins(values, files, problems, option)
   errors.check(files, "table?", "recipe.gtins: files")
   check_problems(problems, "recipe.gtins")
   local out, seen = {}, {}
-  local function add(code, where)
+  -- The place of a problem is `where` and n ("argument 2", "list.txt:7"),
+  -- made only for a problem: a file of GTINs may have a million lines.
+  local function add(code, where, n)
     local ok, why = gtin.valid(code)
-    if not ok then problems:add(where, why); return end
+    if not ok then problems:add(where .. n, why); return end
     local g = gtin.normalize(code)
     if not seen[g] then seen[g] = true; out[#out + 1] = g end
   end
-  for i, value in ipairs(M.values(values)) do add(value, ("%s %d"):format(option or "argument", i)) end
+  for i, value in ipairs(M.values(values)) do add(value, (option or "argument") .. " ", i) end
   for _, path in ipairs(M.distinct_files(files or {}, "--file")) do
+    local where = input.name(path) .. ":"
     for _, entry in ipairs(M.entries(path, problems, "GTIN")) do
-      local where, code = ("%s:%d"):format(input.name(path), entry.line), entry.fields[1]
+      local code = entry.fields[1]
       if code:find("%s") then
-        problems:add(where, ("more than one value on the line (%s): one GTIN a line, or CSV with the GTIN first")
-                     :format(errors.excerpt(code)))
+        problems:add(where .. entry.line, ("more than one value on the line (%s): one GTIN a line, or CSV with the "
+                                           .. "GTIN first"):format(errors.excerpt(code)))
       else
-        add(code, where)
+        add(code, where, entry.line)
       end
     end
   end

@@ -102,6 +102,30 @@ describe("kapi.recipe.gtins", function()
   end)
 end)
 
+describe("kapi.input.entries", function()
+  it("reads a line of one value as the CSV reading of it would", function()
+    local input, csv = require "kapi.input", require "kapi.csv"
+    local lines = {"614141000012", "  614141000012\t", "\t 10614141000019  ", "a b", "x\ty", " ",
+                   "614141000012 # a note", "\"614141000012\"", "614141000012,each", "#614141000012"}
+    local dir = process.tempdir()
+    process.write(dir .. "/list.txt", table.concat(lines, "\n") .. "\n")
+    local got = input.entries(dir .. "/list.txt")
+    process.cleanup(dir)
+    local n = 0
+    for i, line in ipairs(lines) do
+      local text = line:gsub("^%s*#.*", ""):gsub("%s#.*", "")
+      if text:find("%S") then
+        n = n + 1
+        assert.equal(i, got[n].line)
+        assert.same(csv.rows(text, {trim = true})(), got[n].fields, line)
+      end
+    end
+    assert.equal(n, #got)
+    assert.same({"614141000012"}, got[2].fields)
+    assert.same({"a b"}, got[4].fields)
+  end)
+end)
+
 -- A usage error's message, or a failure when fn does not raise one.
 local function usage_message(fn, ...)
   local ok, err = pcall(fn, ...)
