@@ -142,19 +142,20 @@ end
 -- Records kept as sent, encoded: building and encoding a page of 1,000
 -- took 45 ms, about what the slow link of bench/recipes adds, and the same
 -- pages are asked for again and again. A record of a hierarchy the items
--- API holds (planted defects, saved fixes) is made afresh each time; the
--- store is emptied when full, so 100,000 items never take it all.
+-- API holds (published, or fixed by a PUT, which replaces it) is kept with
+-- the hierarchy it was made from, and made again once that is replaced;
+-- the store is emptied when full, so 100,000 items never take it all.
 local KEEP = 20000
 local function encoded_record(state, k, is_case)
   local _, case_gtin = supplier.gtins(k)
-  if state.items and state.items.hierarchies[case_gtin] then return json.encode(record(state, k, is_case)) end
+  local held = state.items and state.items.hierarchies[case_gtin] or false
   local c1 = state.content1
   local key = is_case and -k or k
   local text = c1.encoded[key]
-  if not text then
-    if c1.encoded_count >= KEEP then c1.encoded, c1.encoded_count = {}, 0 end
+  if not text or c1.encoded_from[key] ~= held then
+    if c1.encoded_count >= KEEP then c1.encoded, c1.encoded_from, c1.encoded_count = {}, {}, 0 end
     text = json.encode(record(state, k, is_case))
-    c1.encoded[key], c1.encoded_count = text, c1.encoded_count + 1
+    c1.encoded[key], c1.encoded_from[key], c1.encoded_count = text, held, c1.encoded_count + 1
   end
   return text
 end
@@ -369,7 +370,7 @@ end
 
 function M.init(state)
   state.content1.counts = per_supplier(state)
-  state.content1.encoded, state.content1.encoded_count = {}, 0
+  state.content1.encoded, state.content1.encoded_from, state.content1.encoded_count = {}, {}, 0
 end
 
 M.routes = {
