@@ -178,6 +178,26 @@ local function promotion(bullet)
 end
 
 local END_STOPS = {[46] = true, [33] = true, [63] = true, [59] = true, [58] = true} -- . ! ? ; :
+-- KR-MSG-REUSED's view of an item: its message made plain (the key its
+-- copies share), its GTIN, and what its bullets repeat of the message;
+-- false when it has no message.
+local function message_parts(node, plain, sentences)
+  local message = text(node.marketingMessage)
+  if not message then return false end
+  local key, bullets, pieces = plain(message), {}, nil -- the message's sentences, once a bullet is in it
+  for i, bullet in ipairs(array(node.featureBenefits)) do
+    local b = text(bullet) and plain(bullet)
+    if b and not pieces and key:find(b, 1, true) then
+      pieces = {[key] = true}
+      for _, sentence in ipairs(sentences(message)) do pieces[plain(sentence)] = true end
+    end
+    if b and pieces and pieces[b] then
+      bullets[#bullets + 1] = ("bullet %d %q repeats the marketing message"):format(i, bullet)
+    end
+  end
+  return {key = key, gtin = gtin14(text(node.gtin) or ""), bullets = bullets}
+end
+
 local function bullet_problems(bullets)
   local problems = {}
   local function say(...) problems[#problems + 1] = (...):format(select(2, ...)) end
@@ -366,41 +386,21 @@ M.list = {
    fix = "write a Marketing Message for %s of its own, copied neither from another item nor from"
      .. " its Feature Benefits",
    check = function(node, ctx)
-     local message = text(node.marketingMessage)
-     if not message then return end
-     local plain = ctx.plain
-     local problems, key, own = {}, plain(message), gtin14(text(node.gtin) or "")
-     local first = ctx.seen[key]            -- one item in two hierarchies is no copy
-     if first and first ~= own then
+     local own = ctx.prepared[node]
+     if own == nil then own = message_parts(node, ctx.plain, ctx.sentences) end
+     if not own then return end
+     local problems, first = {}, ctx.seen[own.key] -- one item in two hierarchies is no copy
+     if first and first ~= own.gtin then
        problems[1] = "the marketing message is the same as that of " .. first
      end
-     ctx.seen[key] = first or own
-     local pieces                           -- the message's sentences, when a bullet is in it
-     for i, bullet in ipairs(array(node.featureBenefits)) do
-       local b = text(bullet) and plain(bullet)
-       if b and not pieces and key:find(b, 1, true) then
-         pieces = {[key] = true}
-         for _, sentence in ipairs(ctx.sentences(message)) do pieces[plain(sentence)] = true end
-       end
-       if b and pieces and pieces[b] then
-         problems[#problems + 1] = ("bullet %d %q repeats the marketing message"):format(i, bullet)
-       end
-     end
+     ctx.seen[own.key] = first or own.gtin
+     table.move(own.bullets, 1, #own.bullets, #problems + 1, problems)
      return problems[1] and table.concat(problems, "; ")
    end,
-   -- What check will make plain, made plain ahead (the run's other
-   -- messages are not known yet; the text is).
+   -- What needs the item alone, worked out as it comes (the run's other
+   -- messages are not known yet).
    prepare = function(node, checker)
-     local plain, message = checker.plain, text(node.marketingMessage)
-     if not message then return end
-     local key = plain(message)
-     for _, bullet in ipairs(array(node.featureBenefits)) do
-       local b = text(bullet) and plain(bullet)
-       if b and key:find(b, 1, true) then
-         for _, sentence in ipairs(checker.sentences(message)) do plain(sentence) end
-         return
-       end
-     end
+     checker.prepared[node] = message_parts(node, checker.plain, checker.sentences)
    end},
   {id = "KR-FEATURES", severity = "warning", after = "republish", on = "consumer",
    attribute = "featureBenefits", summary = "5–7 bullets: capital first, no end stop, no promotion",
@@ -494,7 +494,7 @@ Checker.__index = Checker
 function M.checker(opts)
   if opts ~= nil and type(opts) ~= "table" then errors.usage("rules.checker: opts is not a table") end
   local self = setmetatable({rules = chosen(opts and opts.rules), looked = setmetatable({}, {__mode = "k"}),
-                             plains = {}}, Checker)
+                             prepared = setmetatable({}, {__mode = "k"}), plains = {}}, Checker)
   -- Text made plain once a checker: a supplier's items share bullets.
   local plains, sentence_lists = self.plains, {}
   function self.plain(text_)
@@ -511,14 +511,19 @@ function M.checker(opts)
 end
 
 --- What the rules that judge a node alone find in it, kept for check.
+--- found[i] is rule i's {message, fix, attribute}, false when it found
+--- nothing, nil when it is not such a rule or not on the node; found.hits
+--- lists the i that found something, in order.
 function Checker:look(node)
   if type(node) ~= "table" or self.looked[node] then return end
-  local found = {}
+  local found, hits = {}, {}
+  found.hits = hits
   for i, rule in ipairs(self.rules) do
     if applies(rule, node, nil) then
       if alone(rule) then
         local message, fix, attribute = rule.check(node)
         found[i] = message and {message, fix, attribute} or false
+        if message then hits[#hits + 1] = i end
       elseif rule.prepare then
         rule.prepare(node, self)
       end
@@ -527,29 +532,50 @@ function Checker:look(node)
   self.looked[node] = found
 end
 
+-- A looked-at node's findings, in the order of the rules: those kept
+-- from look, and those of the rules that need the run, judged now.
+local function judge_looked(node, found, rules, contextual, top, ctx, findings)
+  local hits, h = found.hits, 1
+  local function kept(i)
+    local earlier = found[i]
+    findings[#findings + 1] = finding(rules[i], node, earlier[1], earlier[2], earlier[3])
+  end
+  for _, i in ipairs(contextual) do
+    while hits[h] and hits[h] < i do kept(hits[h]); h = h + 1 end
+    local rule = rules[i]
+    if applies(rule, node, top) then
+      local message, fix, attribute = rule.check(node, ctx)
+      if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
+    end
+  end
+  while hits[h] do kept(hits[h]); h = h + 1 end
+end
+
 function Checker:check(hierarchies)
   if type(hierarchies) ~= "table" then errors.usage("rules.check: expects hierarchies, a table") end
   local rules, findings, seen, looked = self.rules, {}, {}, self.looked
-  local by_itself = {}
-  for i, rule in ipairs(rules) do by_itself[i] = alone(rule) end
+  local contextual = {}
+  for i, rule in ipairs(rules) do
+    if not alone(rule) then contextual[#contextual + 1] = i end
+  end
   local run = (hierarchies[1] ~= nil or next(hierarchies) == nil) and hierarchies or {hierarchies}
   for _, top in ipairs(run) do
     local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen, plain = self.plain,
-                                               sentences = self.sentences}
+                                               sentences = self.sentences, prepared = self.prepared}
     for _, node in ipairs(nodes) do
       if node.level == "PALLET" then ctx.pallet = ctx.pallet or node end
     end
     for _, node in ipairs(nodes) do
       local found = looked[node]
-      for i, rule in ipairs(rules) do
-        local message, fix, attribute
-        if found and by_itself[i] then      -- judged when looked at (nil: the rule was not on it)
-          local earlier = found[i]
-          if earlier then message, fix, attribute = earlier[1], earlier[2], earlier[3] end
-        elseif applies(rule, node, top) then
-          message, fix, attribute = rule.check(node, ctx)
+      if found then
+        judge_looked(node, found, rules, contextual, top, ctx, findings)
+      else
+        for _, rule in ipairs(rules) do
+          if applies(rule, node, top) then
+            local message, fix, attribute = rule.check(node, ctx)
+            if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
+          end
         end
-        if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
       end
     end
   end
