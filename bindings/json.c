@@ -432,6 +432,161 @@ static int decode(lua_State *L) {
 }
 
 
+/* --- skimming ---------------------------------------------------------- */
+
+/* A value passed over: checked as decode checks it, nothing made. A page
+ * of 1,000 records is skimmed for its cursor in a tenth of the time its
+ * decoding takes, so the next page can be asked for first. */
+static void skip_value(decoder *d);
+
+static void skip_string(decoder *d) {
+  d->p++; /* the opening quote */
+  for (;;) {
+    d->p = scan_plain(d, d->p);
+    if (d->p >= d->end) fail(d, "unfinished string");
+    if (*d->p++ == '"') return;
+    if (d->p >= d->end) fail(d, "unfinished string");
+    char c = *d->p++;
+    if (c == 'u') {
+      read_code_point(d);
+    } else if (!simple_escape(c)) {
+      d->p--;
+      fail(d, "invalid escape");
+    }
+  }
+}
+
+static void skip_object(decoder *d) {
+  enter(d);
+  if (next_is(d, '}')) {
+    leave(d);
+    return;
+  }
+  for (;;) {
+    if (!next_is(d, '"')) fail(d, "expected a name in quotes");
+    skip_string(d);
+    skip_space(d);
+    if (!next_is(d, ':')) fail(d, "expected ':'");
+    d->p++;
+    skip_value(d);
+    skip_space(d);
+    if (next_is(d, '}')) break;
+    if (!next_is(d, ',')) fail(d, "expected ',' or '}'");
+    d->p++;
+    skip_space(d);
+  }
+  leave(d);
+}
+
+/* Passes over an array; returns how many of its values are objects. */
+static lua_Integer skip_array(decoder *d) {
+  lua_Integer objects = 0;
+  enter(d);
+  if (next_is(d, ']')) {
+    leave(d);
+    return 0;
+  }
+  for (;;) {
+    skip_space(d);
+    if (next_is(d, '{')) objects++;
+    skip_value(d);
+    skip_space(d);
+    if (next_is(d, ']')) break;
+    if (!next_is(d, ',')) fail(d, "expected ',' or ']'");
+    d->p++;
+  }
+  leave(d);
+  return objects;
+}
+
+static void skip_value(decoder *d) {
+  skip_space(d);
+  if (d->p >= d->end) fail(d, "expected a value");
+  switch (*d->p) {
+  case '{': skip_object(d); break;
+  case '[': skip_array(d); break;
+  case '"': skip_string(d); break;
+  case 't': expect_word(d, "true", 4); break;
+  case 'f': expect_word(d, "false", 5); break;
+  case 'n': expect_word(d, "null", 4); break;
+  default:
+    if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9')) {
+      push_number(d);
+      lua_pop(d->L, 1);
+    } else {
+      fail(d, "expected a value");
+    }
+  }
+}
+
+/* After a member's name and colon: its value as wanted says (on top of
+ * the stack): decoded for true, the number of objects in it for
+ * "objects" (0 when it is no array); nothing pushed when it is not
+ * wanted (returns 0). */
+static int skim_member(decoder *d) {
+  lua_State *L = d->L;
+  int kind = lua_type(L, -1);
+  if (kind == LUA_TSTRING) {
+    skip_space(d);
+    int array = next_is(d, '[');
+    lua_Integer objects = array ? skip_array(d) : (skip_value(d), 0);
+    lua_pop(L, 1);
+    lua_pushinteger(L, objects);
+    return 1;
+  }
+  int wanted = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (wanted) push_value(d);
+  else skip_value(d);
+  return wanted;
+}
+
+/* skim(text, array_mt, null, wanted) -> {name = value}: of a JSON
+ * object, the members wanted names (wanted[name] = true: the value;
+ * "objects": how many objects its array holds); the rest is checked and
+ * passed over. Text that is no object gives an empty table; text that is
+ * not JSON raises as decode does. */
+static int skim(lua_State *L) {
+  size_t len;
+  decoder d;
+  d.L = L;
+  d.text = d.p = luaL_checklstring(L, 1, &len);
+  d.end = d.text + len;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checkany(L, 3);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  lua_settop(L, 4);
+  d.array_mt = 2, d.null = 3, d.depth = 0;
+  lua_newtable(L); /* 5: what was found */
+  skip_space(&d);
+  if (!next_is(&d, '{')) {
+    skip_value(&d);
+  } else {
+    enter(&d);
+    for (int empty = next_is(&d, '}'); !empty;) {
+      if (!next_is(&d, '"')) fail(&d, "expected a name in quotes");
+      push_string(&d);
+      skip_space(&d);
+      if (!next_is(&d, ':')) fail(&d, "expected ':'");
+      d.p++;
+      lua_pushvalue(L, -1);
+      lua_rawget(L, 4);
+      if (skim_member(&d)) lua_rawset(L, 5); /* the last of a name given twice stays */
+      else lua_pop(L, 1);
+      skip_space(&d);
+      if (next_is(&d, '}')) break;
+      if (!next_is(&d, ',')) fail(&d, "expected ',' or '}'");
+      d.p++;
+      skip_space(&d);
+    }
+    leave(&d);
+  }
+  skip_space(&d);
+  if (d.p < d.end) fail(&d, "unexpected text after the value");
+  lua_settop(L, 5);
+  return 1;
+}
+
 /* --- encoding ----------------------------------------------------------- */
 
 #define BUFFER_METATABLE "kapi.json.buffer"
@@ -740,7 +895,8 @@ static int encode(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg json_functions[] = {{"decode", decode}, {"encode", encode}, {NULL, NULL}};
+static const luaL_Reg json_functions[] = {
+    {"decode", decode}, {"skim", skim}, {"encode", encode}, {NULL, NULL}};
 
 int luaopen_kapi_core_json(lua_State *L) {
   luaL_newmetatable(L, BUFFER_METATABLE);

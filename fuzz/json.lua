@@ -4,7 +4,10 @@
 -- round trip: decode, encode, decode gives the same value, and encoding
 -- with sorted keys gives the same text both times. A number beyond a
 -- double's range decodes as an infinity, as lua-cjson decodes it
--- (tests/spec/json_spec.lua); encoding refuses that one cleanly.
+-- (tests/spec/json_spec.lua); encoding refuses that one cleanly. The
+-- skimmer takes the same texts and refuses the same others: of an object
+-- it gives each member wanted as the decoder does, and the count of the
+-- objects in an array.
 local json = require "kapi.json"
 local errors = require "kapi.errors"
 
@@ -52,8 +55,49 @@ local function check(cond, what, data)
   end
 end
 
+-- What skim gives of a decoded value, worked out from the value.
+local function skimmed(value, wanted)
+  local out = {}
+  if type(value) ~= "table" or is_array(value) or (value[1] ~= nil) then return out end
+  for name, how in pairs(wanted) do
+    local v = value[name]
+    if how == "objects" then
+      local n = 0
+      if type(v) == "table" and (is_array(v) or v[1] ~= nil or next(v) == nil) then
+        for _, e in ipairs(v) do
+          if type(e) == "table" and not is_array(e) and (e[1] == nil) then n = n + 1 end
+        end
+      end
+      out[name] = v ~= nil and n or nil
+    else
+      out[name] = v
+    end
+  end
+  return out
+end
+
+local function check_skim(data, value, decoded)
+  -- Every member of the object, and each once counted as an array.
+  local wanted, counted = {}, {}
+  if type(value) == "table" then
+    for name in pairs(value) do
+      if type(name) == "string" then wanted[name], counted[name] = true, "objects" end
+    end
+  end
+  for _, w in ipairs {wanted, counted} do
+    local ok, got = pcall(json.skim, data, w)
+    if not decoded then
+      check(not ok and type(got) == "string" and got:find("^json: "), "skim took what decode refused", data)
+      return
+    end
+    check(ok, "skim refused what decode took: " .. tostring(got), data)
+    check(same(skimmed(value, w), got, 0), "skim differs from decode", data)
+  end
+end
+
 return function(data)
   local ok, value = pcall(json.decode, data)
+  check_skim(data, value, ok)
   if not ok then
     -- The decoder's own error: a string naming the problem and where.
     check(type(value) == "string" and value:find("^json: "), "decode raised " .. tostring(value), data)

@@ -391,17 +391,33 @@ end
 --- The body decoded as JSON (cached). A body that is not JSON (cut short,
 --- an HTML error page) raises a network error naming the request: it is
 --- the service's fault, not the script's.
+local function not_json(self, err)
+  error(errors.new("network", ("%s %s: %d, but the answer is not valid JSON (%s)"):format(
+    rawget(self, "method") or "GET", M.redact_url(self.url or "?"), self.status or 0,
+    errors.message(err):gsub("^json: ", "")), {code = "malformed", status = self.status, url = self.url}), 0)
+end
+
 function Response:json()
   if self._json == nil then
     local ok, value = pcall(json.decode, self.body)
-    if not ok then
-      error(errors.new("network", ("%s %s: %d, but the answer is not valid JSON (%s)"):format(
-        rawget(self, "method") or "GET", M.redact_url(self.url or "?"), self.status or 0,
-        errors.message(value):gsub("^json: ", "")), {code = "malformed", status = self.status, url = self.url}), 0)
-    end
+    if not ok then not_json(self, value) end
     self._json = value
   end
   return self._json
+end
+
+--- Some members of the body's JSON object, as kapi.json.skim gives them
+--- (the whole body checked, the rest made into nothing); a body that is
+--- not JSON raises as response:json() does.
+function Response:skim(wanted)
+  if rawget(self, "_skimmed_for") == wanted then return self._skimmed end
+  local ok, value = pcall(json.skim, self.body, wanted)
+  if not ok then
+    if errors.is(value, "usage") then error(value, 2) end
+    not_json(self, value)
+  end
+  self._skimmed_for, self._skimmed = wanted, value -- asked again with the same table: the same answer
+  return value
 end
 
 Response.__tostring = function(self)
@@ -636,7 +652,7 @@ local function perform(req)
         -- broken connection, a proxy's HTML page) is a transport failure,
         -- retried as a reset is when the request may be repeated.
         if not req.expect_json or result.status >= 300 or result.body == "" then return response end
-        local ok, err = pcall(response.json, response)
+        local ok, err = pcall(req.expect_json == true and response.json or response.skim, response, req.expect_json)
         if ok then return response end
         if attempt >= attempts_allowed(req) then error(err, 0) end
         goto retry
@@ -686,7 +702,7 @@ local OPTION_KINDS = {
   query = "table", headers = "table", body = "string", json = "any",
   form = "table", timeout = "number", connect_timeout = "number", retry = "boolean|number", auth = "table",
   raise = "boolean", max_size = "number", ca_file = "string", insecure = "boolean", follow = "boolean",
-  final = "table", expect_json = "boolean",
+  final = "table", expect_json = "boolean|table",
 }
 local OPTION_NAMES = {}
 for name in pairs(OPTION_KINDS) do OPTION_NAMES[#OPTION_NAMES + 1] = name end
@@ -867,7 +883,8 @@ end
 doc.declare("kapi.http.request", M.request, [[
 kapi.http.request{method, url, query, headers, body | json | form, ...} -> response
 Sends a request and returns the response: status, headers (case-insensitive,
-headers:all(name) for repeated ones), body, res:json(), attempts, time.
+headers:all(name) for repeated ones), body, res:json(), res:skim(wanted)
+(some members of a JSON object, as kapi.json.skim), attempts, time.
 A status of 400 or more raises an error (kind "http", with status, code and
 reason read from Kroger's or 1WorldSync's error body) unless raise = false;
 failures to connect raise kind "network" or "timeout". GET, HEAD and OPTIONS
@@ -875,7 +892,8 @@ are retried on network errors and 408/429/5xx with backoff and Retry-After;
 other methods only with retry = true. Options: timeout, connect_timeout
 (seconds), retry (true, false or a number of attempts), final (statuses
 never retried: {[429] = true}), expect_json (a 2xx whose body is not JSON
-fails as a broken transfer does, retried when the request may be),
+fails as a broken transfer does, retried when the request may be; a table
+of names checks the body by res:skim(it), decoding it only when asked),
 auth, max_size, ca_file, insecure (loopback only), follow (redirects).
 Example:
   local res = kapi.http.request{method = "POST", url = "https://example.test/v1/items",

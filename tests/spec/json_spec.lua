@@ -162,6 +162,62 @@ describe("kapi.json.decode", function()
   end)
 end)
 
+describe("kapi.json.skim", function()
+  it("gives the members named as decode does, and counts the objects of an array", function()
+    local text = '{"items": [{"a": 1}, [2], {}, "x", null, {"b": [{}]}], "searchAfter": ["1061", "US"],'
+                 .. ' "totalCount": 6000, "message": "next \\"page\\" \\u00e9", "nested": {"items": [{}]},'
+                 .. ' "n": -1.5e3, "ok": true, "none": null, "items2": {"a": {}}}'
+    local whole = json.decode(text)
+    local got = json.skim(text, {items = "objects", searchAfter = true, totalCount = true, message = true,
+                                 n = true, ok = true, none = true, items2 = "objects", missing = true})
+    assert.same({items = 3, searchAfter = whole.searchAfter, totalCount = 6000, message = whole.message,
+                 n = -1500.0, ok = true, none = json.null, items2 = 0}, got)
+    assert.equal("integer", math.type(got.totalCount))
+    assert.same({}, json.skim("[1, 2]", {items = true}))  -- no object
+    assert.same({a = 2}, json.skim('{"a": 1, "a": 2}', {a = true})) -- the last of a name given twice
+    assert.same({}, json.skim("{}", {a = true}))
+  end)
+
+  it("agrees with decode on 3,000 generated documents", function()
+    local next_document = generator(7)
+    for _ = 1, 3000 do
+      local text = next_document()
+      local whole = json.decode(text)
+      local wanted = {}
+      if type(whole) == "table" then for k in pairs(whole) do if type(k) == "string" then wanted[k] = true end end end
+      local want = {}
+      if type(whole) == "table" and whole[1] == nil and not json.is_array(whole) then
+        for k in pairs(wanted) do want[k] = whole[k] end
+      end
+      assert.same(want, json.skim(text, wanted), text)
+    end
+  end)
+
+  it("refuses what decode refuses, with decode's message", function()
+    for _, text in ipairs {"", '{"a":1,}', '{"a" 1}', '{"a": [1 2]}', '{"a": "\\x"}', '{"a": "\\ud800"}',
+                           '{"a": "caf\255"}', '{"a": "t\1"}', '{"a": tru}', '{"a": 01}', '{"a": 1} x', '{"a": [1,]}',
+                           '{"a": {"b": 1,}}', '{1: 2}', '{"a": -}', '{"a": "unfinished',
+                           string.rep("[", 1001) .. string.rep("]", 1001),
+                           '{"a": ' .. string.rep("[", 1001) .. string.rep("]", 1001) .. "}"} do
+      local decoded, want = pcall(json.decode, text)
+      local skimmed, got = pcall(json.skim, text, {})
+      assert.is_false(decoded, text)
+      assert.is_false(skimmed, text)
+      assert.equal(want, got)
+    end
+  end)
+
+  it("reads a Content1 page's cursor and count as decode gives them", function()
+    local sb <close> = kapi.sandbox.start {items = 2000}
+    local c1 = kapi.content1.client {env = "sandbox", base_url = sb.url}
+    local body = c1:post("/V1/product/fetch", {}, 1000).body
+    local whole = json.decode(body)
+    local page = json.skim(body, {items = "objects", searchAfter = true, totalCount = true})
+    assert.same({items = #whole.items, searchAfter = whole.searchAfter, totalCount = whole.totalCount}, page)
+    assert.equal(1000, page.items)
+  end)
+end)
+
 describe("kapi.json.encode", function()
   it("leaves the caller's tables untouched", function()
     local t = {list = json.array()}
