@@ -247,6 +247,30 @@ local function convert_all(convert, items)
   for i = 1, #items do items[i] = convert(items[i]) end
 end
 
+-- A page whose items are made later: n of them, by make().
+local Later = {}
+
+--- A cursor page of n items that make() gives, made once the next page's
+--- request has gone: fetch may return it where it returns the items, when
+--- the cursor and the count can be read first (json.skim) and making the
+--- items (decoding them) takes longer.
+function M.later(n, make)
+  errors.check_whole(n, 0, nil, "paginate.later: n")
+  errors.check(make, "function", "paginate.later: make")
+  return setmetatable({n = n, make = make}, Later)
+end
+
+-- The items of a later page, made; a count that differs from what was
+-- said is the fetch's fault, named.
+local function made(page)
+  local items = page.make()
+  if type(items) ~= "table" or #items ~= page.n then
+    errors.usage(("paginate.later: make() gave %s, expected a list of the %d items said"):format(
+      type(items) == "table" and (#items .. " items") or errors.shown(items), page.n), 0)
+  end
+  return items
+end
+
 --- Cursor pagination (Content1's searchAfter): cursor{fetch = function(cursor)
 --- return items, next_cursor, total end, ...}: the first call gets nil; no
 --- next cursor (nil, "", []), an empty page, or the total reached ends it
@@ -289,13 +313,15 @@ local function cursor(style, opts)
       error(failure(items, self.count, n), 0)
     end
     self.pages = n
+    local later = getmetatable(items) == Later and items
+    local size = later and later.n or #items
     self.items, self.position = items, 0
     self.total = total or self.total
     next_task = nil
-    local delivered = self.count + #self.items
+    local delivered = self.count + size
     local wanted = not (self.max_items and delivered >= self.max_items)
     local key = cursor_key(cursor)
-    if #self.items > 0 and wanted then
+    if size > 0 and wanted then
       local more = self.total and delivered < self.total
       if key and seen[key] then
         broken(n, "the service sent the searchAfter of an earlier page again; stopped rather than fetch it forever")
@@ -310,7 +336,7 @@ local function cursor(style, opts)
     -- brings the last of them: asking would cost a round trip for an empty
     -- answer (Content1's 204), a third of preflight --gln over a real link.
     local all_came = self.total and delivered >= self.total
-    if key and #self.items > 0 and wanted and not all_came and n < self.max_pages and not stop then
+    if key and size > 0 and wanted and not all_came and n < self.max_pages and not stop then
       if prefetch then
         next_task = start(cursor)
         self.pending[1] = next_task
@@ -326,6 +352,14 @@ local function cursor(style, opts)
       end
     end
     if stop then next_task, stop = stop, nil end
+    if later then
+      local ok_made, list = pcall(made, later)
+      if not ok_made then
+        self.done = true
+        error(failure(list, self.count, n), 0)
+      end
+      self.items = list
+    end
     if opts.convert then
       local converted, err = pcall(convert_all, opts.convert, self.items)
       if not converted then
@@ -420,7 +454,10 @@ kapi.paginate.cursor{fetch = function(cursor) return items, next_cursor, total e
 Cursor pagination (Content1's searchAfter): the first fetch gets nil; a nil
 cursor, an empty page or the total reached ends it; the next page is
 fetched ahead. convert(item), when given, makes each item of a page what
-the loop gets, once the next page's request has gone.]])
+the loop gets, once the next page's request has gone. fetch may return
+kapi.paginate.later(n, make) as the items: a page of n items that make()
+gives, also once the next page's request has gone (read the cursor with
+response:skim, decode the items later).]])
 
 doc.declare("kapi.paginate.pages", M.pages, [[
 kapi.paginate.pages{fetch = function(n) return items, total end, limit, ...} -> iterator

@@ -146,6 +146,35 @@ describe("kapi.paginate", function()
                      "paginate.cursor: convert must be a function or nil, got number")
   end)
 
+  it("makes a later page's items once the next page's request has gone", function()
+    local events = {}
+    local got = kapi.paginate.cursor {
+      fetch = function(cursor)
+        local from = cursor and cursor[1] or 0
+        events[#events + 1] = "ask " .. (from // 2 + 1)
+        return kapi.paginate.later(2, function()
+          events[#events + 1] = "make " .. (from // 2 + 1)
+          return {from + 1, from + 2}
+        end), {from + 2}, 4
+      end,
+      convert = function(n) return n * 10 end,
+    }:all()
+    assert.same({10, 20, 30, 40}, got)
+    assert.same({"ask 1", "ask 2", "make 1", "make 2"}, events)
+    -- A page of none ends it; a make that gives other than it said is named.
+    assert.same({}, kapi.paginate.cursor {fetch = function()
+      return kapi.paginate.later(0, function() return {} end), {"more"}
+    end}:all())
+    local ok, err = pcall(function()
+      kapi.paginate.cursor {fetch = function() return kapi.paginate.later(2, function() return {1} end) end}:all()
+    end)
+    assert.is_false(ok)
+    assert.matches("paginate.later: make%(%) gave 1 items, expected a list of the 2 items said %(after 0 items, on page 1%)",
+                   tostring(err))
+    assert.has_error(function() kapi.paginate.later(-1, print) end,
+                     "paginate.later: n must be a whole number of at least 0, got -1")
+  end)
+
   it("raises on a failing page, saying how far it got", function()
     local n = 0
     local it = kapi.paginate.offset {limit = 10, fetch = function(start)
