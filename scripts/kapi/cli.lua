@@ -195,6 +195,9 @@ local function not_a_script(name)
   if require("kapi.recipes").find(name) then
     return ("'%s' is a recipe: run it with kapi run %s"):format(name, name)
   end
+  if M.command(name) then -- after -e, -l or -i, where a script goes
+    return ("'%s' is a command: give it first (kapi %s ...); -e, -l and -i go with a script"):format(name, name)
+  end
   local f = io.open(name, "rb")
   if f then f:close(); return nil end -- there, but unreadable: run_script says why
   return ("no command or script named '%s'%s (kapi help lists the commands)")

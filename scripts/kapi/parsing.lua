@@ -31,13 +31,14 @@ local function distance(a, b)
 end
 
 --- The candidate closest to word, when it is close enough to be what was
---- meant (a typo: at most 2 edits, fewer for short words); else nil.
+--- meant (a typo: at most 2 edits, fewer for short words); else nil. The
+--- word itself is never suggested: it was refused as it is.
 function M.suggest(word, candidates)
   if #word > 40 or #word:gsub("^%-+", "") < 2 then return nil end -- "-x" is no typo of "-e"
   local best, best_distance
   for _, candidate in ipairs(candidates) do
-    local d = distance(word:lower(), candidate:lower())
-    if d <= math.min(2, #candidate // 3 + 1) and (not best_distance or d < best_distance) then
+    local d = candidate ~= word and distance(word:lower(), candidate:lower())
+    if d and d <= math.min(2, #candidate // 3 + 1) and (not best_distance or d < best_distance) then
       best, best_distance = candidate, d
     end
   end

@@ -323,6 +323,13 @@ describe("kapi commands", function()
     r = kapi {"coupons", "--zip", "45202"}
     assert.equal(2, r.status)
     assert.equal("kapi: 'coupons' is a recipe: run it with kapi run coupons", lines(r.stderr)[1])
+    -- A command after an interpreter option, where a script goes: no
+    -- suggestion of the very word.
+    r = kapi {"-l", "kapi.json", "run", "stores"}
+    assert.equal(2, r.status)
+    assert.equal("kapi: 'run' is a command: give it first (kapi run ...); -e, -l and -i go with a script",
+                 lines(r.stderr)[1])
+    assert.equal(" (did you mean 'ruin'?)", require("kapi.parsing").did_you_mean("run", {"run", "ruin"}))
   end)
 
   it("names in its error line what was wrong, not something near it", function()
