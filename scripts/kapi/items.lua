@@ -399,8 +399,9 @@ doc.declare("kapi.items.client", M.client, [[
 kapi.items.client{env, base_url, app_id, secret} -> items
 Publications and CICs in the publication-record format: items:publications{gtin,
 recipientGln, ipGln} (gtin: one GTIN, or a list of up to kapi.items.MAX_GTINS
-asked for in one call), and items:publications_of(gtins) for a list of any
-length, in calls of MAX_GTINS; items:publish / republish / resend / withdraw(gtin,
+asked for in one call), and items:publications_of(gtins, {pool, each}) for a
+list of any length, in calls of MAX_GTINS (each(records) as each call
+answers; the calls as jobs of a kapi.pool given); items:publish / republish / resend / withdraw(gtin,
 recipientGln, {publicationType | reason}); items:item(gtin) and
 items:update(gtin, hierarchy). kapi.items.read_report(path) reads an exported
 report (CSV, columns matched by name or by the report's labels).
