@@ -414,8 +414,8 @@ static void push_value(decoder *d) {
   }
 }
 
-/* decode(text, array_mt, null) -> value; raises "json: ... at character N" */
-static int decode(lua_State *L) {
+/* A decoder of the text at 1, with the array metatable at 2 and null at 3. */
+static decoder decoder_of(lua_State *L) {
   size_t len;
   decoder d;
   d.L = L;
@@ -423,11 +423,21 @@ static int decode(lua_State *L) {
   d.end = d.text + len;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checkany(L, 3);
-  lua_settop(L, 3);
   d.array_mt = 2, d.null = 3, d.depth = 0;
+  return d;
+}
+
+static void expect_end(decoder *d) {
+  skip_space(d);
+  if (d->p < d->end) fail(d, "unexpected text after the value");
+}
+
+/* decode(text, array_mt, null) -> value; raises "json: ... at character N" */
+static int decode(lua_State *L) {
+  decoder d = decoder_of(L);
+  lua_settop(L, 3);
   push_value(&d);
-  skip_space(&d);
-  if (d.p < d.end) fail(&d, "unexpected text after the value");
+  expect_end(&d);
   return 1;
 }
 
@@ -547,16 +557,9 @@ static int skim_member(decoder *d) {
  * passed over. Text that is no object gives an empty table; text that is
  * not JSON raises as decode does. */
 static int skim(lua_State *L) {
-  size_t len;
-  decoder d;
-  d.L = L;
-  d.text = d.p = luaL_checklstring(L, 1, &len);
-  d.end = d.text + len;
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checkany(L, 3);
+  decoder d = decoder_of(L);
   luaL_checktype(L, 4, LUA_TTABLE);
   lua_settop(L, 4);
-  d.array_mt = 2, d.null = 3, d.depth = 0;
   lua_newtable(L); /* 5: what was found */
   skip_space(&d);
   if (!next_is(&d, '{')) {
@@ -581,8 +584,7 @@ static int skim(lua_State *L) {
     }
     leave(&d);
   }
-  skip_space(&d);
-  if (d.p < d.end) fail(&d, "unexpected text after the value");
+  expect_end(&d);
   lua_settop(L, 5);
   return 1;
 }

@@ -3,6 +3,14 @@
 local kapi = require "kapi"
 local errors = require "kapi.errors"
 
+-- fn(...) raises the usage error `message`.
+local function assert_usage_error(message, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok)
+  assert.is_true(errors.is(err, "usage"), tostring(err))
+  assert.equal(message, tostring(err))
+end
+
 describe("kapi.spawn and task:wait", function()
   it("returns every value the task's function returned", function()
     local t = kapi.spawn(function(a, b) return a + b, "two", nil end, 1, 2)
@@ -313,10 +321,7 @@ describe("kapi.map", function()
       {{{1}, 5}, "kapi.map: fn must be a function, got number"},
     }
     for _, case in ipairs(cases) do
-      local ok, err = pcall(kapi.map, table.unpack(case[1], 1, 3))
-      assert.is_false(ok)
-      assert.is_true(errors.is(err, "usage"), tostring(err))
-      assert.equal(case[2], tostring(err))
+      assert_usage_error(case[2], kapi.map, table.unpack(case[1], 1, 3))
     end
   end)
 end)
@@ -404,10 +409,7 @@ describe("kapi.pool", function()
       {function() kapi.pool(3) end, "kapi.pool: opts must be a table, got number"},
       {function() kapi.pool():add(3) end, "pool:add: fn must be a function, got number"},
     } do
-      local ok, err = pcall(case[1])
-      assert.is_false(ok)
-      assert.is_true(errors.is(err, "usage"), tostring(err))
-      assert.equal(case[2], tostring(err))
+      assert_usage_error(case[2], case[1])
     end
   end)
 end)
