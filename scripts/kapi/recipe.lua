@@ -302,13 +302,27 @@ function M.print(args, rows, columns, keys)
   io.stdout:flush() -- before any note on stderr, also when both go to one file
 end
 
+-- The progress bar on the terminal now, if one is drawn: a line said on
+-- stderr clears it first (the next step draws it again below), so a
+-- problem met while the bar runs is never glued to its text.
+local drawn_bar
+
+local function clear_bar()
+  if drawn_bar then drawn_bar:finish() end
+end
+
+local function say_line(...)
+  clear_bar()
+  io.stderr:write(...)
+end
+
 --- A note for people on stderr (never with --quiet, never mixed into the
 --- JSON or CSV on stdout).
 function M.note(args, fmt, ...)
   errors.check(args, "table", "recipe.note: args")
   errors.check(fmt, "string", "recipe.note: format")
   if args.quiet then return end
-  io.stderr:write(fmt:format(...), "\n")
+  say_line(fmt:format(...), "\n")
 end
 
 --- Says what follows the rows (a summary, a plan, what was done): talk,
@@ -353,6 +367,7 @@ function Progress:draw()
   end
   io.stderr:write("\r", text, "\27[K")
   self.drawn, self.last = true, core.now()
+  drawn_bar = self
 end
 
 --- Counts n more done; redraws at most ten times a second, and only once
@@ -373,6 +388,7 @@ end
 function Progress:finish()
   if self.drawn then io.stderr:write("\r\27[K") end
   self.drawn = false
+  if drawn_bar == self then drawn_bar = nil end
 end
 
 --- A progress bar on stderr: {label, unit, total}; silent when stderr is
@@ -516,7 +532,7 @@ local function tell(problems, text)
   problems.report(line)
 end
 
-local function to_stderr(line) io.stderr:write("kapi: ", line, "\n") end
+local function to_stderr(line) say_line("kapi: ", line, "\n") end
 
 --- Records input that cannot be used (a bad entry, an unreadable file, an
 --- id that names nothing) and names it on stderr at once: exit status 2.

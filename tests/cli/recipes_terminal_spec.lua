@@ -62,6 +62,26 @@ describe("recipes on a terminal", function()
     assert.is_nil(after:find("checking [", 1, true)) -- cleared when done
   end)
 
+  it("say a problem met while the bar is drawn on a line of its own, then draw the bar again", function()
+    local work = [[
+      local kapi, recipe = require "kapi", require "kapi.recipe"
+      local bar, problems = recipe.progress({}, {label = "checking", total = 40}), recipe.problems()
+      for i = 1, 40 do
+        kapi.sleep(0.05); bar:step()
+        if i == 30 then problems:fail("00000000000017", "could not read the item") end
+      end
+      bar:finish()
+      print("finished")]]
+    local term = tmux.start(KAPI .. " -e " .. process.quote(work))
+    local ok, screen = pcall(term.wait_for, term, "could not read the item\nchecking %[#+%.*%] %d+/40 items", 8)
+    local after = ok and term:wait_for("%[exit 0%]", 5)
+    term:stop()
+    assert(ok, screen)
+    assert.matches("\nkapi: 00000000000017: could not read the item\n", "\n" .. screen)
+    assert.is_nil(screen:find("ETA %d+skapi", 1), screen) -- not glued to the bar's text
+    assert.matches("finished", after)
+  end)
+
   it("keep the bar off stderr when it is not a terminal, and with --quiet", function()
     local piped = process.kapi_run {"-e", slow_work}
     assert.equal("finished\n", piped.stdout)
