@@ -367,14 +367,18 @@ end
 local Reader = {}
 Reader.__index = Reader
 
+-- An item that cannot be read or checked (an answer without data is no
+-- hierarchy) is unread, with why; nothing of it is lost in the pool.
+local function check_item(reader, gtin)
+  local item, changed = reader.items:item(gtin)
+  if type(item) ~= "table" then error(errors.new("network", "the answer holds no item"), 0) end
+  return {findings = rules.check(item), changed = M.parse_time(changed)}
+end
+
 local function read_item(job)
   local reader, gtin = job.reader, job.gtin
-  local ok, item, changed = pcall(reader.items.item, reader.items, gtin)
-  if ok then
-    reader.state[gtin] = {findings = rules.check(item), changed = M.parse_time(changed)}
-  else
-    reader.unread[gtin] = item
-  end
+  local ok, state = pcall(check_item, reader, gtin)
+  if ok then reader.state[gtin] = state else reader.unread[gtin] = state end
   if reader.progress then reader.progress(1, reader.wanted) end
 end
 

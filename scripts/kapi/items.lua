@@ -314,7 +314,18 @@ function Client:publications(filter)
     check_gtins(query.gtin, "items:publications: gtin")
     query.gtin = table.concat(query.gtin, ",")
   end
-  return self:call("GET", "/items/v1/publications", nil, query):json().data
+  local records = self:call("GET", "/items/v1/publications", nil, query):json().data
+  -- A field given as null is a field not given (item-format.md's records
+  -- have text or nothing), so no verdict meets a JSON null where it reads
+  -- text.
+  for _, r in ipairs(type(records) == "table" and records or {}) do
+    if type(r) == "table" then
+      for k, v in pairs(r) do
+        if v == json.null then r[k] = nil end
+      end
+    end
+  end
+  return records
 end
 
 --- publications_of(gtins, {pool, each}) -> records by GTIN, failures: every
@@ -335,22 +346,29 @@ function Client:publications_of(gtins, opts)
   for _, g in ipairs(gtins) do
     if not seen[g] then seen[g] = true; distinct[#distinct + 1] = g end
   end
-  local pool, calls, answers = opts.pool or task.pool(), {}, {}
+  -- A failure of each is no failure of the call: it is raised as it is,
+  -- once every call has ended.
+  local pool, calls, answers, each_failed = opts.pool or task.pool(), {}, {}, nil
   local function ask(batch)
-    local found = self:publications {gtin = batch}
+    local found = self:publications {gtin = batch} or {} -- an answer without data names none
     answers[batch] = found
-    if opts.each then opts.each(found) end
+    if opts.each then
+      local ok, err = pcall(opts.each, found)
+      if not ok then each_failed = each_failed or err end
+    end
   end
   for i = 1, #distinct, M.MAX_GTINS do
     local batch = table.move(distinct, i, math.min(#distinct, i + M.MAX_GTINS - 1), 1, {})
     calls[#calls + 1] = {batch = batch, place = pool:add(ask, batch)}
   end
   local _, errs = pool:wait()
+  if each_failed then error(each_failed, 0) end
   local records, failures = {}, {}
   for _, call in ipairs(calls) do
     local batch, found = call.batch, answers[call.batch]
-    if errs and errs[call.place] or not found then
-      failures[#failures + 1] = {gtins = batch, error = errs and errs[call.place],
+    local err = errs and errs[call.place]
+    if err then
+      failures[#failures + 1] = {gtins = batch, error = err,
                                  where = batch[1] .. (#batch > 1 and (" and %d more"):format(#batch - 1) or "")}
     else
       for _, g in ipairs(batch) do records[g] = {} end

@@ -260,6 +260,86 @@ describe("the item API", function()
     assert.is_nil(found[gtins[51]])
     assert.is_table(found[gtins[1]])
     assert.is_table(found[gtins[101]])
+
+    -- An answer whose body has no data names no publication: that is no
+    -- failed call. each sees every call's records; its own error is
+    -- raised as it is, not taken for a failed call.
+    http.request = function(req)
+      local res = request(req)
+      if req.url:find("/items/v1/publications", 1, true) then res.body, res._json = "{}", nil end
+      return res
+    end
+    local seen = 0
+    ok, found, failures = pcall(im.publications_of, im, {gtins[1], gtins[2]}, {each = function(records)
+      seen = seen + 1
+      assert.same({}, records)
+    end})
+    http.request = request
+    assert.is_true(ok, found)
+    assert.same({}, failures)
+    assert.same({}, found[gtins[1]])
+    assert.equal(1, seen)
+    ok, found = pcall(im.publications_of, im, gtins, {each = function() error("a bug in each", 0) end})
+    assert.is_false(ok)
+    assert.equal("a bug in each", found)
+  end)
+
+  it("gives as unread, with why, an item whose answer holds none", function()
+    local cert = require "kapi.certification"
+    local im = kapi.items.client {env = "sandbox", base_url = sb.url}
+    local rejected = im:publications() -- the sandbox's table: some verdicts look at the item
+    local request = http.request
+    http.request = function(req)
+      local res = request(req)
+      if req.url:find("/items/v1/items/", 1, true) then res.body, res._json = "{}", nil end
+      return res
+    end
+    local ok, rows, unread = pcall(cert.assess, rejected, im)
+    http.request = request
+    assert.is_true(ok, rows)
+    local looked = 0
+    for _, row in ipairs(rows) do
+      if unread[row.gtin] then
+        looked = looked + 1
+        assert.equal("the answer holds no item", tostring(unread[row.gtin]))
+      end
+    end
+    assert.is_true(looked > 0, "no verdict of these publications looked at the item")
+  end)
+
+  it("reads a field given as null as a field not given", function()
+    local cert = require "kapi.certification"
+    local im = kapi.items.client {env = "sandbox", base_url = sb.url}
+    local clean = cert.assess(im:publications(), im)
+    local request = http.request
+    http.request = function(req)
+      local res = request(req)
+      if req.url:find("/items/v1/publications", 1, true) then
+        res.body, res._json = res.body:gsub('"(%w+)":""', '"%1":null'), nil
+      end
+      return res
+    end
+    local ok, records = pcall(im.publications, im)
+    local assessed, rows = pcall(cert.assess, ok and records or {}, im)
+    assert.is_true(ok, records)
+    assert.is_true(assessed, rows)
+    for i, row in ipairs(clean) do assert.equal(row.verdict, rows[i].verdict, row.gtin) end
+    -- No message at all, rejections included: still one verdict each.
+    http.request = function(req)
+      local res = request(req)
+      if req.url:find("/items/v1/publications", 1, true) then
+        local page = kapi.json.decode(res.body)
+        for _, r in ipairs(page.data) do r.message = kapi.json.null end
+        res.body, res._json = kapi.json.encode(page), nil
+      end
+      return res
+    end
+    ok, records = pcall(im.publications, im)
+    assessed, rows = pcall(cert.assess, ok and records or {}, im)
+    http.request = request
+    assert.is_true(ok, records)
+    assert.is_true(assessed, rows)
+    assert.equal(#clean, #rows)
   end)
 
   it("requires the HMAC signature", function()
