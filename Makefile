@@ -99,8 +99,8 @@ test-asan: deps
 fuzz-deps: deps
 	@$(call apt_install,$(FUZZ_PACKAGES))
 
-$(FUZZ_BUILD)/CMakeCache.txt:
-	CC=clang cmake -S . -B $(FUZZ_BUILD) -DKAPI_FUZZ=ON -DKAPI_WERROR=ON
+$(FUZZ_BUILD)/CMakeCache.txt: | fuzz-deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DKAPI_FUZZ=ON -DKAPI_WERROR=ON || { rm -f $@; exit 1; }
 
 fuzz-build: fuzz-deps $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) --target fuzzers -j $(JOBS)
