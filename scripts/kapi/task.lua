@@ -67,31 +67,44 @@ end
 -- A pool is a list of jobs (fn, arg) and at most `concurrency` tasks
 -- taking them in order, those added with add_next first. A task that
 -- finds no job left ends, and a job added later starts another, so a job
--- may add jobs.
+-- may add jobs. kapi.map's jobs are its list: the first `listed` places
+-- are list_fn(list[k], k), kept nowhere else (a list of 200,000 costs no
+-- table of jobs); jobs added are kept in fns and args.
 local Pool = {}
 Pool.__index = Pool
 
+-- The next job's place, function and argument; nil when none is left.
 local function next_job(pool)
-  if pool.soon_taken < #pool.soon then
-    local k = pool.soon_taken + 1
-    pool.soon_taken = k
-    return pool.soon[k]
-  end
-  local fns = pool.fns
-  while pool.taken < pool.count do
-    local k = pool.taken + 1
+  local fns, args = pool.fns, pool.args
+  local k
+  if pool.soon_taken < pool.soon_count then
+    pool.soon_taken = pool.soon_taken + 1
+    k = pool.soon[pool.soon_taken]
+  else
+    k = pool.taken + 1
+    if k <= pool.listed then
+      pool.taken = k
+      return k, pool.list_fn, pool.list[k]
+    end
+    while k <= pool.count and not fns[k] do k = k + 1 end -- add_next's, taken already
+    if k > pool.count then return nil end
     pool.taken = k
-    if fns[k] then return k end -- else add_next's, taken already
   end
+  local fn, arg = fns[k], args[k]
+  fns[k], args[k] = nil, nil
+  return k, fn, arg
 end
 
 local function work(pool)
-  local fns, args, results = pool.fns, pool.args, pool.results
+  local results, list, list_fn, listed = pool.results, pool.list, pool.list_fn, pool.listed
   while not pool.stopped do
-    local k = next_job(pool)
-    if not k then break end
-    local fn, arg = fns[k], args[k]
-    fns[k], args[k] = nil, nil
+    local k, fn, arg = pool.taken + 1, list_fn, nil
+    if k <= listed and pool.soon_taken == pool.soon_count then -- kapi.map's common case, inline
+      pool.taken, arg = k, list[k]
+    else
+      k, fn, arg = next_job(pool)
+      if not k then break end
+    end
     local ok, value = pcall(fn, arg, k)
     if ok then
       results[k] = value
@@ -105,28 +118,37 @@ local function work(pool)
   pool.alive = pool.alive - 1
 end
 
+-- Starts tasks for the jobs waiting, up to the pool's concurrency.
+local function staff(pool)
+  local waiting = pool.count - pool.taken + pool.soon_count - pool.soon_taken
+  while pool.alive < pool.concurrency and waiting > 0 do
+    pool.alive, waiting = pool.alive + 1, waiting - 1
+    pool.workers[#pool.workers + 1] = core.spawn(work, pool)
+  end
+end
+
 local function add(pool, fn, arg, what)
   if type(fn) ~= "function" then errors.check(fn, "function", what) end
   local k = pool.count + 1
   pool.count = k
   pool.fns[k], pool.args[k] = fn, arg
-  if pool.alive < pool.concurrency then
-    pool.alive = pool.alive + 1
-    pool.workers[#pool.workers + 1] = core.spawn(work, pool)
-  end
   return k
 end
 
 --- Adds the job fn(arg, k) and returns k, its place in the results.
 function Pool:add(fn, arg)
-  return add(self, fn, arg, "pool:add: fn")
+  local k = add(self, fn, arg, "pool:add: fn")
+  staff(self)
+  return k
 end
 
 --- Adds the job fn(arg, k) before every job not yet started (after those
 --- added this way before it) and returns k.
 function Pool:add_next(fn, arg)
   local k = add(self, fn, arg, "pool:add_next: fn")
-  self.soon[#self.soon + 1] = k
+  self.soon_count = self.soon_count + 1
+  self.soon[self.soon_count] = k
+  staff(self)
   return k
 end
 
@@ -152,9 +174,11 @@ function Pool:wait()
   return self.results, self.failed
 end
 
-local function new_pool(concurrency)
+local function new_pool(concurrency, list, list_fn)
+  local listed = list and #list or 0
   return setmetatable({concurrency = concurrency, fns = {}, args = {}, results = {}, workers = {},
-                       soon = {}, soon_taken = 0, count = 0, taken = 0, alive = 0}, Pool)
+                       list = list, list_fn = list_fn, listed = listed, soon = {}, soon_count = 0,
+                       soon_taken = 0, count = listed, taken = 0, alive = 0}, Pool)
 end
 
 --- kapi.pool({concurrency = 8}) -> pool, to which jobs are added with
@@ -170,8 +194,8 @@ end
 function M.map(list, fn, opts)
   if type(list) ~= "table" then errors.check(list, "table", "kapi.map: list") end
   if type(fn) ~= "function" then errors.check(fn, "function", "kapi.map: fn") end
-  local pool = new_pool(check_concurrency(opts, "kapi.map"))
-  for i = 1, #list do pool:add(fn, list[i]) end
+  local pool = new_pool(check_concurrency(opts, "kapi.map"), list, fn)
+  staff(pool)
   return pool:wait()
 end
 
