@@ -388,15 +388,15 @@ Response.__index = function(self, key)
   return Response[key]
 end
 
---- The body decoded as JSON (cached). A body that is not JSON (cut short,
---- an HTML error page) raises a network error naming the request: it is
---- the service's fault, not the script's.
 local function not_json(self, err)
   error(errors.new("network", ("%s %s: %d, but the answer is not valid JSON (%s)"):format(
     rawget(self, "method") or "GET", M.redact_url(self.url or "?"), self.status or 0,
     errors.message(err):gsub("^json: ", "")), {code = "malformed", status = self.status, url = self.url}), 0)
 end
 
+--- The body decoded as JSON (cached). A body that is not JSON (cut short,
+--- an HTML error page) raises a network error naming the request: it is
+--- the service's fault, not the script's.
 function Response:json()
   if self._json == nil then
     local ok, value = pcall(json.decode, self.body)

@@ -97,6 +97,7 @@ end
 
 local function work(pool)
   local results, list, list_fn, listed = pool.results, pool.list, pool.list_fn, pool.listed
+  pool.pending = pool.pending - 1
   while not pool.stopped do
     local k, fn, arg = pool.taken + 1, list_fn, nil
     if k <= listed and pool.soon_taken == pool.soon_count then -- kapi.map's common case, inline
@@ -105,6 +106,7 @@ local function work(pool)
       k, fn, arg = next_job(pool)
       if not k then break end
     end
+    pool.started = pool.started + 1
     local ok, value = pcall(fn, arg, k)
     if ok then
       results[k] = value
@@ -120,9 +122,11 @@ end
 
 -- Starts tasks for the jobs waiting, up to the pool's concurrency.
 local function staff(pool)
-  local waiting = pool.count - pool.taken + pool.soon_count - pool.soon_taken
+  -- A task started but not yet run will take a waiting job; one that is
+  -- running is inside a job (a task takes its next job without waiting).
+  local waiting = pool.count - pool.started - pool.pending
   while pool.alive < pool.concurrency and waiting > 0 do
-    pool.alive, waiting = pool.alive + 1, waiting - 1
+    pool.alive, pool.pending, waiting = pool.alive + 1, pool.pending + 1, waiting - 1
     pool.workers[#pool.workers + 1] = core.spawn(work, pool)
   end
 end
@@ -178,7 +182,7 @@ local function new_pool(concurrency, list, list_fn)
   local listed = list and #list or 0
   return setmetatable({concurrency = concurrency, fns = {}, args = {}, results = {}, workers = {},
                        list = list, list_fn = list_fn, listed = listed, soon = {}, soon_count = 0,
-                       soon_taken = 0, count = listed, taken = 0, alive = 0}, Pool)
+                       soon_taken = 0, count = listed, taken = 0, started = 0, pending = 0, alive = 0}, Pool)
 end
 
 --- kapi.pool({concurrency = 8}) -> pool, to which jobs are added with

@@ -532,23 +532,30 @@ function Checker:look(node)
   self.looked[node] = found
 end
 
+-- Rule i judges node now, adding what it finds.
+local function judge(rules, i, node, top, ctx, findings)
+  local rule = rules[i]
+  if applies(rule, node, top) then
+    local message, fix, attribute = rule.check(node, ctx)
+    if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
+  end
+end
+
+-- What look kept of rule i on node, added.
+local function kept(rules, i, node, found, findings)
+  local earlier = found[i]
+  findings[#findings + 1] = finding(rules[i], node, earlier[1], earlier[2], earlier[3])
+end
+
 -- A looked-at node's findings, in the order of the rules: those kept
 -- from look, and those of the rules that need the run, judged now.
 local function judge_looked(node, found, rules, contextual, top, ctx, findings)
   local hits, h = found.hits, 1
-  local function kept(i)
-    local earlier = found[i]
-    findings[#findings + 1] = finding(rules[i], node, earlier[1], earlier[2], earlier[3])
-  end
   for _, i in ipairs(contextual) do
-    while hits[h] and hits[h] < i do kept(hits[h]); h = h + 1 end
-    local rule = rules[i]
-    if applies(rule, node, top) then
-      local message, fix, attribute = rule.check(node, ctx)
-      if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
-    end
+    while hits[h] and hits[h] < i do kept(rules, hits[h], node, found, findings); h = h + 1 end
+    judge(rules, i, node, top, ctx, findings)
   end
-  while hits[h] do kept(hits[h]); h = h + 1 end
+  while hits[h] do kept(rules, hits[h], node, found, findings); h = h + 1 end
 end
 
 function Checker:check(hierarchies)
@@ -570,12 +577,7 @@ function Checker:check(hierarchies)
       if found then
         judge_looked(node, found, rules, contextual, top, ctx, findings)
       else
-        for _, rule in ipairs(rules) do
-          if applies(rule, node, top) then
-            local message, fix, attribute = rule.check(node, ctx)
-            if message then findings[#findings + 1] = finding(rule, node, message, fix, attribute) end
-          end
-        end
+        for i = 1, #rules do judge(rules, i, node, top, ctx, findings) end
       end
     end
   end
