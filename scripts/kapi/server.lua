@@ -49,6 +49,12 @@ local function response_headers(res)
   return headers, has_type
 end
 
+local function encoded(value)
+  local ok, text = pcall(json.encode, value)
+  if not ok then wrong("json that cannot be sent (%s)", errors.message(text)) end
+  return text
+end
+
 -- A handler's answer -> status, header list, body.
 local function response_of(res)
   if type(res) ~= "table" then wrong("%s, expected a response table", errors.shown(res)) end
@@ -60,14 +66,27 @@ local function response_of(res)
   local body = res.body or ""
   if type(body) ~= "string" then wrong("body = %s, expected a string", errors.shown(body)) end
   if res.json ~= nil then
-    local ok, text = pcall(json.encode, res.json)
-    if not ok then wrong("json that cannot be sent (%s)", errors.message(text)) end
-    body = text
+    body = encoded(res.json)
     if not has_type then
       headers[#headers + 1], headers[#headers + 2] = "Content-Type", "application/json"
     end
   end
   return status, headers, body
+end
+
+--- A handler's answer with its json already encoded in its body, as it
+--- will be sent: for a handler that holds an answer after working it out.
+function M.encoded(res)
+  if type(res) == "table" and res.json ~= nil then
+    local headers = res.headers or {}
+    local has_type = false
+    for name in pairs(headers) do
+      has_type = has_type or (type(name) == "string" and name:lower() == "content-type")
+    end
+    if not has_type then headers["Content-Type"] = "application/json" end
+    res.body, res.json, res.headers = encoded(res.json), nil, headers
+  end
+  return res
 end
 
 -- A handler that failed (or answered wrongly) is told on stderr, as kapi

@@ -86,8 +86,16 @@ function M.apply(state, req, fault, handle)
   if kind == "5xx" then return server_error(state, req) end
   if kind == "reset" then return {reset = true} end
   if kind == "slow" then
-    require("kapi.task").sleep(fault.seconds)
-    return handle(req)
+    -- The answer is worked out when the request comes and held until the
+    -- delay is up, as a server across a slow link answers: the sandbox,
+    -- one thread, would otherwise add its time for each of the requests
+    -- held together to the last one's.
+    local core = require "kapi.core"
+    local due = core.now() + fault.seconds
+    local res = require("kapi.server").encoded(handle(req))
+    local left = due - core.now()
+    if left > 0 then require("kapi.task").sleep(left) end
+    return res
   end
   if kind == "expire" then
     local token = (req.headers.authorization or ""):match("^[Bb]earer%s+(%S+)$")
