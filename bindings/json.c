@@ -33,6 +33,7 @@ typedef struct decoder {
   lua_State *L;
   const char *text, *p, *end;
   int array_mt, null; /* stack indexes */
+  int without;        /* stack index of the names left out ({name = true}), or 0 */
   int depth;
 } decoder;
 
@@ -294,6 +295,7 @@ static void push_number(decoder *d) {
 /* --- values ------------------------------------------------------------ */
 
 static void push_value(decoder *d);
+static void skip_value(decoder *d);
 
 /* An object's or an array's first PENDING members wait on the stack, and
  * its table is made once their number is known: most JSON objects are
@@ -331,6 +333,15 @@ static void make_object(lua_State *L, int n, int room) {
   lua_pop(L, 2 * n);
 }
 
+/* Whether the name on top of the stack is one decoding leaves out. */
+static int left_out(decoder *d) {
+  if (!d->without) return 0;
+  lua_pushvalue(d->L, -1);
+  int out = lua_rawget(d->L, d->without) != LUA_TNIL;
+  lua_pop(d->L, 1);
+  return out;
+}
+
 static void push_object(decoder *d) {
   lua_State *L = d->L;
   enter(d);
@@ -346,12 +357,17 @@ static void push_object(decoder *d) {
     skip_space(d);
     if (!next_is(d, ':')) fail(d, "expected ':'");
     d->p++;
-    push_value(d);
-    if (made) {
-      lua_rawset(L, -3);
-    } else if (++pending == PENDING) {
-      make_object(L, pending, 2 * PENDING);
-      made = 1;
+    if (left_out(d)) {
+      lua_pop(L, 1); /* the name */
+      skip_value(d);
+    } else {
+      push_value(d);
+      if (made) {
+        lua_rawset(L, -3);
+      } else if (++pending == PENDING) {
+        make_object(L, pending, 2 * PENDING);
+        made = 1;
+      }
     }
     skip_space(d);
     if (next_is(d, '}')) break;
@@ -423,7 +439,7 @@ static decoder decoder_of(lua_State *L) {
   d.end = d.text + len;
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checkany(L, 3);
-  d.array_mt = 2, d.null = 3, d.depth = 0;
+  d.array_mt = 2, d.null = 3, d.without = 0, d.depth = 0;
   return d;
 }
 
@@ -432,10 +448,17 @@ static void expect_end(decoder *d) {
   if (d->p < d->end) fail(d, "unexpected text after the value");
 }
 
-/* decode(text, array_mt, null) -> value; raises "json: ... at character N" */
+/* decode(text, array_mt, null [, without]) -> value; raises "json: ...
+ * at character N". The members named in the table without ({name =
+ * true}) are left out of every object, checked but never made: a page
+ * of products is four fifths images that a caller may not need. */
 static int decode(lua_State *L) {
   decoder d = decoder_of(L);
-  lua_settop(L, 3);
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    d.without = 4;
+  }
+  lua_settop(L, 4);
   push_value(&d);
   expect_end(&d);
   return 1;
@@ -447,7 +470,6 @@ static int decode(lua_State *L) {
 /* A value passed over: checked as decode checks it, nothing made. A page
  * of 1,000 records is skimmed for its cursor in a tenth of the time its
  * decoding takes, so the next page can be asked for first. */
-static void skip_value(decoder *d);
 
 static void skip_string(decoder *d) {
   d->p++; /* the opening quote */

@@ -397,11 +397,17 @@ end
 --- The body decoded as JSON (cached). A body that is not JSON (cut short,
 --- an HTML error page) raises a network error naming the request: it is
 --- the service's fault, not the script's.
-function Response:json()
-  if self._json == nil then
-    local ok, value = pcall(json.decode, self.body)
-    if not ok then not_json(self, value) end
-    self._json = value
+--- With {without = names}, those members are left out of every object,
+--- as kapi.json.decode leaves them out (cached for that list).
+function Response:json(opts)
+  local without = opts and opts.without
+  if self._json == nil or rawget(self, "_json_without") ~= without then
+    local ok, value = pcall(json.decode, self.body, opts)
+    if not ok then
+      if errors.is(value, "usage") then error(value, 2) end
+      not_json(self, value)
+    end
+    self._json, self._json_without = value, without
   end
   return self._json
 end
@@ -652,7 +658,9 @@ local function perform(req)
         -- broken connection, a proxy's HTML page) is a transport failure,
         -- retried as a reset is when the request may be repeated.
         if not req.expect_json or result.status >= 300 or result.body == "" then return response end
-        local ok, err = pcall(req.expect_json == true and response.json or response.skim, response, req.expect_json)
+        local ok, err
+        if req.expect_json == true then ok, err = pcall(response.json, response)
+        else ok, err = pcall(response.skim, response, req.expect_json) end
         if ok then return response end
         if attempt >= attempts_allowed(req) then error(err, 0) end
         goto retry

@@ -21,11 +21,32 @@ function M.is_array(t)
   return getmetatable(t) == array_mt
 end
 
+-- The set of names of a `without` list, made once a list: a caller asks
+-- with the same list for every page.
+local DECODE_OPTIONS = {without = "table"}
+local name_sets = setmetatable({}, {__mode = "k"})
+local function names_of(list)
+  local set = name_sets[list]
+  if set then return set end
+  set = {}
+  for i, name in ipairs(list) do
+    if type(name) ~= "string" then errors.check(name, "string", ("json.decode: without[%d]"):format(i)) end
+    set[name] = true
+  end
+  name_sets[list] = set
+  return set
+end
+
 --- Decodes JSON text; raises on malformed text, naming where. Whole
---- numbers decode as Lua integers.
-function M.decode(text)
+--- numbers decode as Lua integers. opts.without lists member names left
+--- out of every object, at any depth (checked, never made); the list is
+--- read once, so it is not to be changed after.
+function M.decode(text, opts)
   if type(text) ~= "string" then errors.check(text, "string", "json.decode: text") end
-  return core.decode(text, array_mt, null)
+  if opts == nil then return core.decode(text, array_mt, null) end
+  errors.check(opts, "table", "json.decode: opts")
+  errors.check_options(opts, DECODE_OPTIONS, "json.decode")
+  return core.decode(text, array_mt, null, opts.without and names_of(opts.without))
 end
 
 --- Of a JSON object's members, those wanted names: wanted[name] = true
@@ -44,14 +65,17 @@ function M.encode(value, opts)
 end
 
 doc.declare("kapi.json.decode", M.decode, [[
-kapi.json.decode(text) -> value
+kapi.json.decode(text [, {without = {name, ...}}]) -> value
 Decodes JSON. null becomes kapi.json.null; [] becomes an empty table marked
 as an array, so that encoding it gives [] again; whole numbers are integers
 (exact to 64 bits). Malformed text raises one line naming the problem and
-where: json: expected ',' or ']' at character 4, near '2]'.
+where: json: expected ',' or ']' at character 4, near '2]'. Members named
+in without are left out of every object, however deep: checked as the rest
+is, but never made (a product's images, when only its price is wanted).
 Example:
   local v = kapi.json.decode('{"tags": [], "brand": null}')
-  print(kapi.json.encode(v, {sorted = true}))  --> {"brand":null,"tags":[]}]])
+  print(kapi.json.encode(v, {sorted = true}))  --> {"brand":null,"tags":[]}
+  kapi.json.decode('{"a": 1, "images": [{"url": "x"}]}', {without = {"images"}})  --> {a = 1}]])
 
 doc.declare("kapi.json.skim", M.skim, [[
 kapi.json.skim(text, {name = true | "objects", ...}) -> {name = value, ...}

@@ -394,6 +394,21 @@ describe("retries", function()
     assert.equal('{"data": [1, 2', http.get(srv.url).body)
   end)
 
+  it("decodes a body without the members named when asked, and whole again after", function()
+    local srv <close> = with_server(function()
+      return {json = {data = {{id = 1, images = {{url = "a"}}}, {id = 2, images = {}}}}}
+    end)
+    local res = http.get(srv.url, {expect_json = {}}) -- checked as JSON, nothing made
+    local names = {"images"}
+    local lean = res:json {without = names}
+    assert.same({data = {{id = 1}, {id = 2}}}, lean)
+    assert.equal(lean, res:json {without = names}) -- the same list: the same table
+    assert.same({url = "a"}, res:json().data[1].images[1])
+    local ok, err = pcall(res.json, res, {without = {1}})
+    assert.is_false(ok)
+    assert.equal("usage", err.kind)
+  end)
+
   it("never retries a PUT unless told to", function()
     local calls = 0
     local srv <close> = with_server(function() calls = calls + 1; return {status = 503} end)

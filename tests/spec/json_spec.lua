@@ -162,6 +162,63 @@ describe("kapi.json.decode", function()
   end)
 end)
 
+describe("kapi.json.decode without", function()
+  -- What decode without names gives, from the whole value: those members
+  -- taken out of every object, however deep.
+  local function without(v, names)
+    if type(v) ~= "table" then return v end
+    local out = json.is_array(v) and json.array() or {}
+    for k, x in pairs(v) do
+      if not (type(k) == "string" and names[k]) then out[k] = without(x, names) end
+    end
+    return out
+  end
+
+  it("leaves the members named out of every object, at any depth", function()
+    local text = '{"a": 1, "images": [{"url": "x"}], "b": {"images": {"sizes": [1, 2]}, "c": [{"images": null,'
+                 .. ' "d": 3}, {"im\\u0061ges": 4, "e": []}]}, "imagesX": 5}'
+    local got = json.decode(text, {without = {"images"}})
+    assert.same({a = 1, b = {c = {{d = 3}, {e = json.array()}}}, imagesX = 5}, got)
+    assert.is_true(json.is_array(got.b.c[2].e))
+    assert.same({}, json.decode('{"images": 1}', {without = {"images"}}))
+    assert.same({1, {}}, json.decode('[1, {"x": [2]}]', {without = {"x"}}))
+    assert.same(json.decode(text), json.decode(text, {without = {}}))
+  end)
+
+  it("agrees with decode on 3,000 generated documents", function()
+    local next_document = generator(11)
+    for _ = 1, 3000 do
+      local text = next_document()
+      local whole = json.decode(text)
+      local names = {}
+      if type(whole) == "table" then
+        for k in pairs(whole) do if type(k) == "string" and #k % 2 == 0 then names[#names + 1] = k end end
+      end
+      local set = {}
+      for _, k in ipairs(names) do set[k] = true end
+      assert.same(without(whole, set), json.decode(text, {without = names}), text)
+    end
+  end)
+
+  it("still refuses text that is not JSON inside a member left out, as decode does", function()
+    for _, text in ipairs {'{"x": [1 2]}', '{"x": "\\ud800"}', '{"x": {"b": 1,}}', '{"x": tru}'} do
+      local _, want = pcall(json.decode, text)
+      local ok, got = pcall(json.decode, text, {without = {"x"}})
+      assert.is_false(ok, text)
+      assert.equal(want, got)
+    end
+  end)
+
+  it("refuses options it does not know and names that are not text", function()
+    local ok, err = pcall(json.decode, "{}", {without = {"a", 2}})
+    assert.is_false(ok)
+    assert.matches("json.decode: without%[2%] must be a string", tostring(err))
+    ok, err = pcall(json.decode, "{}", {witout = {}})
+    assert.is_false(ok)
+    assert.matches("unknown option witout %(did you mean without%?%)", tostring(err))
+  end)
+end)
+
 describe("kapi.json.skim", function()
   it("gives the members named as decode does, and counts the objects of an array", function()
     local text = '{"items": [{"a": 1}, [2], {}, "x", null, {"b": [{}]}], "searchAfter": ["1061", "US"],'
