@@ -235,18 +235,20 @@ function Client:get(path, query, authenticator, opts)
   errors.check(query, "table?", "kroger:get: query")
   errors.check(opts, "table?", "kroger:get: opts")
   opts = opts or {}
+  local expect_json = opts.expect_json
+  if expect_json == nil then expect_json = opts.body == nil end
   local endpoint = self.limits and authenticator and limits.endpoint(path)
   -- opts.headers and opts.body: kapi api's requests, as the user gave them.
   if not endpoint then
     return http.request {method = opts.method or "GET", url = self.base_url .. path, query = query,
                          auth = authenticator, json = opts.json, body = opts.body, headers = opts.headers,
-                         retry = opts.retry, raise = opts.raise, expect_json = opts.body == nil}
+                         retry = opts.retry, raise = opts.raise, expect_json = expect_json}
   end
   local ok, res = pcall(http.request, {method = opts.method or "GET", url = self.base_url .. path, query = query,
                                        auth = counted(self, authenticator, endpoint), json = opts.json,
                                        body = opts.body, headers = opts.headers,
                                        retry = opts.retry, raise = opts.raise, final = FINAL_429,
-                                       expect_json = opts.body == nil})
+                                       expect_json = expect_json})
   if ok and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end -- raise = false
   if ok then return res end
   if errors.is(res, "http") and res.status == 429 then error(self.limits:exhausted(endpoint), 0) end
@@ -277,12 +279,21 @@ local function product_query(args)
   return query
 end
 
+-- A page asked for without some members is checked as JSON by skimming
+-- it for nothing, then decoded without them.
+local CHECKED_ONLY = {expect_json = {}}
+
 --- products{term, locationId, productId, brand, fulfillment, limit = 50,
---- max_items} -> iterator over products (normalized)
+--- max_items, without} -> iterator over products (normalized); without
+--- lists members left out of each (e.g. {"images"}: four fifths of a
+--- product, when only its price and stock are wanted).
 function Client:products(args)
   errors.check(args, "table?", "kroger:products: args")
   args = args or {}
   local query = product_query(args)
+  local without = errors.check(args.without, "table?", "kroger:products: without")
+  for i, name in ipairs(without or {}) do errors.check(name, "string", ("kroger:products: without[%d]"):format(i)) end
+  local lean = without and {without = without}
   local limit = check_range(args.limit, "limit", 1, 50, 50)
   local authenticator = self:service(self.product_scope)
   return paginate.offset {
@@ -297,7 +308,7 @@ function Client:products(args)
       -- filter.start is the number of results to skip, at least 1: the
       -- first page leaves it out (the spec's minimum; 0 is refused).
       q["filter.start"], q["filter.limit"] = start > 0 and start or nil, page_size
-      local page = self:get("/v1/products", q, authenticator):json()
+      local page = self:get("/v1/products", q, authenticator, lean and CHECKED_ONLY):json(lean)
       local items = page.data or {}
       for _, p in ipairs(items) do M.normalize_product(p) end
       local pagination = page.meta and page.meta.pagination or {}
@@ -570,12 +581,14 @@ Example:
   end]])
 
 doc.declare("kroger:products", Client.products, [[
-kroger:products{term, locationId, productId, brand, fulfillment, limit = 50, max_items} -> iterator
+kroger:products{term, locationId, productId, brand, fulfillment, limit = 50, max_items, without} -> iterator
 Searches products (one of term, productId or brand is needed). With a
 locationId, prices, stock and aisles are included. Pages are fetched ahead;
 past the endpoint's offset limit (250 public, 1000 partner) kapi says how
 many results cannot be reached. Arguments are checked first: an 8-character
-locationId, 13-digit productIds, a term of 3+ characters and at most 8 words.]])
+locationId, 13-digit productIds, a term of 3+ characters and at most 8 words.
+without = {"images"} leaves those members out of the products (as
+kapi.json.decode does): a product's images are most of it.]])
 
 doc.declare("kroger:product", Client.product, [[
 kroger:product(id, {locationId}) -> product

@@ -62,14 +62,18 @@ local function by_store(calls, answers, errs, problems)
   return found, failed
 end
 
+-- What a row needs of a product is asked for without its images.
+local WITHOUT = {"images"}
+
 -- Asks the API for the calls, CONCURRENCY at a time, while the stores are
 -- looked up by find_stores(): the first calls need no store, so as many as
--- leave the lookup one of the CONCURRENCY places go along with it, instead
--- of every call waiting for it. Returns the stores, and found and failed
--- as by_store gives them: a failed call is named on stderr (never hushed
--- by --quiet), and its rows say ERROR with the reason in --json. When
--- stores were named and none of them exists (named_stores), nothing more
--- is asked (what went along with the lookup is not used).
+-- leave the lookup one of the CONCURRENCY places go along with it, and
+-- the calls at the stores join them once the lookup is done, without
+-- waiting for those. Returns the stores, and found and failed as by_store
+-- gives them: a failed call is named on stderr (never hushed by --quiet),
+-- and its rows say ERROR with the reason in --json. When stores were named
+-- and none of them exists (named_stores), or the lookup failed, nothing
+-- more is asked (what went along with the lookup is not used).
 local function ask(kroger, args, batches, find_stores, named_stores, problems)
   local bar = recipe.progress(args, {label = "live-check", unit = "calls"})
   -- A row live at a store links to the product's page on the store's
@@ -90,31 +94,37 @@ local function ask(kroger, args, batches, find_stores, named_stores, problems)
     end
   end
   local function call_api(call)
-    local found = kroger:products {productId = call.ids, locationId = call.store and call.store.locationId}:all()
+    local found = kroger:products {productId = call.ids, locationId = call.store and call.store.locationId,
+                                   without = WITHOUT}:all()
     if call.store then ask_chain_soon(call, found) end
     for i, p in ipairs(found) do found[i] = essentials(p) end
     bar:step()
     return found
   end
 
-  local early = calls_for({table.unpack(batches, 1, math.min(#batches, CONCURRENCY - 1))}, {})
-  local jobs = {find_stores}
-  for _, call in ipairs(early) do jobs[#jobs + 1] = function() return call_api(call) end end
-  local first, first_failures = kapi.map(jobs, function(job) return job() end, {concurrency = CONCURRENCY})
-  if first_failures and first_failures[1] then error(first_failures[1], 0) end
-  local stores = first[1]
+  local pool = kapi.pool {concurrency = CONCURRENCY}
+  local calls, early, stores = calls_for(batches, {}), math.min(#batches, CONCURRENCY - 1), nil
+  local function add(call) call.place = pool:add(call_api, call) end
+  local lookup = pool:add(function()
+    stores = find_stores()
+    if named_stores and #stores == 0 then return end
+    for i = early + 1, #calls do add(calls[i]) end
+    local at_stores = calls_for(batches, stores)
+    for i = #batches + 1, #at_stores do
+      calls[i] = at_stores[i]
+      add(calls[i])
+    end
+    bar.total = #calls
+  end)
+  for i = 1, early do add(calls[i]) end
+  local results, failures = pool:wait()
+  if failures and failures[lookup] then error(failures[lookup], 0) end
   if named_stores and #stores == 0 then return stores end
-  local calls = calls_for(batches, stores)
-  bar.total = #calls
-  local rest = table.move(calls, #early + 1, #calls, 1, {})
-  local results, failures = kapi.map(rest, call_api, {concurrency = CONCURRENCY})
   for _, t in pairs(chains) do t:wait() end
   bar:finish()
 
   local answers, errs = {}, {}
-  for i = 1, #early do answers[i], errs[i] = first[i + 1], first_failures and first_failures[i + 1] end
-  for i = 1, #rest do answers[#early + i], errs[#early + i] = results[i], failures and failures[i] end
-
+  for i, call in ipairs(calls) do answers[i], errs[i] = results[call.place], failures and failures[call.place] end
   return stores, by_store(calls, answers, errs, problems)
 end
 

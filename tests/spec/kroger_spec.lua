@@ -43,6 +43,23 @@ describe("kapi.kroger", function()
     assert.equal(12, n)
   end)
 
+  it("gives products without the members asked to be left out, the rest as it is", function()
+    local ids = {}
+    for i = 1, 20 do ids[i] = sb.state.catalog.products[i].productId end
+    local whole = kroger:products {productId = ids, locationId = "01400376"}:all()
+    local lean = kroger:products {productId = ids, locationId = "01400376", without = {"images"}}:all()
+    assert.is_true(#whole > 10)
+    assert.equal(#whole, #lean)
+    for i, p in ipairs(whole) do
+      assert.is_table(p.images)
+      p.images = nil
+      assert.same(p, lean[i])
+    end
+    local ok, err = pcall(kroger.products, kroger, {productId = ids, without = {"images", false}})
+    assert.is_false(ok)
+    assert.matches("kroger:products: without%[2%] must be a string", tostring(err))
+  end)
+
   it("checks arguments before sending anything, naming them", function()
     local before = sb.state.token_requests or 0
     local cases = {
