@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
   int code = 1;
   if (status == LUA_OK) code = (int)lua_tointeger(L, -1);
   else fprintf(stderr, "kapi: %s\n", lua_tostring(L, -1));
-  kapi_state_close(L);
+  kapi_state_close_at_exit(L);
   code = check_output(code);
   if (h.sched) kapi_sched_free(h.sched);
   kapi_loop_free(h.loop);

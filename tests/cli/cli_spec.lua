@@ -22,6 +22,16 @@ describe("kapi as a Lua interpreter", function()
     assert.equal("2\tLua 5.4\n", r.stdout)
   end)
 
+  it("runs finalizers and to-be-closed variables at exit, as lua does, allocating as they like", function()
+    local r = kapi {"-e", [[
+      big = {}
+      for i = 1, 100000 do big[i] = {i, tostring(i)} end
+      setmetatable({}, {__gc = function() local t = {} for i = 1, 1000 do t[i] = ("x"):rep(i) end print("gc", #t) end})
+      local x <close> = setmetatable({}, {__close = function() print("closed") end})]]}
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("closed\ngc\t1000\n", r.stdout)
+  end)
+
   it("runs a script with its arguments in `arg` and `...`, as lua does", function()
     local script = process.write(dir .. "/args.lua", [[
       print(select("#", ...), ...)
