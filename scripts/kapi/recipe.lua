@@ -650,9 +650,8 @@ function M.gtins(values, files, problems, option)
   -- The place of a problem is `where` and n ("argument 2", "list.txt:7"),
   -- made only for a problem: a file of GTINs may have a million lines.
   local function add(code, where, n)
-    local ok, why = gtin.valid(code)
-    if not ok then problems:add(where .. n, why); return end
-    local g = gtin.normalize(code)
+    local g, why = gtin.as_gtin14(code)
+    if not g then problems:add(where .. n, why); return end
     if not seen[g] then seen[g] = true; out[#out + 1] = g end
   end
   for i, value in ipairs(M.values(values)) do add(value, (option or "argument") .. " ", i) end

@@ -46,6 +46,28 @@ describe("kapi.gtin", function()
     assert.matches("should be 8", tostring(err))
   end)
 
+  it("takes a code whose check digit is right and refuses every other digit there, at every length", function()
+    for _ = 1, 4000 do
+      local n = ({8, 12, 13, 14})[math.random(4)]
+      local digits = {}
+      for i = 1, n - 1 do digits[i] = math.random(0, 9) end
+      local body = table.concat(digits)
+      local right = gtin.check_digit(body)
+      for d = 0, 9 do
+        local code = body .. d
+        assert.equal(tostring(d) == right, (gtin.valid(code)), code)
+        if n == 13 then assert.equal(tostring(d) == right, (gtin.valid_gln(code)), code) end
+      end
+    end
+  end)
+
+  it("gives the GTIN-14 of a valid code, or nil and why, in one check", function()
+    assert.equal("00011110417008", gtin.as_gtin14("011110417008"))
+    assert.equal("10614141000019", gtin.as_gtin14("10614141000019"))
+    assert.same({nil, select(2, gtin.valid("011110417005"))}, {gtin.as_gtin14("011110417005")})
+    assert.same({nil, "GTIN must be a string of digits, got nil"}, {gtin.as_gtin14(nil)})
+  end)
+
   it("converts to Kroger's 13-digit product id and back", function()
     assert.equal("0001111041700", gtin.to_product_id("011110417008"))
     assert.equal("00011110417008", gtin.from_product_id("0001111041700"))
