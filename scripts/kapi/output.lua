@@ -190,26 +190,36 @@ function M.render_table(rows, columns, opts)
   local n_columns, keys = #columns, {}
   for i, c in ipairs(columns) do widths[i], keys[i] = text_width(c.title), c.key end
   -- Every cell of thousands of rows passes here and through emit: the
-  -- common case (text, no colour) takes no call it can do without.
+  -- common case (text, no colour) takes no call it can do without. The
+  -- cells are kept in one list, row after row, with their widths, each
+  -- measured once.
+  local cell_widths, at = {}, 0
   for r, row in ipairs(rows) do
-    local row_cells = {}
-    cells[r], styles[r] = row_cells, color and {} or NO_STYLES
+    styles[r] = color and {} or NO_STYLES
     for i = 1, n_columns do
       local value = row[keys[i]]
       local text = type(value) == "string" and value or cell_text(value)
-      row_cells[i] = text
+      local w = utf8_len(text) or #text
+      at = at + 1
+      cells[at], cell_widths[at] = text, w
+      if w > widths[i] then widths[i] = w end
       -- Styles show only in colour.
       local style = color and columns[i].style
       if style then styles[r][i] = style(value, row) end
-      local w = utf8_len(text) or #text
-      if w > widths[i] then widths[i] = w end
     end
   end
   local fitted = fit(widths, columns, opts.width)
   if not fitted then
-    return render_records(cells, columns, {width = opts.width, color = color, styles = styles})
+    local by_row = {}
+    for r in ipairs(rows) do by_row[r] = table.move(cells, (r - 1) * n_columns + 1, r * n_columns, 1, {}) end
+    return render_records(by_row, columns, {width = opts.width, color = color, styles = styles})
   end
-  local out, gap = {}, SPACES[GAP]
+  -- The text is the pieces of out, joined once at the end.
+  local out, n, gap = {}, 0, SPACES[GAP]
+  local function line_of(text)
+    n = n + 2
+    out[n - 1], out[n] = text, "\n"
+  end
   local function emit_wrapped(texts, line_styles)
     local wrapped, height = {}, 1
     for i, text in ipairs(texts) do
@@ -224,31 +234,53 @@ function M.render_table(rows, columns, opts)
         local padded = last and not c.right and text or pad(text, fitted[i], c.right)
         parts[i] = M.paint(padded, line_styles and line_styles[i], color)
       end
-      out[#out + 1] = trim_end(table.concat(parts, gap))
+      line_of(trim_end(table.concat(parts, gap)))
     end
   end
   -- A row whose cells all fit is one line (most rows, and every row of
-  -- output that is not to a terminal): no wrapping to do.
+  -- output that is not to a terminal): no wrapping to do. Its pieces go to
+  -- out as they are, unless it ends in white space (then its line is made
+  -- and trimmed) or is painted.
   local parts, right, unpadded = {}, {}, n_columns
   for i, c in ipairs(columns) do right[i] = c.right end
   if right[n_columns] then unpadded = nil end -- the last column is padded only when right-aligned
-  local function emit(texts, line_styles)
+  -- The row whose cells are texts[base + 1 .. base + n_columns], of
+  -- widths[base + ...].
+  local function emit(texts, widths_of, base, line_styles)
     for i = 1, n_columns do
-      local text, room = texts[i], fitted[i]
-      local w = utf8_len(text) or #text
-      if w > room then return emit_wrapped(texts, line_styles) end
-      local padded = i == unpadded and text or right[i] and SPACES[room - w] .. text or text .. SPACES[room - w]
-      parts[i] = color and M.paint(padded, line_styles and line_styles[i], color) or padded
+      if widths_of[base + i] > fitted[i] then
+        return emit_wrapped(table.move(texts, base + 1, base + n_columns, 1, {}), line_styles)
+      end
     end
-    local line = concat(parts, gap, 1, n_columns)
-    local last = byte(line, -1)
-    out[#out + 1] = (last == 32 or (last and last >= 9 and last <= 13)) and trim_end(line) or line
+    local last_text = texts[base + n_columns]
+    local last = byte(last_text, -1)
+    if color or unpadded == nil or not last or last == 32 or (last >= 9 and last <= 13) then
+      for i = 1, n_columns do
+        local text, room, w = texts[base + i], fitted[i], widths_of[base + i]
+        local padded = i == unpadded and text or right[i] and SPACES[room - w] .. text or text .. SPACES[room - w]
+        parts[i] = color and M.paint(padded, line_styles and line_styles[i], color) or padded
+      end
+      local line = concat(parts, gap, 1, n_columns)
+      local end_byte = byte(line, -1)
+      line_of((end_byte == 32 or (end_byte and end_byte >= 9 and end_byte <= 13)) and trim_end(line) or line)
+      return
+    end
+    for i = 1, n_columns - 1 do
+      local text, room = texts[base + i], fitted[i] - widths_of[base + i]
+      if right[i] then
+        out[n + 1], out[n + 2], out[n + 3] = SPACES[room], text, gap
+      else
+        out[n + 1], out[n + 2], out[n + 3] = text, SPACES[room], gap
+      end
+      n = n + 3
+    end
+    line_of(last_text)
   end
-  local titles, title_styles = {}, {}
-  for i, c in ipairs(columns) do titles[i], title_styles[i] = c.title, "bold" end
-  emit(titles, title_styles)
-  for r in ipairs(rows) do emit(cells[r], styles[r]) end
-  return table.concat(out, "\n") .. "\n"
+  local titles, title_widths, title_styles = {}, {}, {}
+  for i, c in ipairs(columns) do titles[i], title_widths[i], title_styles[i] = c.title, text_width(c.title), "bold" end
+  emit(titles, title_widths, 0, title_styles)
+  for r in ipairs(rows) do emit(cells, cell_widths, (r - 1) * n_columns, styles[r]) end
+  return concat(out, "", 1, n)
 end
 
 -- JSON and CSV ------------------------------------------------------------------
