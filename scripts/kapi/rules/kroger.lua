@@ -50,12 +50,34 @@ local plain = words.plain
 
 local function facing(image) return (text(image.facing) or ""):upper() end
 local function is_product(image) return text(image.typeOfInformation) == "PRODUCT_IMAGE" end
-local function product_images(node, only)  -- only: a facing
-  local out = {}
+-- What the image rules read of a node, worked out once for all of them:
+-- its product images in order, the facing of each, and whether a facing
+-- other than FRONT is used twice.
+local function image_view(node)
+  local images, facings, seen, doubled = {}, {}, {}, false
   for _, image in ipairs(array(node.images)) do
-    if type(image) == "table" and is_product(image) and (not only or facing(image) == only) then
-      out[#out + 1] = image
+    if type(image) == "table" and is_product(image) then
+      local f = facing(image)
+      local n = #images + 1
+      images[n], facings[n] = image, f
+      if seen[f] and f ~= "FRONT" and f ~= "" then doubled = true end
+      seen[f] = true
     end
+  end
+  return {images = images, facings = facings, doubled = doubled}
+end
+-- The view of node: kept by a checker (ctx.image_view), made here when a
+-- rule is called on its own.
+local function images_of(node, ctx)
+  local view = ctx and ctx.image_view
+  return view and view(node) or image_view(node)
+end
+local function product_images(node, only, ctx)  -- only: a facing
+  local view = images_of(node, ctx)
+  if not only then return view.images end
+  local out = {}
+  for i, image in ipairs(view.images) do
+    if view.facings[i] == only then out[#out + 1] = image end
   end
   return out
 end
@@ -90,17 +112,32 @@ local function stops(s)
     return at or nil
   end
 end
+-- Bytes by what they are to the sentence reader, as the patterns %s, %u,
+-- %a say (read here byte by byte: a pattern call for each was most of
+-- the time splitting a message took).
+local IS_STOP, IS_CLOSER, IS_UPPER, IS_ALPHA = {}, {}, {}, {}
+for b = 0, 255 do
+  local c = string.char(b)
+  IS_STOP[b], IS_CLOSER[b] = c:find("^[.!?]") ~= nil, c:find("^[\"')]") ~= nil
+  IS_UPPER[b], IS_ALPHA[b] = c:find("^[%u\"']") ~= nil, c:find("^%a") ~= nil
+end
 local function sentences(s)
   local out, start, next_stop = {}, 1, stops(s)
   -- The ends: [.!?]+["')]*%s+, taken left to right as gmatch would. A run
   -- of stops is one end: where it fails, every stop in it fails the same way.
   local stop = next_stop(1)
   while stop do
-    local run_end = s:match("^[.!?]+()", stop)
-    local next_start = s:match("^[\"')]*%s+()", run_end)
-    if next_start then
-      local word = s:sub(math.max(1, stop - 4), stop - 1):match("%a*$"):lower() -- titles are short
-      if s:find("^[%u\"']", next_start) and not TITLES[word] then
+    local i = stop
+    while IS_STOP[byte(s, i)] do i = i + 1 end
+    local run_end = i
+    while IS_CLOSER[byte(s, i)] do i = i + 1 end
+    local spaces_from = i
+    while SPACE[byte(s, i)] do i = i + 1 end
+    local next_start = i > spaces_from and i or nil
+    if next_start and IS_UPPER[byte(s, next_start)] then
+      local j, from = stop - 1, math.max(1, stop - 4) -- titles are short
+      while j >= from and IS_ALPHA[byte(s, j)] do j = j - 1 end
+      if not TITLES[s:sub(j + 1, stop - 1):lower()] then
         out[#out + 1], start = s:sub(start, next_start - 1), next_start
       end
     end
@@ -121,11 +158,31 @@ local function word_before(s, at)
   return s:sub(j + 1, at - 1)
 end
 
+-- The first digit of s at or after init, as a function of init (init only
+-- grows): each digit's next place is looked for once it is passed, by
+-- plain searches, a tenth of the time find(s, "%d", init) takes.
+local DIGITS = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+local function digits(s)
+  local next_at = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0} -- at or after the last init; false: none
+  return function(init)
+    local first
+    for d = 1, 10 do
+      local at = next_at[d]
+      if at and at < init then
+        at = find(s, DIGITS[d], init, true) or false
+        next_at[d] = at
+      end
+      if at and (not first or at < first) then first = at end
+    end
+    return first
+  end
+end
+
 -- Digits standing alone, not part of 32, 1.5, 2,000, 24/7 or a code like B6.
 local function lone_digits(s)
-  local found = {}
+  local found, next_digit = {}, digits(s)
   -- The runs gmatch("()(%d[%d.,/]*)") gives, found from one digit to the next.
-  local from = find(s, "%d")
+  local from = next_digit(1)
   while from do
     local after = s:match("^%d[%d.,/]*()", from)
     local last = after - 1                   -- "3." and "3," end a sentence or a list: one digit
@@ -133,7 +190,7 @@ local function lone_digits(s)
     if last == from and not (from > 1 and find(s, "^%w", from - 1)) and not find(s, "^%a", from + 1) then
       found[#found + 1] = ("%q"):format(word_before(s, from) .. s:match("^%d%s*%S*", from))
     end
-    from = find(s, "%d", after)
+    from = next_digit(after)
   end
   return found
 end
@@ -184,7 +241,9 @@ local END_STOPS = {[46] = true, [33] = true, [63] = true, [59] = true, [58] = tr
 local function message_parts(node, plain, sentences)
   local message = text(node.marketingMessage)
   if not message then return false end
-  local key, bullets, pieces = plain(message), {}, nil -- the message's sentences, once a bullet is in it
+  -- A message is made plain once (no copy is kept of what most likely
+  -- comes once); its bullets and sentences, which repeat, through plain.
+  local key, bullets, pieces = words.plain(message), {}, nil -- the message's sentences, once a bullet is in it
   for i, bullet in ipairs(array(node.featureBenefits)) do
     local b = text(bullet) and plain(bullet)
     if b and not pieces and key:find(b, 1, true) then
@@ -198,6 +257,8 @@ local function message_parts(node, plain, sentences)
   return {key = key, gtin = gtin14(text(node.gtin) or ""), bullets = bullets}
 end
 
+local LOWER_OR_PUNCT = {}
+for b = 0, 255 do LOWER_OR_PUNCT[b] = string.char(b):find("^[%l%p]") ~= nil end
 local function bullet_problems(bullets)
   local problems = {}
   local function say(...) problems[#problems + 1] = (...):format(select(2, ...)) end
@@ -209,7 +270,7 @@ local function bullet_problems(bullets)
     if not b then say("bullet %d is %s", i, type(bullet) == "string" and "empty" or "not text") end
     -- Only a lowercase letter or punctuation first is wrong: digits and
     -- non-ASCII letters cannot be judged for case here.
-    if b and b:find("^[%l%p]") then say("bullet %d %q does not start with a capital", i, b) end
+    if b and LOWER_OR_PUNCT[byte(b)] then say("bullet %d %q does not start with a capital", i, b) end
     if b and END_STOPS[b:byte(-1)] then say("bullet %d %q ends with %q", i, b, b:sub(-1)) end
     local word = b and promotion(b)
     if word then say("bullet %d %q has the promotion word %q", i, b, word) end
@@ -238,8 +299,8 @@ M.list = {
   {id = "KR-IMG-FRONT", severity = "error", after = "republish", on = "consumer",
    attribute = "images", summary = "the consumer unit has exactly one FRONT product image",
    fix = "have exactly one product image facing Front on %s (in the DAM or external, not both)",
-   check = function(node)
-     local fronts = product_images(node, "FRONT")
+   check = function(node, ctx)
+     local fronts = product_images(node, "FRONT", ctx)
      if #fronts == 0 then return the(node) .. " (the consumer unit) has no FRONT product image" end
      if #fronts > 1 then
        return ("%s product images use the facing FRONT (%s)"):format(
@@ -249,16 +310,18 @@ M.list = {
   {id = "KR-IMG-FACING-DUP", severity = "error", after = "republish", on = "consumer",
    attribute = "images", summary = "no facing is used twice among product images",
    fix = "give each product image of %s its own facing (Front, Back, Left, Right, Top, Bottom)",
-   check = function(node)
-     local images, by_facing = product_images(node), {}
-     for _, image in ipairs(images) do     -- grouped once, in order, not a pass per image
-       local f = facing(image)
+   check = function(node, ctx)
+     local view = images_of(node, ctx)
+     if not view.doubled then return nil end
+     local images, facings, by_facing = view.images, view.facings, {}
+     for i, image in ipairs(images) do     -- grouped once, in order, not a pass per image
+       local f = facings[i]
        local same = by_facing[f] or {}
        by_facing[f], same[#same + 1] = same, image
      end
      local doubled, done = {}, {FRONT = true, [""] = true} -- a doubled FRONT: KR-IMG-FRONT's
-     for _, image in ipairs(images) do
-       local f = facing(image)
+     for i in ipairs(images) do
+       local f = facings[i]
        local same = by_facing[f]
        if #same > 1 and not done[f] then
          doubled[#doubled + 1] = ("%s product images use the facing %s (%s)"):format(spell(#same), f, names(same))
@@ -270,8 +333,8 @@ M.list = {
   {id = "KR-IMG-COUNT", severity = "error", after = "republish", on = "consumer",
    attribute = "images", summary = "at most 6 product images",
    fix = "keep at most 6 product images on %s: one Front, the others each a different facing",
-   check = function(node)
-     local n = #product_images(node)
+   check = function(node, ctx)
+     local n = #product_images(node, nil, ctx)
      if n > 6 then
        return ("%s has %d product images; Kroger takes 6 at most"):format(the(node), n)
      end
@@ -362,10 +425,10 @@ M.list = {
   {id = "KR-MSG-LENGTH", severity = "warning", after = "republish", on = "consumer",
    attribute = "marketingMessage", summary = "marketing message 1–3 sentences, 300–400 characters",
    fix = "write the Marketing Message of %s in 1–3 sentences and 300–400 characters",
-   check = function(node)
+   check = function(node, ctx)
      local message = text(node.marketingMessage)
      if not message then return the(node) .. " (the consumer unit) has no marketing message" end
-     local chars, count = utf8.len(message) or #message, #sentences(message)
+     local chars, count = utf8.len(message) or #message, #(ctx and ctx.sentences or sentences)(message)
      if chars < 300 or chars > 400 or count > 3 then
        return ("the marketing message of %s has %d characters in %s sentence%s"):format(
          the(node), chars, spell(count), count == 1 and "" or "s")
@@ -495,6 +558,23 @@ function M.checker(opts)
   if opts ~= nil and type(opts) ~= "table" then errors.usage("rules.checker: opts is not a table") end
   local self = setmetatable({rules = chosen(opts and opts.rules), looked = setmetatable({}, {__mode = "k"}),
                              prepared = setmetatable({}, {__mode = "k"}), plains = {}}, Checker)
+  -- What look runs on a consumer unit and on any other node: the rules
+  -- that judge a node alone, and those that prepare for the run.
+  self.on_consumer, self.on_other, self.judges_alone = {}, {}, {}
+  for i, rule in ipairs(self.rules) do
+    self.judges_alone[i] = alone(rule)
+    if (rule.on == "every" or rule.on == "consumer") and (alone(rule) or rule.prepare) then
+      self.on_consumer[#self.on_consumer + 1] = i
+      if rule.on == "every" then self.on_other[#self.on_other + 1] = i end
+    end
+  end
+  -- The image rules judge one node after the other: the last node's
+  -- view is kept.
+  local last_node, last_view
+  function self.image_view(node)
+    if node ~= last_node then last_node, last_view = node, image_view(node) end
+    return last_view
+  end
   -- Text made plain once a checker: a supplier's items share bullets.
   local plains, sentence_lists = self.plains, {}
   function self.plain(text_)
@@ -516,17 +596,16 @@ end
 --- lists the i that found something, in order.
 function Checker:look(node)
   if type(node) ~= "table" or self.looked[node] then return end
-  local found, hits = {}, {}
+  local found, hits, rules, judges_alone = {}, {}, self.rules, self.judges_alone
   found.hits = hits
-  for i, rule in ipairs(self.rules) do
-    if applies(rule, node, nil) then
-      if alone(rule) then
-        local message, fix, attribute = rule.check(node)
-        found[i] = message and {message, fix, attribute} or false
-        if message then hits[#hits + 1] = i end
-      elseif rule.prepare then
-        rule.prepare(node, self)
-      end
+  for _, i in ipairs(node.isConsumerUnit == true and self.on_consumer or self.on_other) do
+    local rule = rules[i]
+    if judges_alone[i] then
+      local message, fix, attribute = rule.check(node, self)
+      found[i] = message and {message, fix, attribute} or false
+      if message then hits[#hits + 1] = i end
+    else
+      rule.prepare(node, self)
     end
   end
   self.looked[node] = found
@@ -568,7 +647,8 @@ function Checker:check(hierarchies)
   local run = (hierarchies[1] ~= nil or next(hierarchies) == nil) and hierarchies or {hierarchies}
   for _, top in ipairs(run) do
     local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen, plain = self.plain,
-                                               sentences = self.sentences, prepared = self.prepared}
+                                               sentences = self.sentences, prepared = self.prepared,
+                                               image_view = self.image_view}
     for _, node in ipairs(nodes) do
       if node.level == "PALLET" then ctx.pallet = ctx.pallet or node end
     end
