@@ -112,15 +112,19 @@ local function stops(s)
     return at or nil
   end
 end
--- Bytes by what they are to the sentence reader, as the patterns %s, %u,
--- %a say (read here byte by byte: a pattern call for each was most of
--- the time splitting a message took).
-local IS_STOP, IS_CLOSER, IS_UPPER, IS_ALPHA = {}, {}, {}, {}
-for b = 0, 255 do
-  local c = string.char(b)
-  IS_STOP[b], IS_CLOSER[b] = c:find("^[.!?]") ~= nil, c:find("^[\"')]") ~= nil
-  IS_UPPER[b], IS_ALPHA[b] = c:find("^[%u\"']") ~= nil, c:find("^%a") ~= nil
+-- Bytes by what they are to the sentence reader, as the patterns
+-- [.!?], ["')], [%u"'] and %a say in the C locale (read here byte by
+-- byte: a pattern call for each was most of the time splitting a message
+-- took).
+local function bytes_in(ranges)
+  local set = {}
+  for _, r in ipairs(ranges) do
+    for b = r[1], r[2] or r[1] do set[b] = true end
+  end
+  return set
 end
+local IS_STOP, IS_CLOSER = bytes_in {{46}, {33}, {63}}, bytes_in {{34}, {39}, {41}}
+local IS_UPPER, IS_ALPHA = bytes_in {{65, 90}, {34}, {39}}, bytes_in {{65, 90}, {97, 122}}
 local function sentences(s)
   local out, start, next_stop = {}, 1, stops(s)
   -- The ends: [.!?]+["')]*%s+, taken left to right as gmatch would. A run
@@ -257,8 +261,7 @@ local function message_parts(node, plain, sentences)
   return {key = key, gtin = gtin14(text(node.gtin) or ""), bullets = bullets}
 end
 
-local LOWER_OR_PUNCT = {}
-for b = 0, 255 do LOWER_OR_PUNCT[b] = string.char(b):find("^[%l%p]") ~= nil end
+local LOWER_OR_PUNCT = bytes_in {{97, 122}, {33, 47}, {58, 64}, {91, 96}, {123, 126}} -- [%l%p]
 local function bullet_problems(bullets)
   local problems = {}
   local function say(...) problems[#problems + 1] = (...):format(select(2, ...)) end
