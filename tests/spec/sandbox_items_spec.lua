@@ -164,9 +164,10 @@ describe("the QA review when the supplier acts", function()
 end)
 
 describe("the item API", function()
-  it("works a slow answer out when its request comes, and holds it until the delay is up", function()
-    -- As a server across a slow link: requests held together are answered
-    -- together, not each after the others had been worked out.
+  it("works a slow answer out halfway through the delay, and holds it until the delay is up", function()
+    -- As a server across a slow link: the request reaches it halfway, and
+    -- requests held together are answered together, not each after the
+    -- others had been worked out.
     local path = "/items/v1/publications"
     local q = http.encode_query {{"timestamp", os.date("!%Y-%m-%dT%H:%M:%SZ")}}
     local hash = crypto.base64(crypto.hmac_sha256("sandbox-hmac-secret", path .. "?" .. q))
@@ -174,8 +175,10 @@ describe("the item API", function()
     local slow = kapi.spawn(http.request, {method = "POST", url = sb.url .. path .. "?" .. q, raise = false,
                                            json = {gtin = case_gtin(23), recipientGln = QUEUE},
                                            headers = {appid = "kapisbx1", hashcode = hash, ["X-Sandbox-Fault"] = "slow:0.6"}})
-    kapi.sleep(0.2)
-    assert.is_table(publication(23)) -- done already, the answer still held
+    kapi.sleep(0.1)
+    assert.is_nil(publication(23)) -- on its way
+    kapi.sleep(0.35)
+    assert.is_table(publication(23)) -- done, the answer still on its way back
     local res = slow:wait()
     assert.is_true(kapi.now() - started >= 0.6)
     assert.equal(201, res.status)

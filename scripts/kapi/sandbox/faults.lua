@@ -86,14 +86,14 @@ function M.apply(state, req, fault, handle)
   if kind == "5xx" then return server_error(state, req) end
   if kind == "reset" then return {reset = true} end
   if kind == "slow" then
-    -- The answer is worked out when the request comes and held until the
-    -- delay is up, as a server across a slow link answers: the sandbox,
-    -- one thread, would otherwise add its time for each of the requests
-    -- held together to the last one's. It is worked out once the requests
-    -- that came with it are in, each with its own time.
+    -- As across a slow link: the request reaches the server halfway
+    -- through the delay, is answered there, and the answer takes the rest.
+    -- The sandbox, one thread, works out the answers of requests held
+    -- together one after the other: in the middle of the delay, once they
+    -- have all come in, that takes nothing from any request's own time.
     local core, task = require "kapi.core", require "kapi.task"
     local due = core.now() + fault.seconds
-    task.sleep(0)
+    task.sleep(fault.seconds / 2)
     local res = require("kapi.server").encoded(handle(req))
     local left = due - core.now()
     if left > 0 then task.sleep(left) end
