@@ -341,13 +341,16 @@ end
 -- thousand certified items cost no call each. A verdict that did not look
 -- is final, and is kept in settled by publication.
 local function needing_items(records, publications, now, settled)
-  local gtins, seen = {}, {}
+  local gtins, seen, looked = {}, {}, false
+  -- One context for all the records, its queue set for each (a verdict
+  -- keeps nothing of its context).
+  local ctx = setmetatable({now = now}, {__index = function(_, key)
+    if key == "findings" or key == "changed" then looked = true end
+  end})
   for _, pub in ipairs(records) do
     if not seen[pub.gtin] then
-      local looked = false
-      local ctx = setmetatable({now = now, queue = publications[pub.gtin][M.QUEUE]}, {__index = function(_, key)
-        if key == "findings" or key == "changed" then looked = true end
-      end})
+      looked = false
+      ctx.queue = publications[pub.gtin][M.QUEUE]
       local v = M.verdict(pub, ctx)
       if looked then
         seen[pub.gtin] = true
