@@ -54,11 +54,13 @@ local function cell_text(value)
   return tostring(value)
 end
 
-local utf8_len, concat, byte = utf8.len, table.concat, string.byte
+local concat, byte = table.concat, string.byte
 local NO_STYLES = {} -- rows without colour share it: nothing is ever set in it
 
+-- Characters, as utf8.len counts them; bytes for text that is not UTF-8.
+local ascii_length, utf8_len = require("kapi.core.text").ascii_length, utf8.len
 local function text_width(s)
-  return utf8.len(s) or #s
+  return ascii_length(s) or utf8_len(s) or #s
 end
 
 -- Whether what is left of word from byte `at` on is wider than width. A
@@ -199,7 +201,7 @@ function M.render_table(rows, columns, opts)
     for i = 1, n_columns do
       local value = row[keys[i]]
       local text = type(value) == "string" and value or cell_text(value)
-      local w = utf8_len(text) or #text
+      local w = ascii_length(text) or utf8_len(text) or #text
       at = at + 1
       cells[at], cell_widths[at] = text, w
       if w > widths[i] then widths[i] = w end

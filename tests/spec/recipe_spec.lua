@@ -28,6 +28,20 @@ describe("kapi.recipe output", function()
                    .. "GTIN, changed since,\n" .. (" "):rep(36) .. "passes every rule now\n", text)
   end)
 
+  it("measures a cell in characters, in bytes when it is not UTF-8", function()
+    local text = recipe.render_table({{a = "café", b = "x"}, {a = "caf\xe9!", b = "y"}, {a = "ab", b = "z"}},
+                                     {{key = "a", title = "A"}, {key = "b", title = "B"}})
+    assert.equal("A      B\ncafé   x\ncaf\xe9!  y\nab     z\n", text)
+    local ascii_length = require("kapi.core.text").ascii_length
+    math.randomseed(23)
+    for _ = 1, 3000 do
+      local bytes = {}
+      for i = 1, math.random(0, 40) do bytes[i] = string.char(math.random(0, math.random() < 0.9 and 127 or 255)) end
+      local s = table.concat(bytes)
+      assert.equal(not s:find("[\128-\255]") and #s or nil, ascii_length(s), ("%q"):format(s))
+    end
+  end)
+
   it("colours only when asked, and resets after each cell", function()
     local styled = {{key = "verdict", title = "VERDICT", style = function(v) return v == "DONE" and "green" end}}
     assert.matches("\27%[32mDONE\27%[0m", recipe.render_table(rows, styled, {color = true}))
