@@ -36,8 +36,17 @@ local function only(list, keep)
   return out
 end
 
+local function to_kroger(r) return KROGER_GLNS[r.recipientGln] end
+
 local function kroger_only(records)
-  return only(records, function(r) return KROGER_GLNS[r.recipientGln] end)
+  return only(records, to_kroger)
+end
+
+local function any_to_kroger(records)
+  for _, r in ipairs(records) do
+    if to_kroger(r) then return true end
+  end
+  return false
 end
 
 local function by_shard(args, records)
@@ -56,7 +65,7 @@ local function from_api(args, gtins, items, problems, reader)
   local out = {}
   for _, g in ipairs(gtins) do
     local records = found[g]
-    if records and #kroger_only(records) == 0 then
+    if records and not any_to_kroger(records) then
       problems:add(g, "has no publication to a Kroger GLN (publish the top level to 0838016000123)")
     elseif records then
       table.move(records, 1, #records, #out + 1, out)
