@@ -53,15 +53,21 @@ local function is_product(image) return text(image.typeOfInformation) == "PRODUC
 -- What the image rules read of a node, worked out once for all of them:
 -- its product images in order, the facing of each, and whether a facing
 -- other than FRONT is used twice.
+local NO_IMAGES = {images = {}, facings = {}, doubled = false} -- never changed
 local function image_view(node)
-  local images, facings, seen, doubled = {}, {}, {}, false
-  for _, image in ipairs(array(node.images)) do
+  local all = node.images
+  if type(all) ~= "table" or all[1] == nil then return NO_IMAGES end
+  local images, facings, doubled = {}, {}, false
+  for _, image in ipairs(all) do
     if type(image) == "table" and is_product(image) then
       local f = facing(image)
       local n = #images + 1
+      if not doubled and f ~= "FRONT" and f ~= "" then
+        for k = 1, n - 1 do
+          if facings[k] == f then doubled = true; break end
+        end
+      end
       images[n], facings[n] = image, f
-      if seen[f] and f ~= "FRONT" and f ~= "" then doubled = true end
-      seen[f] = true
     end
   end
   return {images = images, facings = facings, doubled = doubled}
@@ -183,10 +189,13 @@ local function digits(s)
 end
 
 -- Digits standing alone, not part of 32, 1.5, 2,000, 24/7 or a code like B6.
+local NONE = {} -- never changed
 local function lone_digits(s)
-  local found, next_digit = {}, digits(s)
+  local next_digit = digits(s)
   -- The runs gmatch("()(%d[%d.,/]*)") gives, found from one digit to the next.
   local from = next_digit(1)
+  if not from then return NONE end
+  local found = {}
   while from do
     local after = s:match("^%d[%d.,/]*()", from)
     local last = after - 1                   -- "3." and "3," end a sentence or a list: one digit
@@ -242,12 +251,13 @@ local END_STOPS = {[46] = true, [33] = true, [63] = true, [59] = true, [58] = tr
 -- KR-MSG-REUSED's view of an item: its message made plain (the key its
 -- copies share), its GTIN, and what its bullets repeat of the message;
 -- false when it has no message.
+local NO_BULLETS = {} -- never changed
 local function message_parts(node, plain, sentences)
   local message = text(node.marketingMessage)
   if not message then return false end
   -- A message is made plain once (no copy is kept of what most likely
   -- comes once); its bullets and sentences, which repeat, through plain.
-  local key, bullets, pieces = words.plain(message), {}, nil -- the message's sentences, once a bullet is in it
+  local key, bullets, pieces = words.plain(message), NO_BULLETS, nil -- the message's sentences, once a bullet is in it
   for i, bullet in ipairs(array(node.featureBenefits)) do
     local b = text(bullet) and plain(bullet)
     if b and not pieces and key:find(b, 1, true) then
@@ -255,6 +265,7 @@ local function message_parts(node, plain, sentences)
       for _, sentence in ipairs(sentences(message)) do pieces[plain(sentence)] = true end
     end
     if b and pieces and pieces[b] then
+      if bullets == NO_BULLETS then bullets = {} end
       bullets[#bullets + 1] = ("bullet %d %q repeats the marketing message"):format(i, bullet)
     end
   end
@@ -262,23 +273,28 @@ local function message_parts(node, plain, sentences)
 end
 
 local LOWER_OR_PUNCT = bytes_in {{97, 122}, {33, 47}, {58, 64}, {91, 96}, {123, 126}} -- [%l%p]
+-- problems (nil: none yet) with one more, made from fmt and its values.
+local function said(problems, fmt, ...)
+  problems = problems or {}
+  problems[#problems + 1] = fmt:format(...)
+  return problems
+end
 local function bullet_problems(bullets)
-  local problems = {}
-  local function say(...) problems[#problems + 1] = (...):format(select(2, ...)) end
+  local problems
   if #bullets < 5 or #bullets > 7 then
-    say("%s feature bullet%s, not 5 to 7", spell(#bullets), #bullets == 1 and "" or "s")
+    problems = said(problems, "%s feature bullet%s, not 5 to 7", spell(#bullets), #bullets == 1 and "" or "s")
   end
   for i, bullet in ipairs(bullets) do
     local b = text(bullet)
-    if not b then say("bullet %d is %s", i, type(bullet) == "string" and "empty" or "not text") end
+    if not b then problems = said(problems, "bullet %d is %s", i, type(bullet) == "string" and "empty" or "not text") end
     -- Only a lowercase letter or punctuation first is wrong: digits and
     -- non-ASCII letters cannot be judged for case here.
-    if b and LOWER_OR_PUNCT[byte(b)] then say("bullet %d %q does not start with a capital", i, b) end
-    if b and END_STOPS[b:byte(-1)] then say("bullet %d %q ends with %q", i, b, b:sub(-1)) end
+    if b and LOWER_OR_PUNCT[byte(b)] then problems = said(problems, "bullet %d %q does not start with a capital", i, b) end
+    if b and END_STOPS[byte(b, -1)] then problems = said(problems, "bullet %d %q ends with %q", i, b, b:sub(-1)) end
     local word = b and promotion(b)
-    if word then say("bullet %d %q has the promotion word %q", i, b, word) end
+    if word then problems = said(problems, "bullet %d %q has the promotion word %q", i, b, word) end
   end
-  return problems[1] and table.concat(problems, "; ")
+  return problems and table.concat(problems, "; ")
 end
 
 -- The rules, in item-format.md's order. `on`: "every" node, the "consumer"
@@ -579,34 +595,39 @@ function M.checker(opts)
     return last_view
   end
   -- Text made plain once a checker: a supplier's items share bullets.
-  local plains, sentence_lists = self.plains, {}
+  local plains = self.plains
   function self.plain(text_)
     local p = plains[text_]
     if not p then p = plain(text_); plains[text_] = p end
     return p
   end
+  -- A message's sentences are asked for by the rules that read it, one
+  -- after the other: the last message's are kept.
+  local last_text, last_list
   function self.sentences(text_)             -- a list not to be changed
-    local list = sentence_lists[text_]
-    if not list then list = sentences(text_); sentence_lists[text_] = list end
-    return list
+    if text_ ~= last_text then last_text, last_list = text_, sentences(text_) end
+    return last_list
   end
   return self
 end
 
 --- What the rules that judge a node alone find in it, kept for check.
---- found[i] is rule i's {message, fix, attribute}, false when it found
---- nothing, nil when it is not such a rule or not on the node; found.hits
---- lists the i that found something, in order.
+--- found[i] is rule i's {message, fix, attribute} when it found something
+--- (nil otherwise); found.hits lists those i, in order. A node with no
+--- finding shares one empty record.
+local NOTHING_FOUND = {hits = {}} -- never changed
 function Checker:look(node)
   if type(node) ~= "table" or self.looked[node] then return end
-  local found, hits, rules, judges_alone = {}, {}, self.rules, self.judges_alone
-  found.hits = hits
+  local found, rules, judges_alone = NOTHING_FOUND, self.rules, self.judges_alone
   for _, i in ipairs(node.isConsumerUnit == true and self.on_consumer or self.on_other) do
     local rule = rules[i]
     if judges_alone[i] then
       local message, fix, attribute = rule.check(node, self)
-      found[i] = message and {message, fix, attribute} or false
-      if message then hits[#hits + 1] = i end
+      if message then
+        if found == NOTHING_FOUND then found = {hits = {}} end
+        found[i] = {message, fix, attribute}
+        found.hits[#found.hits + 1] = i
+      end
     else
       rule.prepare(node, self)
     end
