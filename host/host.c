@@ -8,7 +8,11 @@
 #include <lualib.h>
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -153,6 +157,60 @@ static int search_c(lua_State *L) {
   return 2;
 }
 
+/* --- modules opened ahead ----------------------------------------------
+ * Opening kapi.core.http and kapi.core.crypto maps and relocates libcurl,
+ * OpenSSL and their thirty-odd libraries: 7 ms before a command's first
+ * request. A command about to make requests has them opened on another
+ * thread while it reads its arguments and input; the require that
+ * follows opens them again, which finds them open (or waits on the
+ * loader's lock for the rest). */
+#define AHEAD_MAX 4
+static atomic_int ahead_running;
+static char *ahead_paths[AHEAD_MAX + 1];
+
+static void *open_in_background(void *unused) {
+  (void)unused;
+  for (char **p = ahead_paths; *p; p++) dlopen(*p, RTLD_LAZY | RTLD_LOCAL); /* kept open, as search_c keeps them */
+  atomic_store(&ahead_running, 0);
+  return NULL;
+}
+
+/* core.open_ahead(name, ...): starts opening kapi's own C modules on
+ * another thread, once a process; a failure is left to the require. */
+static int l_open_ahead(lua_State *L) {
+  static int started;
+  if (started) return 0;
+  started = 1;
+  int n = lua_gettop(L), count = 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "kapi.module_dir");
+  size_t dir_len;
+  const char *dir = lua_tolstring(L, -1, &dir_len);
+  for (int i = 1; i <= n && count < AHEAD_MAX && dir; i++) {
+    lua_settop(L, n + 1);
+    lua_pushvalue(L, i);
+    lua_replace(L, 1);
+    const char *path = search_path(L, "cpath");
+    if (path && strncmp(path, dir, dir_len) == 0 && path[dir_len] == '/' && (ahead_paths[count] = strdup(path)))
+      count++;
+  }
+  if (count == 0) return 0;
+  pthread_attr_t attr;
+  pthread_t thread;
+  if (pthread_attr_init(&attr) != 0) return 0;
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  /* Signals (Ctrl-C) stay the main thread's: the opener blocks them all. */
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &before);
+  atomic_store(&ahead_running, 1);
+  if (pthread_create(&thread, &attr, open_in_background, NULL) != 0) atomic_store(&ahead_running, 0);
+  pthread_sigmask(SIG_SETMASK, &before, NULL);
+  pthread_attr_destroy(&attr);
+  return 0;
+}
+
+int kapi_host_opening_ahead(void) { return atomic_load(&ahead_running); }
+
 static void use_compiled_tree(lua_State *L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "searchers");
@@ -195,6 +253,8 @@ void kapi_host_open(lua_State *L) {
   lua_setfield(L, -2, "terminal_size");
   lua_pushcfunction(L, l_loadfile);
   lua_setfield(L, -2, "loadfile");
+  lua_pushcfunction(L, l_open_ahead);
+  lua_setfield(L, -2, "open_ahead");
 }
 
 static int open_core(lua_State *L) {

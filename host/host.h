@@ -17,4 +17,8 @@ void kapi_host_preload(lua_State *L, const char *name, lua_CFunction open);
 /* Adds version, paths and terminal facts to the table on top of L. */
 void kapi_host_open(lua_State *L);
 
+/* Whether modules opened ahead (core.open_ahead) are still being opened:
+ * the process then ends without exit's handlers, which would wait. */
+int kapi_host_opening_ahead(void);
+
 #endif

@@ -181,5 +181,9 @@ int main(int argc, char **argv) {
   code = check_output(code);
   if (h.sched) kapi_sched_free(h.sched);
   kapi_loop_free(h.loop);
+  if (kapi_host_opening_ahead()) { /* nothing is left for exit to do but wait for it */
+    fflush(NULL);
+    _exit(code);
+  }
   return code;
 }

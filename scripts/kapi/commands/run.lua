@@ -95,6 +95,11 @@ function M.run(args)
                            :format(errors.excerpt(target), guess and (" (did you mean '%s'?)"):format(guess) or ""),
                            usage)
   end
+  -- A recipe calls services: libcurl and OpenSSL are opened while it
+  -- reads its arguments and input (not for its --help).
+  if not (rest[1] == "-h" or rest[1] == "--help") then
+    require("kapi.core").open_ahead("kapi.core.crypto", "kapi.core.http")
+  end
   local recipe, err = recipes.load(path)
   if not recipe then error(err, 0) end
   return run_recipe(recipe, target, rest)
