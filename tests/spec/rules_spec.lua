@@ -365,6 +365,20 @@ describe("runs and edge cases", function()
     local first, second = clean(), clean()
     second.gtin = "2" .. CASE:sub(2, 13) .. gtin.check_digit("2" .. CASE:sub(2, 13))
     assert.same({}, rules.check({first, second}))
+    -- With a bullet that repeats its message: that bullet, on each, and no copy.
+    local each = first.children[1]
+    local sentence = each.marketingMessage:match("^(.-%.)%s")
+    each.featureBenefits[1] = sentence
+    second.children[1] = each
+    local looked = rules.checker()
+    for _, node in ipairs {each, first, second} do looked:look(node) end
+    for _, findings in ipairs {rules.check({first, second}), looked:check({first, second})} do
+      local reused = only(findings, "KR-MSG-REUSED")
+      assert.equal(2, #reused)
+      for _, f in ipairs(reused) do
+        assert.equal(("bullet 1 %q repeats the marketing message"):format(sentence), f.message)
+      end
+    end
   end)
 
   it("KR-MSG-REUSED: a message identical up to case, spacing and punctuation", function()

@@ -471,13 +471,14 @@ M.list = {
      local own = ctx.prepared[node]
      if own == nil then own = message_parts(node, ctx.plain, ctx.sentences) end
      if not own then return end
-     local problems, first = {}, ctx.seen[own.key] -- one item in two hierarchies is no copy
-     if first and first ~= own.gtin then
-       problems[1] = "the marketing message is the same as that of " .. first
-     end
+     local first = ctx.seen[own.key] -- one item in two hierarchies is no copy
      ctx.seen[own.key] = first or own.gtin
+     local copied = first and first ~= own.gtin and "the marketing message is the same as that of " .. first or nil
+     if #own.bullets == 0 then return copied end
+     local problems = {}
+     if copied then problems[1] = copied end
      table.move(own.bullets, 1, #own.bullets, #problems + 1, problems)
-     return problems[1] and table.concat(problems, "; ")
+     return table.concat(problems, "; ")
    end,
    -- What needs the item alone, worked out as it comes (the run's other
    -- messages are not known yet).
@@ -669,10 +670,15 @@ function Checker:check(hierarchies)
     if not alone(rule) then contextual[#contextual + 1] = i end
   end
   local run = (hierarchies[1] ~= nil or next(hierarchies) == nil) and hierarchies or {hierarchies}
+  -- One context, one list of nodes and one set of those seen, for every
+  -- hierarchy in turn: a rule keeps nothing of them.
+  local ctx = {seen = seen, plain = self.plain, sentences = self.sentences, prepared = self.prepared,
+               image_view = self.image_view}
+  local nodes, in_nodes = {}, {}
   for _, top in ipairs(run) do
-    local nodes, ctx = nodes_of(top, {}, {}), {top = top, seen = seen, plain = self.plain,
-                                               sentences = self.sentences, prepared = self.prepared,
-                                               image_view = self.image_view}
+    for i = #nodes, 1, -1 do in_nodes[nodes[i]], nodes[i] = nil, nil end
+    nodes_of(top, nodes, in_nodes)
+    ctx.top, ctx.pallet = top, nil
     for _, node in ipairs(nodes) do
       if node.level == "PALLET" then ctx.pallet = ctx.pallet or node end
     end
