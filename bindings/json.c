@@ -467,10 +467,10 @@ static int decode(lua_State *L) {
 
 /* --- skimming ---------------------------------------------------------- */
 
-/* A value passed over: checked as decode checks it, nothing made. A page
- * of 1,000 records is skimmed for its cursor in a tenth of the time its
- * decoding takes, so the next page can be asked for first. */
-
+/* A value passed over (skip_value and its parts): checked as decode
+ * checks it, nothing made. A page of 1,000 records is skimmed for its
+ * cursor in a tenth of the time its decoding takes, so the next page can
+ * be asked for first. */
 static void skip_string(decoder *d) {
   d->p++; /* the opening quote */
   for (;;) {

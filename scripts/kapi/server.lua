@@ -77,7 +77,8 @@ end
 --- A handler's answer with its json already encoded in its body, as it
 --- will be sent: for a handler that holds an answer after working it out.
 function M.encoded(res)
-  if type(res) == "table" and res.json ~= nil then
+  -- Headers that are no table are left for response_of to name.
+  if type(res) == "table" and res.json ~= nil and (res.headers == nil or type(res.headers) == "table") then
     local headers = res.headers or {}
     local has_type = false
     for name in pairs(headers) do
