@@ -1,7 +1,9 @@
-/* The HTTP transport: one libcurl multi handle per process, driven by the
- * host's event loop through curl's socket and timer callbacks. A request
- * suspends its task; the loop wakes it when curl reports the transfer
- * done. Retries, errors, JSON and logging are policy: scripts/kapi/http.lua.
+/* The HTTP transport: one libcurl multi handle per process, which waits in
+ * the host's event loop's stead while transfers are in flight (the loop's
+ * waiter: curl_multi_poll on curl's sockets and the loop's epoll
+ * descriptor, then curl_multi_perform). A request suspends its task; the
+ * loop wakes it when curl reports the transfer done. Retries, errors, JSON
+ * and logging are policy: scripts/kapi/http.lua.
  *
  * Built as a shared module (kapi/core/http.so) so that libcurl and its
  * dependencies are loaded only by scripts that make requests. */
@@ -10,6 +12,7 @@
 #include <lua.h>
 
 #include <curl/curl.h>
+#include <limits.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,13 +96,13 @@ struct http_state {
   CURLM *multi;
   CURLSH *share;               /* the TLS session cache of every handle */
   kapi_loop *loop;
-  kapi_timer timer;
   transfer *pool[MAX_POOLED_HANDLES];
   int pooled;
   transfer *busy;              /* every transfer taken from the pool */
   struct curl_slist *default_headers;
   int in_flight;               /* transfers added to the multi handle */
   uint64_t driven_ns;          /* when curl was last called (drive) */
+  unsigned long wakes;         /* tasks woken, ever */
   int stale_header_pointer;    /* this libcurl has the bug of fresh_handle() */
   int proxy_env;               /* a proxy may be taken from the environment */
   unsigned long handle_copies; /* made by fresh_handle(), for the tests */
@@ -137,7 +140,10 @@ static void buffer_free(buffer *b) {
 static void wake_waiter(transfer *t) {
   kapi_task *w = t->waiter;
   t->waiter = NULL;
-  if (w) kapi_task_wake(w);
+  if (w) {
+    t->http->wakes++;
+    kapi_task_wake(w);
+  }
 }
 
 /* A large body announced by Content-Length gets its room at once, rather
@@ -203,75 +209,50 @@ static void collect_done(http_state *h) {
   }
 }
 
-/* Lets curl act on socket s (or on its due timers, for
- * CURL_SOCKET_TIMEOUT) and wakes the tasks whose transfers finished. */
-static void drive(http_state *h, curl_socket_t s, int flags) {
+/* Lets curl do what is due on every transfer and wakes the tasks whose
+ * transfers finished. */
+static void drive(http_state *h) {
   int running; /* curl's count, not used: kapi counts in_flight itself */
   h->driven_ns = kapi_loop_now_ns();
-  curl_multi_socket_action(h->multi, s, flags, &running);
+  curl_multi_perform(h->multi, &running);
   collect_done(h);
 }
 
-static void on_socket_ready(kapi_watch *w, unsigned events) {
-  int flags = (events & KAPI_READABLE ? CURL_CSELECT_IN : 0) |
-              (events & KAPI_WRITABLE ? CURL_CSELECT_OUT : 0);
-  drive(w->data, w->fd, flags);
+/* The loop's waiter while transfers are in flight. libcurl 7.88 polled, as
+ * curl -Z drives it, does a fan-out in less time than driven through its
+ * socket and timer callbacks, which cost a call into curl, a hash lookup
+ * and often an epoll_ctl per socket event (docs/performance.md). Waiting
+ * on the loop's epoll descriptor too keeps the loop's other watches and
+ * its timers awake meanwhile. */
+static int wait_for_transfers(void *data, int epfd, uint64_t wait_ns, int *loop_ready) {
+  http_state *h = data;
+  struct curl_waitfd loop_fd = {.fd = epfd, .events = CURL_WAIT_POLLIN, .revents = 0};
+  uint64_t ms = wait_ns / 1000000u + (wait_ns % 1000000u != 0);
+  int ready = 0;
+  curl_multi_poll(h->multi, &loop_fd, 1, ms > INT_MAX ? INT_MAX : (int)ms, &ready);
+  *loop_ready = loop_fd.revents != 0;
+  /* With none of its sockets ready and none of its timers due, curl has
+   * nothing to do: not calling it leaves driven_ns telling start_transfer
+   * how long curl has been left alone. */
+  long curl_due_ms = -1;
+  if (ready == *loop_ready && curl_multi_timeout(h->multi, &curl_due_ms) == CURLM_OK &&
+      curl_due_ms != 0)
+    return 0;
+  unsigned long wakes = h->wakes;
+  drive(h);
+  return (int)(h->wakes - wakes);
 }
 
-static void free_watch(kapi_watch *w) { free(w); }
-
-static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
-                     void *socketp) {
-  (void)easy;
-  http_state *h = userp;
-  kapi_watch *w = socketp;
-  if (what == CURL_POLL_REMOVE) {
-    /* Usually a keep-alive connection going idle: park its watch, so that
-     * reusing it does not cost a removal and an addition in the kernel. */
-    if (w) kapi_watch_park(h->loop, w, free_watch);
-    curl_multi_assign(h->multi, s, NULL);
-    return 0;
-  }
-  unsigned events = (what & CURL_POLL_IN ? KAPI_READABLE : 0) |
-                    (what & CURL_POLL_OUT ? KAPI_WRITABLE : 0);
-  if (w) return kapi_watch_update(h->loop, w, events);
-  w = kapi_watch_unpark(h->loop, s, events);
-  if (w) {
-    curl_multi_assign(h->multi, s, w);
-    return 0;
-  }
-  w = calloc(1, sizeof *w);
-  if (!w || kapi_watch_start(h->loop, w, s, events, on_socket_ready, h) < 0) {
-    free(w);
-    return -1;
-  }
-  curl_multi_assign(h->multi, s, w);
-  return 0;
+static size_t transfers_in_flight(void *data) {
+  return (size_t)((http_state *)data)->in_flight;
 }
 
-/* curl opens a socket. A connection can be closed without a word to the
- * socket callback (one dropped while connecting, for instance) after its
- * watch was parked; the new socket may get the same number. */
+/* curl opens a socket: one a child process never inherits. */
 static curl_socket_t on_open_socket(void *userp, curlsocktype purpose,
                                     struct curl_sockaddr *address) {
+  (void)userp;
   (void)purpose;
-  http_state *h = userp;
-  curl_socket_t s = socket(address->family, address->socktype | SOCK_CLOEXEC,
-                           address->protocol);
-  if (s != CURL_SOCKET_BAD) kapi_watch_fd_reused(h->loop, s);
-  return s;
-}
-
-static void on_timer_expired(kapi_timer *timer) {
-  drive(timer->data, CURL_SOCKET_TIMEOUT, 0);
-}
-
-static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
-  (void)multi;
-  http_state *h = userp;
-  if (timeout_ms < 0) kapi_timer_stop(h->loop, &h->timer);
-  else kapi_timer_start(h->loop, &h->timer, (uint64_t)timeout_ms * 1000000u);
-  return 0;
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
 }
 
 /* --- the pool ---------------------------------------------------------- */
@@ -661,7 +642,7 @@ static transfer *start_transfer(lua_State *L, int streaming) {
    * round of their CPU later. A call costs a microsecond, so at most one
    * per STALE_DRIVE_NS is at most 1%. */
   if (h->in_flight == 1 || kapi_loop_now_ns() - h->driven_ns > STALE_DRIVE_NS)
-    drive(h, CURL_SOCKET_TIMEOUT, 0);
+    drive(h);
   return t;
 }
 
@@ -901,10 +882,9 @@ static int l_version(lua_State *L) {
 static int state_gc(lua_State *L) {
   http_state *h = luaL_checkudata(L, 1, STATE_METATABLE);
   if (!h->multi) return 0;
-  kapi_timer_stop(h->loop, &h->timer);
+  kapi_loop_set_waiter(h->loop, NULL, NULL, NULL);
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
-  kapi_watch_evict_parked(h->loop, free_watch);
   while (h->pooled > 0) free_transfer(h->pool[--h->pooled]);
   while (h->busy) { /* normally none: tasks and streams are closed first */
     transfer *t = h->busy;
@@ -997,11 +977,7 @@ static http_state *new_state(lua_State *L) {
   h->stale_header_pointer = curl_version_info(CURLVERSION_NOW)->version_num < 0x080100;
   h->proxy_env = getenv("https_proxy") || getenv("HTTPS_PROXY") || getenv("all_proxy") ||
                  getenv("ALL_PROXY");
-  kapi_timer_init(&h->timer, on_timer_expired, h);
-  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  kapi_loop_set_waiter(h->loop, wait_for_transfers, transfers_in_flight, h);
   curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
   curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);

@@ -180,7 +180,6 @@ static int l_send(lua_State *L) {
   struct sockaddr_in a = loopback_address((int)port);
   c->fd = loopback_socket();
   if (c->fd < 0) return luaL_error(L, "peer.send: socket: %s", strerror(errno));
-  kapi_watch_fd_reused(c->loop, c->fd); /* a watch curl parked on the number is stale */
   if (connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS)
     return luaL_error(L, "peer.send: connect: %s", strerror(errno));
   if (kapi_watch_start(c->loop, &c->watch, c->fd, KAPI_READABLE | KAPI_WRITABLE, on_client_io, c) < 0)
@@ -290,7 +289,6 @@ static void on_accept(kapi_watch *w, unsigned events) {
   for (;;) {
     int fd = accept4(r->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    kapi_watch_fd_reused(r->loop, fd);
     connection *k = calloc(1, sizeof *k);
     if (!k) {
       close(fd);
@@ -351,7 +349,6 @@ static int l_listen(lua_State *L) {
   struct sockaddr_in a = loopback_address(0);
   socklen_t alen = sizeof a;
   r->fd = loopback_socket();
-  if (r->fd >= 0) kapi_watch_fd_reused(r->loop, r->fd);
   if (r->fd < 0 || bind(r->fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(r->fd, 64) < 0 ||
       getsockname(r->fd, (struct sockaddr *)&a, &alen) < 0)
     return luaL_error(L, "peer.listen: %s", strerror(errno));

@@ -1,5 +1,6 @@
 /* The event loop: epoll for descriptors, a binary min-heap for timers, a
- * self-pipe so that a signal wakes a sleeping epoll_wait. */
+ * self-pipe so that a signal wakes a sleeping epoll_wait, and a waiter that
+ * may wait in epoll's stead (libcurl, polled). */
 #define _GNU_SOURCE
 #include "loop.h"
 
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,11 +29,18 @@ struct kapi_loop {
   kapi_watch **by_fd;
   size_t by_fd_len;
   size_t watches;
-  size_t parked;
   kapi_prepare_cb prepare;
   void *prepare_data;
   kapi_idle_cb idle;
   void *idle_data;
+  kapi_wait_cb waiter;
+  kapi_waiter_pending_cb waiter_pending;
+  void *waiter_data;
+  int waiter_woke;             /* what the waiter did, this iteration */
+  /* The waiter sleeps in whole milliseconds: a timerfd in the epoll set,
+   * armed for the next timer, keeps timers to the nanosecond meanwhile. */
+  int timer_fd;
+  uint64_t timer_fd_due;       /* what it is armed for; 0: nothing */
 };
 
 /* Signal state is necessarily global: a signal handler has no other way to
@@ -57,6 +66,7 @@ kapi_loop *kapi_loop_new(void) {
     free(loop);
     return NULL;
   }
+  loop->timer_fd = -1;
   loop->wake_read = pipefd[0];
   loop->wake_write = pipefd[1];
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = loop->wake_read};
@@ -68,6 +78,7 @@ void kapi_loop_free(kapi_loop *loop) {
   if (!loop) return;
   kapi_loop_release_interrupts(loop);
   close(loop->epfd);
+  if (loop->timer_fd >= 0) close(loop->timer_fd);
   close(loop->wake_read);
   close(loop->wake_write);
   free(loop->heap);
@@ -180,19 +191,9 @@ static int index_fd(kapi_loop *loop, int fd) {
   return 0;
 }
 
-static void evict(kapi_loop *loop, kapi_watch *watch) {
-  void (*evicted)(kapi_watch *) = watch->evict;
-  kapi_watch_stop(loop, watch);
-  evicted(watch);
-}
-
 int kapi_watch_start(kapi_loop *loop, kapi_watch *watch, int fd,
                      unsigned events, kapi_watch_cb cb, void *data) {
   watch->fd = -1;
-  watch->evict = NULL;
-  if (fd >= 0 && (size_t)fd < loop->by_fd_len && loop->by_fd[fd] &&
-      loop->by_fd[fd]->evict)
-    evict(loop, loop->by_fd[fd]); /* the descriptor was closed and reused */
   if (fd < 0 || index_fd(loop, fd) < 0 || loop->by_fd[fd]) {
     errno = fd < 0 ? EBADF : loop->by_fd && loop->by_fd[fd] ? EEXIST : ENOMEM;
     return -1;
@@ -216,49 +217,12 @@ int kapi_watch_update(kapi_loop *loop, kapi_watch *watch, unsigned events) {
 
 void kapi_watch_stop(kapi_loop *loop, kapi_watch *watch) {
   if (watch->fd < 0) return;
-  /* The descriptor may already be closed (libcurl closes before telling);
-   * then the kernel has dropped it from the set and ENOENT/EBADF is fine. */
+  /* The descriptor may already be closed; then the kernel has dropped it
+   * from the set and ENOENT/EBADF is fine. */
   epoll_ctl(loop->epfd, EPOLL_CTL_DEL, watch->fd, NULL);
   loop->by_fd[watch->fd] = NULL;
   watch->fd = -1;
   loop->watches--;
-  if (watch->evict) loop->parked--;
-  watch->evict = NULL;
-}
-
-void kapi_watch_park(kapi_loop *loop, kapi_watch *watch,
-                     void (*evicted)(kapi_watch *watch)) {
-  if (watch->evict || watch->fd < 0) return;
-  /* Left registered as it is: any event on a parked descriptor (an idle
-   * connection the peer closed) evicts it, so it never needs changing. */
-  watch->evict = evicted;
-  loop->parked++;
-}
-
-void kapi_watch_evict_parked(kapi_loop *loop, void (*evicted)(kapi_watch *watch)) {
-  for (size_t fd = 0; fd < loop->by_fd_len && loop->parked > 0; fd++) {
-    kapi_watch *w = loop->by_fd[fd];
-    if (w && w->evict == evicted) evict(loop, w);
-  }
-}
-
-kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events) {
-  if (fd < 0 || (size_t)fd >= loop->by_fd_len) return NULL;
-  kapi_watch *w = loop->by_fd[fd];
-  if (!w || !w->evict) return NULL;
-  if (events != w->events && kapi_watch_update(loop, w, events) < 0) { /* closed meanwhile */
-    evict(loop, w);
-    return NULL;
-  }
-  w->evict = NULL;
-  loop->parked--;
-  return w;
-}
-
-void kapi_watch_fd_reused(kapi_loop *loop, int fd) {
-  if (fd < 0 || (size_t)fd >= loop->by_fd_len) return;
-  kapi_watch *w = loop->by_fd[fd];
-  if (w && w->evict) evict(loop, w);
 }
 
 static unsigned kapi_events(uint32_t ev) {
@@ -286,8 +250,20 @@ void kapi_loop_set_idle(kapi_loop *loop, kapi_idle_cb cb, void *data) {
   loop->idle_data = data;
 }
 
+void kapi_loop_set_waiter(kapi_loop *loop, kapi_wait_cb wait, kapi_waiter_pending_cb pending,
+                          void *data) {
+  loop->waiter = wait;
+  loop->waiter_pending = pending;
+  loop->waiter_data = data;
+}
+
+static int waiter_active(const kapi_loop *loop) {
+  return loop->waiter && loop->waiter_pending(loop->waiter_data) > 0;
+}
+
 size_t kapi_loop_pending(const kapi_loop *loop) {
-  return loop->heap_len + loop->watches - loop->parked;
+  size_t waiting = loop->waiter ? loop->waiter_pending(loop->waiter_data) : 0;
+  return loop->heap_len + loop->watches + waiting;
 }
 
 /* How long the loop may sleep, in nanoseconds: until the next timer, at
@@ -314,7 +290,7 @@ static int wait_ms(kapi_loop *loop, int busy, uint64_t max_wait_ns) {
  * nanosecond where epoll_wait rounds up to the millisecond: a timer then
  * fired up to a millisecond late, half of one on average, and a sandbox
  * holding every request 50 ms held each about a millisecond more. */
-static int wait_events(kapi_loop *loop, struct epoll_event *events, uint64_t wait) {
+static int epoll_within(kapi_loop *loop, struct epoll_event *events, uint64_t wait) {
   static int no_pwait2;
   if (!no_pwait2) {
     struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000u), .tv_nsec = (long)(wait % 1000000000u)};
@@ -323,6 +299,41 @@ static int wait_events(kapi_loop *loop, struct epoll_event *events, uint64_t wai
     no_pwait2 = 1; /* a kernel before 5.11 */
   }
   return epoll_wait(loop->epfd, events, MAX_EVENTS, (int)(wait / 1000000u + (wait % 1000000u != 0)));
+}
+
+/* Arms the timerfd for the next timer, if that timer ends the wait. */
+static void arm_timer_fd(kapi_loop *loop, uint64_t wait) {
+  if (loop->heap_len == 0) return;
+  uint64_t due = loop->heap[0]->due_ns;
+  if (due == loop->timer_fd_due || due > kapi_loop_now_ns() + wait) return;
+  if (loop->timer_fd < 0) {
+    loop->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = loop->timer_fd};
+    if (loop->timer_fd < 0) return; /* then timers keep the waiter's milliseconds */
+    epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->timer_fd, &ev);
+  }
+  struct itimerspec at = {.it_value = {.tv_sec = (time_t)(due / 1000000000u),
+                                       .tv_nsec = (long)(due % 1000000000u)}};
+  if (timerfd_settime(loop->timer_fd, TFD_TIMER_ABSTIME, &at, NULL) == 0) loop->timer_fd_due = due;
+}
+
+/* Waits up to wait nanoseconds for the loop's descriptors and, while the
+ * waiter has work, for the waiter's: it then waits in epoll's stead, on its
+ * own descriptors and on the epoll descriptor, and does its work before it
+ * returns. Returns the loop's events read, as epoll_wait. */
+static int wait_events(kapi_loop *loop, struct epoll_event *events, uint64_t wait) {
+  if (!waiter_active(loop)) return epoll_within(loop, events, wait);
+  if (wait > 0) arm_timer_fd(loop, wait);
+  int loop_ready = 0;
+  loop->waiter_woke += loop->waiter(loop->waiter_data, loop->epfd, wait, &loop_ready);
+  return loop_ready ? epoll_wait(loop->epfd, events, MAX_EVENTS, 0) : 0;
+}
+
+static void drain_timer_fd(kapi_loop *loop) {
+  uint64_t expirations;
+  ssize_t unused = read(loop->timer_fd, &expirations, sizeof expirations);
+  (void)unused;
+  loop->timer_fd_due = 0;
 }
 
 /* The loop is about to sleep: lets the idle work run a step at a time
@@ -335,8 +346,8 @@ static int run_idle(kapi_loop *loop, struct epoll_event *events) {
   int first = 1;
   while (loop->idle(loop->idle_data, first)) {
     first = 0;
-    int n = epoll_wait(loop->epfd, events, MAX_EVENTS, 0);
-    if (n != 0 || interrupt_pending || kapi_loop_now_ns() >= stop) return n;
+    int n = wait_events(loop, events, 0);
+    if (n != 0 || loop->waiter_woke || interrupt_pending || kapi_loop_now_ns() >= stop) return n;
   }
   return 0;
 }
@@ -345,32 +356,33 @@ int kapi_loop_run_once(kapi_loop *loop, uint64_t max_wait_ns) {
   int busy = loop->prepare ? loop->prepare(loop, loop->prepare_data) : 0;
   struct epoll_event events[MAX_EVENTS];
   int timeout = wait_ms(loop, busy, max_wait_ns), n = 0, waited = 0;
+  loop->waiter_woke = 0;
   /* Idle work starts only once nothing has come for a while: a fan-out
    * whose answers come every few microseconds is never made to wait for
    * it, one waiting for answers tens of milliseconds away is. */
   if (timeout > KAPI_IDLE_AFTER_MS && loop->idle) {
-    n = epoll_wait(loop->epfd, events, MAX_EVENTS, KAPI_IDLE_AFTER_MS);
-    if (n == 0 && !interrupt_pending) n = run_idle(loop, events);
-    waited = n != 0;
+    n = wait_events(loop, events, KAPI_IDLE_AFTER_MS * UINT64_C(1000000));
+    if (n == 0 && !loop->waiter_woke && !interrupt_pending) n = run_idle(loop, events);
+    waited = n != 0 || loop->waiter_woke;
   }
   if (!waited) n = wait_events(loop, events, wait_ns(loop, busy, max_wait_ns)); /* time may have passed */
   if (n < 0) {
     if (errno != EINTR) return -1;
     n = 0;
   }
-  int dispatched = 0;
+  int dispatched = loop->waiter_woke;
   for (int i = 0; i < n; i++) {
     int fd = events[i].data.fd;
     if (fd == loop->wake_read) {
       drain_wake_pipe(loop);
       continue;
     }
-    kapi_watch *w = (size_t)fd < loop->by_fd_len ? loop->by_fd[fd] : NULL;
-    if (!w) continue; /* stopped by an earlier callback this round */
-    if (w->evict) { /* parked, and now hung up or in error: let it go */
-      evict(loop, w);
+    if (fd == loop->timer_fd) {
+      drain_timer_fd(loop);
       continue;
     }
+    kapi_watch *w = (size_t)fd < loop->by_fd_len ? loop->by_fd[fd] : NULL;
+    if (!w) continue; /* stopped by an earlier callback this round */
     w->cb(w, kapi_events(events[i].events));
     dispatched++;
   }

@@ -31,8 +31,6 @@ struct kapi_watch {
   unsigned events;
   kapi_watch_cb cb;
   void *data;
-  /* Parked: registered but asking for nothing (see kapi_watch_park). */
-  void (*evict)(kapi_watch *watch);
 };
 
 kapi_loop *kapi_loop_new(void);
@@ -52,25 +50,6 @@ int kapi_watch_start(kapi_loop *loop, kapi_watch *watch, int fd,
 int kapi_watch_update(kapi_loop *loop, kapi_watch *watch, unsigned events);
 void kapi_watch_stop(kapi_loop *loop, kapi_watch *watch);
 
-/* Parks a watch: it stays registered as it is, so that taking the same
- * descriptor up again costs no system call (libcurl drops idle keep-alive
- * sockets and takes them back on every request). A parked watch does not
- * count as pending. When any event arrives on it (the peer closed an idle
- * connection) or another watch claims the descriptor, the loop stops it
- * and calls `evict` so that its owner can free it. */
-void kapi_watch_park(kapi_loop *loop, kapi_watch *watch,
-                     void (*evict)(kapi_watch *watch));
-/* Evicts every parked watch whose evict function is `evict` (an owner
- * shutting down). */
-void kapi_watch_evict_parked(kapi_loop *loop, void (*evict)(kapi_watch *watch));
-/* The parked watch on fd, unparked and asking for `events`; NULL if there
- * is none (or it could not be revived). */
-kapi_watch *kapi_watch_unpark(kapi_loop *loop, int fd, unsigned events);
-/* A new descriptor was given the number fd, so a watch parked on that
- * number belonged to one since closed: it is evicted, never to be mistaken
- * for the new one (which the kernel has not been asked to watch). */
-void kapi_watch_fd_reused(kapi_loop *loop, int fd);
-
 void kapi_loop_set_prepare(kapi_loop *loop, kapi_prepare_cb cb, void *data);
 
 /* Work that can wait for a moment the loop would sleep through (the Lua
@@ -84,13 +63,25 @@ typedef int (*kapi_idle_cb)(void *data, int first);
 #define KAPI_IDLE_BUDGET_NS 5000000u
 void kapi_loop_set_idle(kapi_loop *loop, kapi_idle_cb cb, void *data);
 
+/* Something that waits in the loop's stead while it has work: libcurl,
+ * driven as curl_multi_poll and curl_multi_perform drive it, which its
+ * socket callbacks are slower than (bindings/http.c). While pending(data)
+ * is above zero, the loop calls wait(data, epfd, wait_ns, &loop_ready)
+ * where it would wait: it waits up to wait_ns for its own descriptors and
+ * for epfd, the loop's epoll descriptor (setting loop_ready when epfd is
+ * readable), does its own work, and returns how many tasks that woke. */
+typedef int (*kapi_wait_cb)(void *data, int epfd, uint64_t wait_ns, int *loop_ready);
+typedef size_t (*kapi_waiter_pending_cb)(void *data);
+void kapi_loop_set_waiter(kapi_loop *loop, kapi_wait_cb wait, kapi_waiter_pending_cb pending,
+                          void *data);
+
 /* Runs one iteration: prepare, wait for I/O or the next timer (never past
  * max_wait_ns), dispatch. Returns the number of watches and timers
  * dispatched, or -1 when the wait was interrupted by a signal. */
 int kapi_loop_run_once(kapi_loop *loop, uint64_t max_wait_ns);
 
-/* Number of armed timers and started watches: zero means nothing can ever
- * wake the loop again. */
+/* Number of armed timers, started watches and the waiter's pending work:
+ * zero means nothing can ever wake the loop again. */
 size_t kapi_loop_pending(const kapi_loop *loop);
 
 /* SIGINT handling: the handler only sets a flag and wakes the loop; the

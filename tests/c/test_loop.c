@@ -1,9 +1,11 @@
-/* Unit tests of the event loop: timer order, stopping, descriptors. */
+/* Unit tests of the event loop: timer order, stopping, descriptors, idle
+ * work, and a waiter waiting in the loop's stead. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -160,8 +162,8 @@ static void stop_and_free_other(kapi_watch *w, unsigned events) {
   self->other = NULL;
 }
 
-/* libcurl removes sockets from inside callbacks: a watch freed by an
- * earlier callback of the same batch must not be dispatched. */
+/* A callback may stop and free another watch of the same batch: that one
+ * must not be dispatched. */
 static void watches_freed_during_dispatch_are_skipped(void **state) {
   (void)state;
   kapi_loop *loop = kapi_loop_new();
@@ -306,6 +308,75 @@ static void no_idle_work_when_something_is_ready_or_due(void **state) {
   kapi_loop_free(loop);
 }
 
+/* A waiter as libcurl polled is one: it waits in whole milliseconds,
+ * rounded up, on the loop's epoll descriptor (and its own, here none). */
+typedef struct {
+  size_t pending;
+  int calls, woken_by_loop, wakes;
+} waiter_record;
+
+static int poll_in_milliseconds(void *data, int epfd, uint64_t wait_ns, int *loop_ready) {
+  waiter_record *w = data;
+  struct pollfd p = {.fd = epfd, .events = POLLIN};
+  w->calls++;
+  int ready = poll(&p, 1, (int)(wait_ns / MS + (wait_ns % MS != 0)));
+  *loop_ready = ready > 0;
+  w->woken_by_loop += ready > 0;
+  return w->wakes;
+}
+
+static size_t waiter_pending(void *data) { return ((waiter_record *)data)->pending; }
+
+/* With work pending, the waiter waits instead of the loop, and what the
+ * loop's descriptors have is dispatched when it says they are ready. */
+static void a_waiter_waits_for_the_loop_while_it_has_work(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  int fds[2], seen = 0;
+  kapi_watch w;
+  watch_pipe(loop, fds, &w, &seen);
+  waiter_record rec = {.pending = 2};
+  kapi_loop_set_waiter(loop, poll_in_milliseconds, waiter_pending, &rec);
+  assert_int_equal(kapi_loop_pending(loop), 3); /* the watch and the waiter's two */
+  assert_int_equal(write(fds[1], "w", 1), 1);
+  assert_int_equal(kapi_loop_run_once(loop, 1000 * MS), 1);
+  assert_int_equal(seen, 'w');
+  assert_int_equal(rec.calls, 1);
+  rec.wakes = 2; /* what it did counts as dispatched */
+  assert_int_equal(kapi_loop_run_once(loop, 0), 2);
+  rec.pending = 0; /* nothing of its own: the loop waits as usual */
+  int calls = rec.calls;
+  assert_int_equal(write(fds[1], "x", 1), 1);
+  assert_int_equal(kapi_loop_run_once(loop, 1000 * MS), 1);
+  assert_int_equal(seen, 'x');
+  assert_int_equal(rec.calls, calls);
+  kapi_loop_set_waiter(loop, NULL, NULL, NULL);
+  unwatch_pipe(loop, fds, &w);
+  kapi_loop_free(loop);
+}
+
+/* A timer due 2.1 ms away while the waiter waits in milliseconds (3): the
+ * loop's descriptor becomes readable when the timer is due, so the waiter
+ * is woken by it, not by its own timeout 0.9 ms later. */
+static void timers_keep_their_time_while_a_waiter_waits(void **state) {
+  (void)state;
+  kapi_loop *loop = kapi_loop_new();
+  waiter_record rec = {.pending = 1};
+  kapi_loop_set_waiter(loop, poll_in_milliseconds, waiter_pending, &rec);
+  for (int round = 0; round < 3; round++) {
+    int fired = 0;
+    kapi_timer t;
+    kapi_timer_init(&t, on_fired, &fired);
+    kapi_timer_start(loop, &t, 2 * MS + MS / 10);
+    rec.calls = rec.woken_by_loop = 0;
+    while (!fired) kapi_loop_run_once(loop, 1000 * MS);
+    assert_int_equal(rec.calls, 1);
+    assert_int_equal(rec.woken_by_loop, 1);
+  }
+  kapi_loop_set_waiter(loop, NULL, NULL, NULL);
+  kapi_loop_free(loop);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(timers_fire_in_deadline_order),
@@ -319,6 +390,8 @@ int main(void) {
       cmocka_unit_test(idle_work_keeps_to_its_budget_and_the_next_timer),
       cmocka_unit_test(io_arriving_ends_idle_work),
       cmocka_unit_test(no_idle_work_when_something_is_ready_or_due),
+      cmocka_unit_test(a_waiter_waits_for_the_loop_while_it_has_work),
+      cmocka_unit_test(timers_keep_their_time_while_a_waiter_waits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
