@@ -102,7 +102,6 @@ struct http_state {
   struct curl_slist *default_headers;
   int in_flight;               /* transfers added to the multi handle */
   uint64_t driven_ns;          /* when curl was last called (drive) */
-  unsigned long wakes;         /* tasks woken, ever */
   int stale_header_pointer;    /* this libcurl has the bug of fresh_handle() */
   int proxy_env;               /* a proxy may be taken from the environment */
   unsigned long handle_copies; /* made by fresh_handle(), for the tests */
@@ -140,10 +139,7 @@ static void buffer_free(buffer *b) {
 static void wake_waiter(transfer *t) {
   kapi_task *w = t->waiter;
   t->waiter = NULL;
-  if (w) {
-    t->http->wakes++;
-    kapi_task_wake(w);
-  }
+  if (w) kapi_task_wake(w);
 }
 
 /* A large body announced by Content-Length gets its room at once, rather
@@ -234,13 +230,14 @@ static int wait_for_transfers(void *data, int epfd, uint64_t wait_ns, int *loop_
   /* With none of its sockets ready and none of its timers due, curl has
    * nothing to do: not calling it leaves driven_ns telling start_transfer
    * how long curl has been left alone. */
+  int curl_ready = ready - *loop_ready;
   long curl_due_ms = -1;
-  if (ready == *loop_ready && curl_multi_timeout(h->multi, &curl_due_ms) == CURLM_OK &&
-      curl_due_ms != 0)
+  if (curl_ready == 0 && curl_multi_timeout(h->multi, &curl_due_ms) == CURLM_OK && curl_due_ms != 0)
     return 0;
-  unsigned long wakes = h->wakes;
   drive(h);
-  return (int)(h->wakes - wakes);
+  /* Something came, even when no transfer has finished (a body arriving
+   * in pieces): the loop must not take it for a moment to idle in. */
+  return curl_ready > 0 ? curl_ready : 1;
 }
 
 static size_t transfers_in_flight(void *data) {

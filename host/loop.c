@@ -36,7 +36,7 @@ struct kapi_loop {
   kapi_wait_cb waiter;
   kapi_waiter_pending_cb waiter_pending;
   void *waiter_data;
-  int waiter_woke;             /* what the waiter did, this iteration */
+  int waiter_acted;            /* what the waiter did, this iteration */
   /* The waiter sleeps in whole milliseconds: a timerfd in the epoll set,
    * armed for the next timer, keeps timers to the nanosecond meanwhile. */
   int timer_fd;
@@ -325,7 +325,7 @@ static int wait_events(kapi_loop *loop, struct epoll_event *events, uint64_t wai
   if (!waiter_active(loop)) return epoll_within(loop, events, wait);
   if (wait > 0) arm_timer_fd(loop, wait);
   int loop_ready = 0;
-  loop->waiter_woke += loop->waiter(loop->waiter_data, loop->epfd, wait, &loop_ready);
+  loop->waiter_acted += loop->waiter(loop->waiter_data, loop->epfd, wait, &loop_ready);
   return loop_ready ? epoll_wait(loop->epfd, events, MAX_EVENTS, 0) : 0;
 }
 
@@ -347,7 +347,7 @@ static int run_idle(kapi_loop *loop, struct epoll_event *events) {
   while (loop->idle(loop->idle_data, first)) {
     first = 0;
     int n = wait_events(loop, events, 0);
-    if (n != 0 || loop->waiter_woke || interrupt_pending || kapi_loop_now_ns() >= stop) return n;
+    if (n != 0 || loop->waiter_acted || interrupt_pending || kapi_loop_now_ns() >= stop) return n;
   }
   return 0;
 }
@@ -356,21 +356,21 @@ int kapi_loop_run_once(kapi_loop *loop, uint64_t max_wait_ns) {
   int busy = loop->prepare ? loop->prepare(loop, loop->prepare_data) : 0;
   struct epoll_event events[MAX_EVENTS];
   int timeout = wait_ms(loop, busy, max_wait_ns), n = 0, waited = 0;
-  loop->waiter_woke = 0;
+  loop->waiter_acted = 0;
   /* Idle work starts only once nothing has come for a while: a fan-out
    * whose answers come every few microseconds is never made to wait for
    * it, one waiting for answers tens of milliseconds away is. */
   if (timeout > KAPI_IDLE_AFTER_MS && loop->idle) {
     n = wait_events(loop, events, KAPI_IDLE_AFTER_MS * UINT64_C(1000000));
-    if (n == 0 && !loop->waiter_woke && !interrupt_pending) n = run_idle(loop, events);
-    waited = n != 0 || loop->waiter_woke;
+    if (n == 0 && !loop->waiter_acted && !interrupt_pending) n = run_idle(loop, events);
+    waited = n != 0 || loop->waiter_acted;
   }
   if (!waited) n = wait_events(loop, events, wait_ns(loop, busy, max_wait_ns)); /* time may have passed */
   if (n < 0) {
     if (errno != EINTR) return -1;
     n = 0;
   }
-  int dispatched = loop->waiter_woke;
+  int dispatched = loop->waiter_acted;
   for (int i = 0; i < n; i++) {
     int fd = events[i].data.fd;
     if (fd == loop->wake_read) {

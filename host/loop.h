@@ -69,7 +69,9 @@ void kapi_loop_set_idle(kapi_loop *loop, kapi_idle_cb cb, void *data);
  * is above zero, the loop calls wait(data, epfd, wait_ns, &loop_ready)
  * where it would wait: it waits up to wait_ns for its own descriptors and
  * for epfd, the loop's epoll descriptor (setting loop_ready when epfd is
- * readable), does its own work, and returns how many tasks that woke. */
+ * readable), does its own work, and returns how much came: its
+ * descriptors acted on, or 1 for its own timer; 0 when nothing came, which
+ * lets the loop's idle work run as when epoll finds nothing. */
 typedef int (*kapi_wait_cb)(void *data, int epfd, uint64_t wait_ns, int *loop_ready);
 typedef size_t (*kapi_waiter_pending_cb)(void *data);
 void kapi_loop_set_waiter(kapi_loop *loop, kapi_wait_cb wait, kapi_waiter_pending_cb pending,

@@ -41,6 +41,7 @@ struct kapi_sched {
   kapi_task *live;       /* every unfinished task */
   size_t idle_heap_kb;   /* the heap when the collector last ran while idle */
   size_t idle_steps;     /* steps left for this wait */
+  unsigned long idle_steps_taken; /* ever, for the tests */
 };
 
 /* Yielded by a task that is waiting, so that coroutine wrappers between
@@ -403,6 +404,7 @@ static int collect_while_idle(void *data, int first) {
   }
   if (s->idle_steps == 0) return 0;
   s->idle_steps--;
+  s->idle_steps_taken++;
   if (lua_gc(L, LUA_GCSTEP, IDLE_STEP_KB)) s->idle_steps = 0; /* the cycle is done */
   s->idle_heap_kb = (size_t)lua_gc(L, LUA_GCCOUNT);
   return s->idle_steps > 0;
@@ -528,6 +530,13 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* idle_steps() -> how many steps the collector has taken while the loop
+ * had nothing to do. */
+static int l_idle_steps(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)upvalue_sched(L)->idle_steps_taken);
+  return 1;
+}
+
 static int l_running(lua_State *L) {
   kapi_task *t = upvalue_sched(L)->running;
   if (!t) return 0;
@@ -649,7 +658,7 @@ static const luaL_Reg core_functions[] = {
     {"spawn", l_spawn},       {"sleep", l_sleep},
     {"now", l_now},           {"running", l_running},
     {"foreground", l_foreground}, {"drop_wait", l_drop_wait},
-    {"on_unwaited_failure", l_on_unwaited_failure},
+    {"on_unwaited_failure", l_on_unwaited_failure}, {"idle_steps", l_idle_steps},
     {NULL, NULL}};
 
 /* --- setup ------------------------------------------------------------- */
