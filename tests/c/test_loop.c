@@ -312,7 +312,7 @@ static void no_idle_work_when_something_is_ready_or_due(void **state) {
  * rounded up, on the loop's epoll descriptor (and its own, here none). */
 typedef struct {
   size_t pending;
-  int calls, woken_by_loop, wakes;
+  int calls, woken_by_loop, acted;
 } waiter_record;
 
 static int poll_in_milliseconds(void *data, int epfd, uint64_t wait_ns, int *loop_ready) {
@@ -322,7 +322,7 @@ static int poll_in_milliseconds(void *data, int epfd, uint64_t wait_ns, int *loo
   int ready = poll(&p, 1, (int)(wait_ns / MS + (wait_ns % MS != 0)));
   *loop_ready = ready > 0;
   w->woken_by_loop += ready > 0;
-  return w->wakes;
+  return w->acted;
 }
 
 static size_t waiter_pending(void *data) { return ((waiter_record *)data)->pending; }
@@ -342,7 +342,7 @@ static void a_waiter_waits_for_the_loop_while_it_has_work(void **state) {
   assert_int_equal(kapi_loop_run_once(loop, 1000 * MS), 1);
   assert_int_equal(seen, 'w');
   assert_int_equal(rec.calls, 1);
-  rec.wakes = 2; /* what it did counts as dispatched */
+  rec.acted = 2; /* what it did counts as dispatched */
   assert_int_equal(kapi_loop_run_once(loop, 0), 2);
   rec.pending = 0; /* nothing of its own: the loop waits as usual */
   int calls = rec.calls;
